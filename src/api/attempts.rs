@@ -1,0 +1,38 @@
+//! Handlers of `/v1/delivery-attempts`: read-only.
+
+use uuid::Uuid;
+
+use super::errors::ApiError;
+use super::json::{AttemptJson, AttemptList};
+use super::query::Query;
+use super::{Context, Reply};
+use crate::store::attempts::{self, Filter};
+
+/// `GET /v1/delivery-attempts`: newest first, filtered by `webhook_id`, `delivery_id`,
+/// `success` and `created_at.*`.
+pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
+    let mut query = Query::parse(query);
+    let page = query.page();
+    let filter = Filter {
+        webhook_id: query.uuid("webhook_id"),
+        delivery_id: query.uuid("delivery_id"),
+        success: query.boolean("success"),
+        created: query.created(),
+    };
+    query.finish()?;
+    let rows = attempts::list(&mut *ctx.client()?, &filter, page)?;
+    Reply::json(
+        200,
+        &AttemptList {
+            delivery_attempts: rows.iter().map(AttemptJson::from).collect(),
+            limit: page.limit,
+            offset: page.offset,
+        },
+    )
+}
+
+/// `GET /v1/delivery-attempts/{id}`.
+pub fn get(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
+    let attempt = attempts::get(&mut *ctx.client()?, id)?.ok_or(ApiError::AttemptNotFound)?;
+    Reply::json(200, &AttemptJson::from(&attempt))
+}

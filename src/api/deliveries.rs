@@ -1,0 +1,82 @@
+//! Handlers of `/v1/deliveries`: decode, call the store, shape the reply.
+
+use uuid::Uuid;
+
+use super::errors::ApiError;
+use super::json::{self, DeliveryJson, DeliveryList};
+use super::query::Query;
+use super::{Context, Reply};
+use crate::store::deliveries::{self, Filter, RetryOutcome};
+
+/// `GET /v1/deliveries`: newest first, filtered by `webhook_id`, `status` and `created_at.*`.
+pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
+    let mut query = Query::parse(query);
+    let page = query.page();
+    let filter = Filter {
+        webhook_id: query.uuid("webhook_id"),
+        status: query.status(),
+        created: query.created(),
+    };
+    query.finish()?;
+    let rows = deliveries::list(&mut *ctx.client()?, &filter, page)?;
+    Reply::json(
+        200,
+        &DeliveryList {
+            deliveries: rows.iter().map(DeliveryJson::from).collect(),
+            limit: page.limit,
+            offset: page.offset,
+        },
+    )
+}
+
+/// `POST /v1/deliveries`: 201 with the queued delivery; 400 naming `webhook_id` when the webhook
+/// does not exist.
+pub fn create(ctx: &Context, body: &[u8]) -> Result<Reply, ApiError> {
+    let new = json::new_delivery(body)?;
+    let delivery = deliveries::insert(&mut *ctx.client()?, new.webhook_id, new.payload)
+        .map_err(|e| {
+            if e.is_foreign_key_violation() {
+                ApiError::invalid("webhook_id", "webhook does not exist")
+            } else {
+                ApiError::from(e)
+            }
+        })?;
+    log::debug!(
+        "delivery-created delivery_id={} webhook_id={}",
+        delivery.id,
+        delivery.webhook_id
+    );
+    Reply::json(201, &DeliveryJson::from(&delivery))
+}
+
+/// `GET /v1/deliveries/{id}`.
+pub fn get(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
+    let delivery =
+        deliveries::get(&mut *ctx.client()?, id)?.ok_or(ApiError::DeliveryNotFound)?;
+    Reply::json(200, &DeliveryJson::from(&delivery))
+}
+
+/// `DELETE /v1/deliveries/{id}`: 204, or 404 when it did not exist.
+pub fn delete(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
+    if !deliveries::delete(&mut *ctx.client()?, id)? {
+        return Err(ApiError::DeliveryNotFound);
+    }
+    log::info!("delivery-deleted delivery_id={id}");
+    Ok(Reply::no_content())
+}
+
+/// `POST /v1/deliveries/{id}/retry`: a finished delivery goes back to pending, due now, with a
+/// fresh attempt budget; 409 while it is still pending.
+pub fn retry(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
+    match deliveries::retry(&mut *ctx.client()?, id)? {
+        RetryOutcome::Requeued(delivery) => {
+            log::info!(
+                "delivery-requeued delivery_id={id} webhook_id={}",
+                delivery.webhook_id
+            );
+            Reply::json(200, &DeliveryJson::from(&delivery))
+        }
+        RetryOutcome::StillPending => Err(ApiError::DeliveryPending),
+        RetryOutcome::NotFound => Err(ApiError::DeliveryNotFound),
+    }
+}

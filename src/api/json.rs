@@ -1,0 +1,484 @@
+//! Request bodies in, response bodies out: decoding, the validation rules with their messages,
+//! and the response structs whose field order is the wire order of the original.
+//!
+//! Decoding follows the original where it matters to clients: unknown fields are ignored, a
+//! field of the wrong JSON type is a malformed body (code 3), and `null` is the same as absent.
+//! Fields a client may not set (`id`, `status`, `delivery_attempts`, timestamps) are ignored.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::errors::{ApiError, FieldError};
+use crate::model::{Attempt, Delivery, Webhook, WebhookSettings};
+
+/// Upper bounds of the webhook's integers. The original had none below SMALLINT and answered
+/// 500 past it; these are documented in README.md and the OpenAPI document.
+pub const MAX_DELIVERY_ATTEMPTS: i64 = 1000;
+/// At most five minutes per attempt: a dispatcher and its transaction are held that long.
+pub const MAX_ATTEMPT_TIMEOUT_SECS: i64 = 300;
+/// A day.
+pub const MAX_RETRY_MIN_BACKOFF_SECS: i64 = 86_400;
+/// A week.
+pub const MAX_RETRY_MAX_BACKOFF_SECS: i64 = 604_800;
+/// More codes than the 500 valid ones would only be duplicates.
+pub const MAX_STATUS_CODES: usize = 500;
+/// Longest accepted URL (the original's validator's limit).
+pub const MAX_URL_BYTES: usize = 2083;
+/// Longest accepted content type.
+pub const MAX_CONTENT_TYPE_BYTES: usize = 255;
+/// Longest accepted secret token.
+pub const MAX_SECRET_TOKEN_BYTES: usize = 1024;
+
+/// The body of `POST /v1/webhooks` and `PUT /v1/webhooks/{id}`, as decoded.
+#[derive(Debug, Deserialize)]
+struct WebhookBody {
+    name: Option<String>,
+    url: Option<String>,
+    content_type: Option<String>,
+    valid_status_codes: Option<Vec<i64>>,
+    secret_token: Option<String>,
+    active: Option<bool>,
+    max_delivery_attempts: Option<i64>,
+    delivery_attempt_timeout: Option<i64>,
+    retry_min_backoff: Option<i64>,
+    retry_max_backoff: Option<i64>,
+}
+
+/// The body of `POST /v1/deliveries`, as decoded.
+#[derive(Debug, Deserialize)]
+struct DeliveryBody {
+    webhook_id: Option<String>,
+    payload: Option<String>,
+}
+
+/// A valid `POST /v1/deliveries` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// The webhook it is for (existence is checked by the insert).
+    pub webhook_id: Uuid,
+    /// The bytes to POST.
+    pub payload: String,
+}
+
+/// Decodes and validates a webhook body. Omitted `active` means inactive and omitted
+/// `secret_token` means unsigned, on create and on replace alike (the original's semantics).
+pub fn webhook_settings(body: &[u8]) -> Result<WebhookSettings, ApiError> {
+    let body: WebhookBody = serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)?;
+    let mut errors = Vec::new();
+    let name = text(&mut errors, "name", body.name, |name| {
+        (!(3..=255).contains(&name.len())).then_some("the length must be between 3 and 255")
+    });
+    let url = text(&mut errors, "url", body.url, |url| {
+        (url.len() > MAX_URL_BYTES || !is_http_url(url)).then_some("must be a valid URL")
+    });
+    let content_type = text(&mut errors, "content_type", body.content_type, |ct| {
+        if ct.len() > MAX_CONTENT_TYPE_BYTES {
+            Some("the length must be no more than 255")
+        } else if ct.chars().any(|c| c.is_control()) {
+            Some("must be a valid header value")
+        } else {
+            None
+        }
+    });
+    let secret_token = body.secret_token.unwrap_or_default();
+    if secret_token.contains('\0') {
+        errors.push(FieldError::new(
+            "secret_token",
+            "must not contain NUL characters",
+        ));
+    } else if secret_token.len() > MAX_SECRET_TOKEN_BYTES {
+        errors.push(FieldError::new(
+            "secret_token",
+            "the length must be no more than 1024",
+        ));
+    }
+    let valid_status_codes = status_codes(&mut errors, body.valid_status_codes);
+    let max_delivery_attempts = positive(
+        &mut errors,
+        "max_delivery_attempts",
+        body.max_delivery_attempts,
+        MAX_DELIVERY_ATTEMPTS,
+    );
+    let delivery_attempt_timeout = positive(
+        &mut errors,
+        "delivery_attempt_timeout",
+        body.delivery_attempt_timeout,
+        MAX_ATTEMPT_TIMEOUT_SECS,
+    );
+    let retry_min_backoff = positive(
+        &mut errors,
+        "retry_min_backoff",
+        body.retry_min_backoff,
+        MAX_RETRY_MIN_BACKOFF_SECS,
+    );
+    let retry_max_backoff = positive(
+        &mut errors,
+        "retry_max_backoff",
+        body.retry_max_backoff,
+        MAX_RETRY_MAX_BACKOFF_SECS,
+    );
+    if retry_max_backoff < retry_min_backoff
+        && !errors
+            .iter()
+            .any(|e| e.field.starts_with("retry_m") && e.field.ends_with("_backoff"))
+    {
+        errors.push(FieldError::new(
+            "retry_max_backoff",
+            "must be no less than retry_min_backoff",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(WebhookSettings {
+        name,
+        url,
+        content_type,
+        valid_status_codes,
+        secret_token,
+        active: body.active.unwrap_or(false),
+        max_delivery_attempts,
+        delivery_attempt_timeout,
+        retry_min_backoff,
+        retry_max_backoff,
+    })
+}
+
+/// Decodes and validates a delivery body. `webhook_id` must be a UUID v4, as in the original
+/// (every id postmand makes is one); an absent or unparsable one gets the same message.
+pub fn new_delivery(body: &[u8]) -> Result<NewDelivery, ApiError> {
+    let body: DeliveryBody = serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)?;
+    let mut errors = Vec::new();
+    let webhook_id = body
+        .webhook_id
+        .as_deref()
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .filter(|id| id.get_version_num() == 4);
+    if webhook_id.is_none() {
+        errors.push(FieldError::new("webhook_id", "must be a valid UUID v4"));
+    }
+    let payload = body.payload.unwrap_or_default();
+    if payload.contains('\0') {
+        // PostgreSQL text cannot hold NUL; the original answered 500 here.
+        errors.push(FieldError::new("payload", "must not contain NUL characters"));
+    }
+    match webhook_id {
+        Some(webhook_id) if errors.is_empty() => Ok(NewDelivery {
+            webhook_id,
+            payload,
+        }),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+/// A required string: blank when absent or empty, then NUL, then the field's own rule.
+fn text(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<String>,
+    rule: impl Fn(&str) -> Option<&'static str>,
+) -> String {
+    let value = value.unwrap_or_default();
+    let message = if value.is_empty() {
+        Some("cannot be blank")
+    } else if value.contains('\0') {
+        Some("must not contain NUL characters")
+    } else {
+        rule(&value)
+    };
+    if let Some(message) = message {
+        errors.push(FieldError::new(field, message));
+    }
+    value
+}
+
+/// A required integer from 1 to `max`. Zero counts as absent, as in the original.
+fn positive(errors: &mut Vec<FieldError>, field: &str, value: Option<i64>, max: i64) -> i32 {
+    let message = match value.unwrap_or(0) {
+        0 => "cannot be blank".to_string(),
+        n if n < 1 => "must be no less than 1".to_string(),
+        n if n > max => format!("must be no greater than {max}"),
+        // In range 1..=max, and every max fits an i32.
+        n => return n as i32,
+    };
+    errors.push(FieldError::new(field, message));
+    0
+}
+
+fn status_codes(errors: &mut Vec<FieldError>, codes: Option<Vec<i64>>) -> Vec<i32> {
+    let codes = codes.unwrap_or_default();
+    let message = if codes.is_empty() {
+        "cannot be blank"
+    } else if codes.len() > MAX_STATUS_CODES {
+        "must have at most 500 codes"
+    } else if codes.iter().any(|c| !(100..=599).contains(c)) {
+        "each must be between 100 and 599"
+    } else {
+        // Each is in 100..=599, so it fits an i32.
+        return codes.into_iter().map(|c| c as i32).collect();
+    };
+    errors.push(FieldError::new("valid_status_codes", message));
+    Vec::new()
+}
+
+/// `http://` or `https://` (any case), a non-empty host, an optional numeric port, and no
+/// whitespace or control characters anywhere. The original also accepted ftp, ws and scheme-less
+/// URLs that could never be delivered (seed defect 6).
+pub fn is_http_url(url: &str) -> bool {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let lower = url.to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        &url[7..]
+    } else if lower.starts_with("https://") {
+        &url[8..]
+    } else {
+        return false;
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((ip, tail)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => ("v6", tail),
+            _ => return false,
+        },
+        None => match host_port.split_once(':') {
+            Some((host, _)) => (host, &host_port[host.len()..]),
+            None => (host_port, ""),
+        },
+    };
+    let port_ok = match port.strip_prefix(':') {
+        None => port.is_empty(),
+        Some(digits) => digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<u16>().is_ok(),
+    };
+    let host_ok = !host.is_empty()
+        && !host.starts_with('.')
+        && host
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    host_ok && port_ok
+}
+
+/// RFC 3339 in UTC with the fraction's trailing zeros trimmed, as the original printed times
+/// (`2021-03-08T20:41:25.433671Z`, whole seconds without a fraction).
+pub fn format_time(time: &DateTime<Utc>) -> String {
+    let mut text = time.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = time.timestamp_subsec_nanos();
+    if nanos > 0 {
+        let fraction = format!("{nanos:09}");
+        text.push('.');
+        text.push_str(fraction.trim_end_matches('0'));
+    }
+    text.push('Z');
+    text
+}
+
+/// A webhook on the wire.
+#[derive(Debug, Serialize)]
+pub struct WebhookJson<'a> {
+    id: Uuid,
+    name: &'a str,
+    url: &'a str,
+    content_type: &'a str,
+    valid_status_codes: &'a [i32],
+    secret_token: &'a str,
+    active: bool,
+    max_delivery_attempts: i32,
+    delivery_attempt_timeout: i32,
+    retry_min_backoff: i32,
+    retry_max_backoff: i32,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> From<&'a Webhook> for WebhookJson<'a> {
+    fn from(w: &'a Webhook) -> WebhookJson<'a> {
+        let s = &w.settings;
+        WebhookJson {
+            id: w.id,
+            name: &s.name,
+            url: &s.url,
+            content_type: &s.content_type,
+            valid_status_codes: &s.valid_status_codes,
+            secret_token: &s.secret_token,
+            active: s.active,
+            max_delivery_attempts: s.max_delivery_attempts,
+            delivery_attempt_timeout: s.delivery_attempt_timeout,
+            retry_min_backoff: s.retry_min_backoff,
+            retry_max_backoff: s.retry_max_backoff,
+            created_at: format_time(&w.created_at),
+            updated_at: format_time(&w.updated_at),
+        }
+    }
+}
+
+/// A delivery on the wire.
+#[derive(Debug, Serialize)]
+pub struct DeliveryJson<'a> {
+    id: Uuid,
+    webhook_id: Uuid,
+    payload: &'a str,
+    scheduled_at: String,
+    delivery_attempts: i32,
+    status: &'static str,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> From<&'a Delivery> for DeliveryJson<'a> {
+    fn from(d: &'a Delivery) -> DeliveryJson<'a> {
+        DeliveryJson {
+            id: d.id,
+            webhook_id: d.webhook_id,
+            payload: &d.payload,
+            scheduled_at: format_time(&d.scheduled_at),
+            delivery_attempts: d.delivery_attempts,
+            status: d.status.as_str(),
+            created_at: format_time(&d.created_at),
+            updated_at: format_time(&d.updated_at),
+        }
+    }
+}
+
+/// A delivery attempt on the wire.
+#[derive(Debug, Serialize)]
+pub struct AttemptJson<'a> {
+    id: Uuid,
+    webhook_id: Uuid,
+    delivery_id: Uuid,
+    raw_request: &'a str,
+    raw_response: &'a str,
+    response_status_code: i32,
+    execution_duration: i32,
+    success: bool,
+    error: &'a str,
+    created_at: String,
+}
+
+impl<'a> From<&'a Attempt> for AttemptJson<'a> {
+    fn from(a: &'a Attempt) -> AttemptJson<'a> {
+        AttemptJson {
+            id: a.id,
+            webhook_id: a.webhook_id,
+            delivery_id: a.delivery_id,
+            raw_request: &a.raw_request,
+            raw_response: &a.raw_response,
+            response_status_code: a.response_status_code,
+            execution_duration: a.execution_duration,
+            success: a.success,
+            error: &a.error,
+            created_at: format_time(&a.created_at),
+        }
+    }
+}
+
+/// `{"webhooks":[...],"limit":N,"offset":N}`.
+#[derive(Debug, Serialize)]
+pub struct WebhookList<'a> {
+    /// The page.
+    pub webhooks: Vec<WebhookJson<'a>>,
+    /// The limit applied.
+    pub limit: i64,
+    /// The offset applied.
+    pub offset: i64,
+}
+
+/// `{"deliveries":[...],"limit":N,"offset":N}`.
+#[derive(Debug, Serialize)]
+pub struct DeliveryList<'a> {
+    /// The page.
+    pub deliveries: Vec<DeliveryJson<'a>>,
+    /// The limit applied.
+    pub limit: i64,
+    /// The offset applied.
+    pub offset: i64,
+}
+
+/// `{"delivery_attempts":[...],"limit":N,"offset":N}`.
+#[derive(Debug, Serialize)]
+pub struct AttemptList<'a> {
+    /// The page.
+    pub delivery_attempts: Vec<AttemptJson<'a>>,
+    /// The limit applied.
+    pub limit: i64,
+    /// The offset applied.
+    pub offset: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn details(result: Result<WebhookSettings, ApiError>) -> String {
+        result.unwrap_err().details()
+    }
+
+    #[test]
+    fn empty_webhook_lists_the_originals_eight_blank_fields() {
+        assert_eq!(
+            details(webhook_settings(b"{}")),
+            "content_type: cannot be blank; delivery_attempt_timeout: cannot be blank; \
+             max_delivery_attempts: cannot be blank; name: cannot be blank; \
+             retry_max_backoff: cannot be blank; retry_min_backoff: cannot be blank; \
+             url: cannot be blank; valid_status_codes: cannot be blank."
+        );
+    }
+
+    #[test]
+    fn wrong_json_type_is_malformed() {
+        assert_eq!(
+            webhook_settings(br#"{"active":"true"}"#),
+            Err(ApiError::MalformedBody)
+        );
+        assert_eq!(
+            webhook_settings(br#"{"max_delivery_attempts":1.5}"#),
+            Err(ApiError::MalformedBody)
+        );
+        assert_eq!(webhook_settings(b"{} {}"), Err(ApiError::MalformedBody));
+        assert_eq!(
+            new_delivery(br#"{"payload":{"a":1}}"#),
+            Err(ApiError::MalformedBody)
+        );
+    }
+
+    #[test]
+    fn urls_must_be_http_with_a_host() {
+        for good in [
+            "http://localhost:9999",
+            "https://httpbin.org/post",
+            "HTTP://10.0.0.1/x?y=1",
+            "http://user:pw@host.example:8080/p#f",
+            "http://[::1]:8080/",
+        ] {
+            assert!(is_http_url(good), "{good}");
+        }
+        for bad in [
+            "example.com/hook",
+            "ftp://x.com",
+            "ws://x.com",
+            "http://",
+            "http:///path",
+            "http://host:port/",
+            "http://host:99999/",
+            "http://ho st/",
+            "http://.x.com/",
+            "localhost",
+        ] {
+            assert!(!is_http_url(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_trim_trailing_zeros() {
+        let t = DateTime::parse_from_rfc3339("2021-03-08T20:41:25.433670Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(format_time(&t), "2021-03-08T20:41:25.43367Z");
+        let whole = DateTime::parse_from_rfc3339("2021-03-08T20:41:25Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(format_time(&whole), "2021-03-08T20:41:25Z");
+    }
+}

@@ -1,0 +1,254 @@
+//! The REST API server: `POSTMAND_HTTP_THREADS` threads share one tiny_http server, each takes a
+//! request, routes it, checks the body's type and size, runs the handler and writes one reply.
+//!
+//! Every response is JSON (`application/json; charset=utf-8`) with the original's security
+//! headers; every failure is exactly one error object from `errors.rs`. On shutdown each thread
+//! finishes the request it holds and exits; [`ApiServer::stop`] joins them.
+
+mod attempts;
+mod deliveries;
+pub mod errors;
+pub mod json;
+mod query;
+pub mod router;
+mod webhooks;
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use serde::Serialize;
+use tiny_http::{Header, Request, Response};
+
+use crate::config::Config;
+use crate::db::{self, Pool, PooledClient};
+use crate::shutdown::Shutdown;
+use errors::ApiError;
+use router::Route;
+
+/// Headers on every API response (the original's `unrolled/secure` set).
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-XSS-Protection", "1; mode=block"),
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
+];
+
+/// What every handler can reach.
+pub struct Context {
+    /// Connections for handlers; each request checks one out for its statements.
+    pool: Pool,
+    /// `POSTMAND_MAX_BODY_BYTES`.
+    max_body_bytes: usize,
+}
+
+impl Context {
+    /// A pooled connection, or 503 when none frees up in time.
+    fn client(&self) -> Result<PooledClient, ApiError> {
+        Ok(db::checkout(&self.pool)?)
+    }
+}
+
+/// A handler's successful answer.
+pub struct Reply {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    /// `status` with `value` as compact JSON.
+    fn json(status: u16, value: &impl Serialize) -> Result<Reply, ApiError> {
+        let body = serde_json::to_vec(value).map_err(|e| {
+            log::error!("cannot serialise response: {e}");
+            ApiError::Internal
+        })?;
+        Ok(Reply { status, body })
+    }
+
+    /// 204 with an empty body.
+    fn no_content() -> Reply {
+        Reply {
+            status: 204,
+            body: Vec::new(),
+        }
+    }
+}
+
+/// The running API server.
+pub struct ApiServer {
+    server: Arc<tiny_http::Server>,
+    threads: Vec<thread::JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl ApiServer {
+    /// Binds `POSTMAND_BIND_ADDRESS:POSTMAND_HTTP_PORT` and starts the request threads.
+    pub fn start(config: &Config, pool: Pool, shutdown: &Shutdown) -> io::Result<ApiServer> {
+        let bind = SocketAddr::new(config.bind_address, config.http_port);
+        let server = tiny_http::Server::http(bind)
+            .map_err(|e| io::Error::new(io::ErrorKind::AddrInUse, format!("{bind}: {e}")))?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| io::Error::other("API server is not on an IP address"))?;
+        let server = Arc::new(server);
+        let context = Arc::new(Context {
+            pool,
+            max_body_bytes: config.max_body_bytes,
+        });
+        let mut threads = Vec::with_capacity(config.http_threads);
+        for index in 0..config.http_threads {
+            let server = Arc::clone(&server);
+            let context = Arc::clone(&context);
+            let shutdown = shutdown.clone();
+            let thread = thread::Builder::new()
+                .name(format!("api-{index}"))
+                .spawn(move || serve(&server, &context, &shutdown))?;
+            threads.push(thread);
+        }
+        log::info!("http-server-listen-and-serve addr={addr}");
+        Ok(ApiServer {
+            server,
+            threads,
+            addr,
+        })
+    }
+
+    /// Where the server listens (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Lets every thread finish its current request, then joins them.
+    pub fn stop(self) {
+        log::info!("http-server-shutdown-started addr={}", self.addr);
+        for _ in &self.threads {
+            self.server.unblock();
+        }
+        for thread in self.threads {
+            if thread.join().is_err() {
+                log::error!("an API thread panicked");
+            }
+        }
+        log::info!("http-server-shutdown-finished addr={}", self.addr);
+    }
+}
+
+/// One request thread: take, answer, repeat until unblocked at shutdown.
+fn serve(server: &tiny_http::Server, context: &Context, shutdown: &Shutdown) {
+    loop {
+        match server.recv() {
+            Ok(request) => answer(context, request),
+            Err(_) if shutdown.is_requested() => return,
+            Err(e) => log::warn!("http-server-accept-error error={e}"),
+        }
+    }
+}
+
+fn answer(context: &Context, mut request: Request) {
+    let started = Instant::now();
+    let method = request.method().as_str().to_string();
+    let url = request.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let result = router::route(&method, path).and_then(|route| {
+        let body = read_body(&mut request, context.max_body_bytes)?;
+        let reply = handle(context, route, query, &body);
+        if let Err(ApiError::Internal) = &reply {
+            log::error!("api-internal-error route={:?}", route.name());
+        }
+        reply
+    });
+    let (status, body, allow) = match result {
+        Ok(reply) => (reply.status, reply.body, None),
+        Err(error) => {
+            let allow = match &error {
+                ApiError::MethodNotAllowed { allow } => Some(allow.join(", ")),
+                _ => None,
+            };
+            (error.status(), error.body().into_bytes(), allow)
+        }
+    };
+    let mut response = Response::from_data(body).with_status_code(status);
+    response.add_header(header("Content-Type", "application/json; charset=utf-8"));
+    for (name, value) in SECURITY_HEADERS {
+        response.add_header(header(name, value));
+    }
+    if let Some(allow) = allow {
+        response.add_header(header("Allow", &allow));
+    }
+    if let Err(e) = request.respond(response) {
+        log::debug!("http-response-not-sent method={method} url={url} error={e}");
+    }
+    let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        log::warn!("request-completed method={method} url={url} status={status} took_ms={took_ms:.1}");
+    } else {
+        log::debug!("request-completed method={method} url={url} status={status} took_ms={took_ms:.1}");
+    }
+}
+
+fn handle(context: &Context, route: Route, query: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    match route {
+        Route::ListWebhooks => webhooks::list(context, query),
+        Route::CreateWebhook => webhooks::create(context, body),
+        Route::GetWebhook(id) => webhooks::get(context, id),
+        Route::UpdateWebhook(id) => webhooks::update(context, id, body),
+        Route::DeleteWebhook(id) => webhooks::delete(context, id),
+        Route::ListDeliveries => deliveries::list(context, query),
+        Route::CreateDelivery => deliveries::create(context, body),
+        Route::GetDelivery(id) => deliveries::get(context, id),
+        Route::DeleteDelivery(id) => deliveries::delete(context, id),
+        Route::RetryDelivery(id) => deliveries::retry(context, id),
+        Route::ListAttempts => attempts::list(context, query),
+        Route::GetAttempt(id) => attempts::get(context, id),
+    }
+}
+
+/// The request body, after the two gates of every route: a body must be JSON (415 otherwise)
+/// and at most `limit` bytes (413 otherwise, decided from Content-Length before reading when
+/// it is given).
+fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let header_value = |name: &'static str| {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().to_string())
+    };
+    let chunked = header_value("Transfer-Encoding").is_some();
+    let declared = request.body_length();
+    let has_body = chunked || declared.is_some_and(|n| n > 0);
+    if !has_body {
+        return Ok(Vec::new());
+    }
+    // The original cut at ';' after trimming, so "application/json ; charset=utf-8" failed;
+    // we cut first.
+    let content_type = header_value("Content-Type").unwrap_or_default();
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    let read = request
+        .as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body);
+    match read {
+        Ok(_) if body.len() > limit => Err(ApiError::BodyTooLarge { limit }),
+        Ok(_) => Ok(body),
+        // The client went away or sent a broken chunked body: nothing useful can be answered.
+        Err(_) => Err(ApiError::MalformedBody),
+    }
+}
+
+/// A header from two strings known to be valid header text.
+fn header(name: &str, value: &str) -> Header {
+    // This unwrap is OK, because every name and value passed here is ASCII without CR or LF:
+    // constants, the Allow list, and the Content-Type above.
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()
+}

@@ -1,0 +1,132 @@
+//! Command-line arguments: what to do, decided before any configuration or database is touched,
+//! so `--help` and `--version` always work.
+
+use crate::config::SETTINGS;
+
+/// Which parts of the service a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The REST API (and the health server).
+    Api,
+    /// The dispatchers (and the health server).
+    Worker,
+    /// Both, in one process.
+    All,
+}
+
+impl Role {
+    /// Whether this role serves the REST API.
+    pub fn runs_api(self) -> bool {
+        matches!(self, Role::Api | Role::All)
+    }
+
+    /// Whether this role runs dispatchers.
+    pub fn runs_worker(self) -> bool {
+        matches!(self, Role::Worker | Role::All)
+    }
+}
+
+/// What the process was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Serve until SIGINT/SIGTERM.
+    Run(Role),
+    /// Print usage.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// `postmand/<version>`, also the dispatcher's User-Agent.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        [] => Ok(Command::Run(Role::All)),
+        ["-h" | "--help" | "help" | "h", ..] => Ok(Command::Help),
+        ["-V" | "--version" | "version"] => Ok(Command::Version),
+        ["migrate" | "m"] => Ok(Command::Migrate),
+        ["server" | "s"] => Ok(Command::Run(Role::Api)),
+        ["worker" | "w"] => Ok(Command::Run(Role::Worker)),
+        ["--role", role] => parse_role(role),
+        [flag] if flag.starts_with("--role=") => parse_role(&flag["--role=".len()..]),
+        ["--role"] => Err("--role needs a value: api, worker or all".to_string()),
+        other => Err(format!(
+            "unexpected arguments {:?}; see postmand --help",
+            other.join(" ")
+        )),
+    }
+}
+
+fn parse_role(role: &str) -> Result<Command, String> {
+    match role {
+        "api" => Ok(Command::Run(Role::Api)),
+        "worker" => Ok(Command::Run(Role::Worker)),
+        "all" => Ok(Command::Run(Role::All)),
+        other => Err(format!(
+            "unknown role {other:?}: expected api, worker or all"
+        )),
+    }
+}
+
+/// The text of `--help`, with the environment table from `config::SETTINGS`.
+pub fn help() -> String {
+    let mut text = format!(
+        "{VERSION}: webhook delivery on PostgreSQL\n\n\
+         USAGE:\n    \
+         postmand [--role api|worker|all]   serve (default: all)\n    \
+         postmand migrate                   apply database migrations and exit\n    \
+         postmand server | worker           aliases of --role api | --role worker\n    \
+         postmand --help | --version\n\n\
+         ENVIRONMENT (a .env file in the working directory fills in what is unset):\n"
+    );
+    for setting in SETTINGS {
+        let default = if setting.default.is_empty() {
+            String::new()
+        } else {
+            format!(" [default: {}]", setting.default)
+        };
+        text.push_str(&format!("    {}{default}\n        {}\n", setting.name, setting.doc));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(args: &[&str]) -> Result<Command, String> {
+        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn roles_and_aliases() {
+        assert_eq!(parse_str(&[]), Ok(Command::Run(Role::All)));
+        assert_eq!(parse_str(&["--role", "api"]), Ok(Command::Run(Role::Api)));
+        assert_eq!(parse_str(&["--role=worker"]), Ok(Command::Run(Role::Worker)));
+        assert_eq!(parse_str(&["server"]), Ok(Command::Run(Role::Api)));
+        assert_eq!(parse_str(&["worker"]), Ok(Command::Run(Role::Worker)));
+        assert_eq!(parse_str(&["migrate"]), Ok(Command::Migrate));
+        assert_eq!(parse_str(&["--version"]), Ok(Command::Version));
+        assert_eq!(parse_str(&["--help"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn unknown_arguments_are_errors() {
+        assert!(parse_str(&["--role", "cron"]).is_err());
+        assert!(parse_str(&["serve"]).is_err());
+        assert!(parse_str(&["--role"]).is_err());
+    }
+
+    #[test]
+    fn help_lists_every_setting() {
+        let help = help();
+        for setting in SETTINGS {
+            assert!(help.contains(setting.name), "{}", setting.name);
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! Configuration: the one table of environment variables, their defaults and bounds, and the
+//! validation that turns raw strings into a typed [`Config`].
+//!
+//! Two stages, as in ripgrep's low/high args: [`SETTINGS`] lists every variable once (name,
+//! default, documentation), and [`Config::from_lookup`] reads them through any lookup function so
+//! tests need not touch the process environment. A `.env` file in the working directory fills in
+//! variables the real environment does not set (it never overrides one), as in the original.
+//!
+//! Unlike the original, a value that does not parse is an error that names the variable, not a
+//! silent fallback to the default: a typo in a deployment should stop the process, not change it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// One environment variable the service reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// The variable's name.
+    pub name: &'static str,
+    /// The default as the user would write it; empty when the variable is unset by default.
+    pub default: &'static str,
+    /// One line for `--help` and the README's configuration table.
+    pub doc: &'static str,
+}
+
+/// Every variable, in the order `--help` and README.md list them.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "POSTMAND_DATABASE_URL",
+        default: "",
+        doc: "PostgreSQL URL (postgres://user:pass@host:5432/db) or key=value DSN. Required.",
+    },
+    Setting {
+        name: "POSTMAND_DATABASE_MAX_OPEN_CONNS",
+        default: "16",
+        doc: "Connections in the API's pool (1-1000). Dispatchers hold one connection each on top.",
+    },
+    Setting {
+        name: "POSTMAND_POLLING_INTERVAL",
+        default: "1000",
+        doc: "Milliseconds between polls for due deliveries when no wake-up arrives (10-3600000).",
+    },
+    Setting {
+        name: "POSTMAND_HTTP_PORT",
+        default: "8000",
+        doc: "Port of the REST API.",
+    },
+    Setting {
+        name: "POSTMAND_HEALTH_CHECK_HTTP_PORT",
+        default: "8001",
+        doc: "Port of /healthz (every role).",
+    },
+    Setting {
+        name: "POSTMAND_BIND_ADDRESS",
+        default: "0.0.0.0",
+        doc: "IP address both servers listen on.",
+    },
+    Setting {
+        name: "POSTMAND_HTTP_THREADS",
+        default: "8",
+        doc: "Threads serving API requests (1-256).",
+    },
+    Setting {
+        name: "POSTMAND_MAX_BODY_BYTES",
+        default: "1048576",
+        doc: "Largest accepted request body in bytes; larger bodies get 413 (1-67108864).",
+    },
+    Setting {
+        name: "POSTMAND_WORKER_CONCURRENCY",
+        default: "16",
+        doc: "Dispatcher threads per worker process (1-256).",
+    },
+    Setting {
+        name: "POSTMAND_LOG_LEVEL",
+        default: "info",
+        doc: "error, warn, info, debug or trace; RUST_LOG, when set, wins.",
+    },
+];
+
+/// Inclusive bounds for every integer setting, checked in [`Config::from_lookup`].
+const MAX_OPEN_CONNS: (u64, u64) = (1, 1000);
+const POLLING_INTERVAL_MS: (u64, u64) = (10, 3_600_000);
+const PORT: (u64, u64) = (0, 65535);
+const HTTP_THREADS: (u64, u64) = (1, 256);
+const MAX_BODY_BYTES: (u64, u64) = (1, 64 * 1024 * 1024);
+const WORKER_CONCURRENCY: (u64, u64) = (1, 256);
+
+/// The validated configuration of one process.
+#[derive(Clone)]
+pub struct Config {
+    /// `POSTMAND_DATABASE_URL`: where the database is. Required; no default.
+    pub database_url: String,
+    /// `POSTMAND_DATABASE_MAX_OPEN_CONNS`: size of the API's connection pool. Defaults to 16.
+    pub database_max_open_conns: u32,
+    /// `POSTMAND_POLLING_INTERVAL` (ms): fallback poll period of idle dispatchers. Defaults to 1 s.
+    pub polling_interval: Duration,
+    /// `POSTMAND_HTTP_PORT`: API port. Defaults to 8000; 0 picks a free port.
+    pub http_port: u16,
+    /// `POSTMAND_HEALTH_CHECK_HTTP_PORT`: health port. Defaults to 8001; 0 picks a free port.
+    pub health_port: u16,
+    /// `POSTMAND_BIND_ADDRESS`: listening address of both servers. Defaults to 0.0.0.0.
+    pub bind_address: IpAddr,
+    /// `POSTMAND_HTTP_THREADS`: API request threads. Defaults to 8.
+    pub http_threads: usize,
+    /// `POSTMAND_MAX_BODY_BYTES`: request body cap. Defaults to 1 MiB.
+    pub max_body_bytes: usize,
+    /// `POSTMAND_WORKER_CONCURRENCY`: dispatcher threads. Defaults to 16.
+    pub worker_concurrency: usize,
+    /// `POSTMAND_LOG_LEVEL`: the logger's filter. Defaults to `info`.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    /// The defaults of [`SETTINGS`], with an empty database URL.
+    fn default() -> Config {
+        // This unwrap is OK, because every default in SETTINGS is valid (a unit test checks it).
+        Config::from_lookup(|name| (name == "POSTMAND_DATABASE_URL").then(|| String::from("-")))
+            .map(|mut c| {
+                c.database_url.clear();
+                c
+            })
+            .unwrap()
+    }
+}
+
+/// Why the configuration could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A required variable is unset or empty.
+    Missing {
+        /// The variable.
+        name: &'static str,
+    },
+    /// A variable is set to something that does not parse or is out of bounds.
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What was given.
+        value: String,
+        /// What was expected.
+        expected: String,
+    },
+    /// The `.env` file exists but cannot be read or has a line that is not `KEY=value`.
+    DotEnv {
+        /// Which line (1-based), or 0 when the file could not be read at all.
+        line: usize,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Missing { name } => write!(f, "{name} is not set"),
+            Error::Invalid {
+                name,
+                value,
+                expected,
+            } => write!(f, "{name}={value:?} is invalid: expected {expected}"),
+            Error::DotEnv { line: 0, reason } => write!(f, ".env: {reason}"),
+            Error::DotEnv { line, reason } => write!(f, ".env line {line}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Config {
+    /// Reads the process environment, then `.env` in the working directory for what is unset.
+    pub fn from_env() -> Result<Config, Error> {
+        let dotenv = match std::fs::read_to_string(".env") {
+            Ok(text) => parse_dotenv(&text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) => {
+                return Err(Error::DotEnv {
+                    line: 0,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        Config::from_lookup(|name| std::env::var(name).ok().or_else(|| dotenv.get(name).cloned()))
+    }
+
+    /// Builds a configuration from `lookup(name)`, applying defaults and checking every bound.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let raw = |name: &'static str| -> String {
+            match lookup(name) {
+                Some(v) if !v.trim().is_empty() => v.trim().to_string(),
+                _ => default_of(name).to_string(),
+            }
+        };
+        let database_url = raw("POSTMAND_DATABASE_URL");
+        if database_url.is_empty() {
+            return Err(Error::Missing {
+                name: "POSTMAND_DATABASE_URL",
+            });
+        }
+        let bind_value = raw("POSTMAND_BIND_ADDRESS");
+        let bind_address = bind_value.parse().map_err(|_| Error::Invalid {
+            name: "POSTMAND_BIND_ADDRESS",
+            value: bind_value.clone(),
+            expected: "an IP address such as 0.0.0.0 or 127.0.0.1".into(),
+        })?;
+        let log_level = raw("POSTMAND_LOG_LEVEL").to_ascii_lowercase();
+        if !["error", "warn", "info", "debug", "trace", "off"].contains(&log_level.as_str()) {
+            return Err(Error::Invalid {
+                name: "POSTMAND_LOG_LEVEL",
+                value: log_level,
+                expected: "one of error, warn, info, debug, trace, off".into(),
+            });
+        }
+        let int = |name: &'static str, bounds: (u64, u64)| bounded(name, &raw(name), bounds);
+        Ok(Config {
+            database_url,
+            database_max_open_conns: int("POSTMAND_DATABASE_MAX_OPEN_CONNS", MAX_OPEN_CONNS)? as u32,
+            polling_interval: Duration::from_millis(int(
+                "POSTMAND_POLLING_INTERVAL",
+                POLLING_INTERVAL_MS,
+            )?),
+            http_port: int("POSTMAND_HTTP_PORT", PORT)? as u16,
+            health_port: int("POSTMAND_HEALTH_CHECK_HTTP_PORT", PORT)? as u16,
+            bind_address,
+            http_threads: int("POSTMAND_HTTP_THREADS", HTTP_THREADS)? as usize,
+            max_body_bytes: int("POSTMAND_MAX_BODY_BYTES", MAX_BODY_BYTES)? as usize,
+            worker_concurrency: int("POSTMAND_WORKER_CONCURRENCY", WORKER_CONCURRENCY)? as usize,
+            log_level,
+        })
+    }
+
+    /// The database URL with any password replaced, fit for logs and error messages.
+    pub fn redacted_database_url(&self) -> String {
+        redact_url(&self.database_url)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &self.redacted_database_url())
+            .field("database_max_open_conns", &self.database_max_open_conns)
+            .field("polling_interval", &self.polling_interval)
+            .field("http_port", &self.http_port)
+            .field("health_port", &self.health_port)
+            .field("bind_address", &self.bind_address)
+            .field("http_threads", &self.http_threads)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("worker_concurrency", &self.worker_concurrency)
+            .field("log_level", &self.log_level)
+            .finish()
+    }
+}
+
+fn default_of(name: &str) -> &'static str {
+    SETTINGS
+        .iter()
+        .find(|s| s.name == name)
+        .map_or("", |s| s.default)
+}
+
+fn bounded(name: &'static str, value: &str, (min, max): (u64, u64)) -> Result<u64, Error> {
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(Error::Invalid {
+            name,
+            value: value.to_string(),
+            expected: format!("an integer from {min} to {max}"),
+        }),
+    }
+}
+
+/// Replaces the password of a URL-style DSN (`scheme://user:password@host`) or the `password=`
+/// of a key=value DSN with `***`.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        if let Some((userinfo, host)) = authority.rsplit_once('@') {
+            if let Some((user, _password)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}{tail}");
+            }
+        }
+        return url.to_string();
+    }
+    url.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Parses dotenv text: `KEY=value`, optional `export `, `#` comments, single or double quotes.
+fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, Error> {
+    let mut vars = HashMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(Error::DotEnv {
+                line: index + 1,
+                reason: "expected KEY=value".into(),
+            });
+        };
+        let value = value.trim();
+        let value = match value.chars().next() {
+            Some(quote @ ('\'' | '"')) => match value[1..].find(quote) {
+                Some(end) => value[1..1 + end].to_string(),
+                None => {
+                    return Err(Error::DotEnv {
+                        line: index + 1,
+                        reason: "unterminated quote".into(),
+                    });
+                }
+            },
+            _ => value.split(" #").next().unwrap_or("").trim().to_string(),
+        };
+        vars.insert(key.trim().to_string(), value);
+    }
+    Ok(vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented() {
+        let c = Config::default();
+        assert_eq!(c.http_port, 8000);
+        assert_eq!(c.health_port, 8001);
+        assert_eq!(c.polling_interval, Duration::from_millis(1000));
+        assert_eq!(c.worker_concurrency, 16);
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert!(SETTINGS.iter().all(|s| !s.doc.is_empty()));
+    }
+
+    #[test]
+    fn missing_database_url_is_an_error() {
+        assert_eq!(
+            Config::from_lookup(lookup(&[])).unwrap_err(),
+            Error::Missing {
+                name: "POSTMAND_DATABASE_URL"
+            }
+        );
+    }
+
+    #[test]
+    fn unparsable_integer_names_the_variable() {
+        let err = Config::from_lookup(lookup(&[
+            ("POSTMAND_DATABASE_URL", "postgres://x"),
+            ("POSTMAND_HTTP_PORT", "eighty"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "POSTMAND_HTTP_PORT=\"eighty\" is invalid: expected an integer from 0 to 65535"
+        );
+    }
+
+    #[test]
+    fn out_of_range_integer_is_an_error() {
+        let err = Config::from_lookup(lookup(&[
+            ("POSTMAND_DATABASE_URL", "postgres://x"),
+            ("POSTMAND_WORKER_CONCURRENCY", "0"),
+        ]))
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Invalid {
+                name: "POSTMAND_WORKER_CONCURRENCY",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn debug_redacts_the_password() {
+        let c = Config::from_lookup(lookup(&[(
+            "POSTMAND_DATABASE_URL",
+            "postgres://user:s3cret@db:5432/postmand?sslmode=disable",
+        )]))
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://user:***@db:5432/postmand?sslmode=disable"));
+    }
+
+    #[test]
+    fn redact_key_value_dsn() {
+        assert_eq!(
+            redact_url("host=db user=u password=p dbname=x"),
+            "host=db user=u password=*** dbname=x"
+        );
+    }
+
+    #[test]
+    fn dotenv_parses_quotes_comments_and_export() {
+        let vars = parse_dotenv(
+            "# comment\nexport A=1\nB='two # not a comment'\nC=\"three\"\nD=four # comment\n\n",
+        )
+        .unwrap();
+        assert_eq!(vars["A"], "1");
+        assert_eq!(vars["B"], "two # not a comment");
+        assert_eq!(vars["C"], "three");
+        assert_eq!(vars["D"], "four");
+    }
+
+    #[test]
+    fn dotenv_rejects_a_line_without_equals() {
+        assert_eq!(
+            parse_dotenv("A=1\nnonsense\n").unwrap_err(),
+            Error::DotEnv {
+                line: 2,
+                reason: "expected KEY=value".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! The connection pool and what every connection is set up with.
+//!
+//! r2d2 stays in this module: the rest of the crate sees [`Pool`], [`PooledClient`] and
+//! [`Error`]. One pool serves a process; a worker's dispatchers check their connections out of it
+//! for good at start-up, so its size counts them (see `lib.rs`).
+
+pub mod migrate;
+
+use std::fmt;
+use std::time::Duration;
+
+use postgres::NoTls;
+use r2d2_postgres::PostgresConnectionManager;
+
+/// A pool of PostgreSQL connections.
+pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// A connection checked out of a [`Pool`]; it goes back on drop.
+pub type PooledClient = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// How long a caller waits for a free connection before the database counts as unavailable.
+pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A statement running longer than this is cancelled, so a stuck query cannot hold an API
+/// thread or a dispatcher for ever.
+const STATEMENT_TIMEOUT_MS: u32 = 30_000;
+
+/// Why the database could not be reached or set up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// `POSTMAND_DATABASE_URL` does not parse as a URL or key=value DSN.
+    InvalidUrl {
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// No connection could be made (refused, unknown host, bad password, no such database).
+    Unreachable {
+        /// `host:port/dbname` of the attempt, never the password.
+        target: String,
+        /// The driver's message.
+        cause: String,
+    },
+    /// A connection could not be checked out in time (all busy, or the database went away).
+    Checkout(r2d2::Error),
+    /// A migration failed; nothing of it was applied.
+    Migration {
+        /// The migration's version number.
+        version: i64,
+        /// The migration's file name.
+        name: &'static str,
+        /// The database's message.
+        cause: postgres::Error,
+    },
+    /// `schema_migrations` says an earlier migration run (of the original postmand) died midway.
+    Dirty {
+        /// The version marked dirty.
+        version: i64,
+    },
+    /// The migration bookkeeping itself failed.
+    Bookkeeping(postgres::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidUrl { reason } => write!(f, "invalid POSTMAND_DATABASE_URL: {reason}"),
+            Error::Unreachable { target, cause } => {
+                write!(f, "cannot connect to database at {target}: {cause}")
+            }
+            Error::Checkout(e) => write!(f, "no database connection available: {e}"),
+            Error::Migration {
+                version,
+                name,
+                cause,
+            } => write!(
+                f,
+                "migration {version} ({name}) failed: {}",
+                describe(cause)
+            ),
+            Error::Dirty { version } => write!(
+                f,
+                "dirty database version {version}: a previous migration did not finish; fix the \
+                 schema by hand, then set schema_migrations.dirty to false"
+            ),
+            Error::Bookkeeping(e) => write!(f, "schema_migrations: {}", describe(e)),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The most useful text of a driver error: the server's message when there is one.
+pub fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// Parses the URL and names its target for messages (`host:port/dbname`, no password).
+fn parse(url: &str) -> Result<(postgres::Config, String), Error> {
+    let config: postgres::Config = url.parse().map_err(|e: postgres::Error| Error::InvalidUrl {
+        reason: e.to_string(),
+    })?;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|host| match host {
+            postgres::config::Host::Tcp(name) => name.clone(),
+            postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let target = format!(
+        "{}:{}/{}",
+        if hosts.is_empty() {
+            "localhost".to_string()
+        } else {
+            hosts.join(",")
+        },
+        port,
+        config.get_dbname().unwrap_or("")
+    );
+    Ok((config, target))
+}
+
+/// Opens one connection outside any pool (migrations, LISTEN). Fails fast with a message that
+/// names the host and never the password.
+pub fn connect(url: &str, application_name: &str) -> Result<postgres::Client, Error> {
+    let (mut config, target) = parse(url)?;
+    config.application_name(application_name);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config.connect(NoTls).map_err(|e| Error::Unreachable {
+        target,
+        cause: describe(&e),
+    })
+}
+
+/// Sets every pooled connection to UTC and a statement timeout when it is opened.
+#[derive(Debug)]
+struct SessionSettings;
+
+impl r2d2::CustomizeConnection<postgres::Client, postgres::Error> for SessionSettings {
+    fn on_acquire(&self, client: &mut postgres::Client) -> Result<(), postgres::Error> {
+        client.batch_execute(&format!(
+            "SET TIME ZONE 'UTC'; SET statement_timeout = {STATEMENT_TIMEOUT_MS}"
+        ))
+    }
+}
+
+/// Builds a pool of at most `size` connections. One connection is opened first, directly, so an
+/// unreachable database is reported at once with its real cause instead of a pool timeout.
+pub fn pool(url: &str, application_name: &str, size: u32) -> Result<Pool, Error> {
+    drop(connect(url, application_name)?);
+    let (mut config, _) = parse(url)?;
+    config.application_name(application_name);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    let manager = PostgresConnectionManager::new(config, NoTls);
+    r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(0))
+        .connection_timeout(CHECKOUT_TIMEOUT)
+        .connection_customizer(Box::new(SessionSettings))
+        .build(manager)
+        .map_err(Error::Checkout)
+}
+
+/// Checks a connection out of the pool, waiting at most [`CHECKOUT_TIMEOUT`].
+pub fn checkout(pool: &Pool) -> Result<PooledClient, Error> {
+    pool.get().map_err(Error::Checkout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_names_host_port_and_database_but_not_password() {
+        let (_, target) = parse("postgres://u:secret@db.internal:6543/postmand").unwrap();
+        assert_eq!(target, "db.internal:6543/postmand");
+    }
+
+    #[test]
+    fn unparsable_url_is_invalid() {
+        assert!(matches!(
+            parse("postgres://u@h:notaport/x"),
+            Err(Error::InvalidUrl { .. })
+        ));
+    }
+}

@@ -1,0 +1,127 @@
+//! The health server on `POSTMAND_HEALTH_CHECK_HTTP_PORT`, in every role: `GET /healthz` pings
+//! the database and answers `{"success":true}` (200) or `{"success":false}` (500).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use tiny_http::{Header, Response};
+
+use crate::config::Config;
+use crate::db::Pool;
+use crate::shutdown::Shutdown;
+
+/// A ping that takes longer than this counts as a failure, so a probe never hangs.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Threads answering health requests; two, so one slow ping does not block the next probe.
+const THREADS: usize = 2;
+
+/// The running health server.
+pub struct HealthServer {
+    server: Arc<tiny_http::Server>,
+    threads: Vec<thread::JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl HealthServer {
+    /// Binds the health port and starts answering.
+    pub fn start(config: &Config, pool: Pool, shutdown: &Shutdown) -> io::Result<HealthServer> {
+        let bind = SocketAddr::new(config.bind_address, config.health_port);
+        let server = tiny_http::Server::http(bind)
+            .map_err(|e| io::Error::new(io::ErrorKind::AddrInUse, format!("{bind}: {e}")))?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| io::Error::other("health server is not on an IP address"))?;
+        let server = Arc::new(server);
+        let mut threads = Vec::with_capacity(THREADS);
+        for index in 0..THREADS {
+            let server = Arc::clone(&server);
+            let pool = pool.clone();
+            let shutdown = shutdown.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("health-{index}"))
+                    .spawn(move || serve(&server, &pool, &shutdown))?,
+            );
+        }
+        log::info!("health-server-listen-and-serve addr={addr}");
+        Ok(HealthServer {
+            server,
+            threads,
+            addr,
+        })
+    }
+
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Finishes the probes in progress and joins the threads.
+    pub fn stop(self) {
+        for _ in &self.threads {
+            self.server.unblock();
+        }
+        for thread in self.threads {
+            if thread.join().is_err() {
+                log::error!("a health thread panicked");
+            }
+        }
+    }
+}
+
+fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown) {
+    loop {
+        let request = match server.recv() {
+            Ok(request) => request,
+            Err(_) if shutdown.is_requested() => return,
+            Err(e) => {
+                log::warn!("health-server-accept-error error={e}");
+                continue;
+            }
+        };
+        let path = request.url().split('?').next().unwrap_or("");
+        let (status, body) = match (request.method().as_str(), path) {
+            ("GET", "/healthz") => {
+                if ping(pool) {
+                    (200, r#"{"success":true}"#.to_string())
+                } else {
+                    (500, r#"{"success":false}"#.to_string())
+                }
+            }
+            (_, "/healthz") => (
+                405,
+                r#"{"code":12,"message":"method not allowed","details":"allowed: GET"}"#.into(),
+            ),
+            _ => (404, r#"{"code":13,"message":"route not found"}"#.to_string()),
+        };
+        let mut response = Response::from_string(body).with_status_code(status);
+        // This unwrap is OK, because the header is a constant of valid header text.
+        response.add_header(
+            Header::from_bytes("Content-Type", "application/json; charset=utf-8").unwrap(),
+        );
+        if let Err(e) = request.respond(response) {
+            log::debug!("health-response-not-sent error={e}");
+        }
+    }
+}
+
+fn ping(pool: &Pool) -> bool {
+    match pool.get_timeout(PING_TIMEOUT) {
+        Ok(mut client) => match client.simple_query("SELECT 1") {
+            Ok(_) => true,
+            Err(e) => {
+                log::warn!("database-ping-error error={}", crate::db::describe(&e));
+                false
+            }
+        },
+        Err(e) => {
+            log::warn!("database-ping-error error={e}");
+            false
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! postmand: webhook delivery on PostgreSQL, a drop-in successor of the Go postmand.
+//!
+//! Clients register **webhooks** and submit **deliveries** through the REST API (`api`); worker
+//! dispatchers POST each delivery to its webhook until it is accepted or its attempts run out,
+//! recording every **attempt** (`dispatch`). All state is in PostgreSQL (`store`, `db`).
+//!
+//! # Guarantees
+//! A delivery is claimed, sent and recorded inside one database transaction, so a crash at any
+//! point leaves it pending with its attempt count unchanged: at-least-once delivery.
+//!
+//! # Log levels
+//! - `error`: a bug or a failure that loses a capability (a thread panicked, a migration failed).
+//! - `warn`: the database or a port misbehaves; the process carries on or retries.
+//! - `info`: one line per lifecycle event (start, stop, migration) and per webhook change.
+//! - `debug`: one line per API request and per delivery created.
+//!
+//! Secrets (the database password, secret tokens) and payloads never reach a log line.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod model;
+pub mod shutdown;
+pub mod store;
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use api::ApiServer;
+use cli::{Command, Role};
+use config::Config;
+use health::HealthServer;
+use shutdown::Shutdown;
+
+/// Why the process could not start or run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database is unreachable, misconfigured or could not be migrated.
+    Db(db::Error),
+    /// The schema is older than this binary needs.
+    SchemaOutdated {
+        /// The database's version.
+        found: i64,
+        /// The version this binary needs.
+        needed: i64,
+    },
+    /// A port could not be bound.
+    Bind {
+        /// Which server.
+        server: &'static str,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A thread or the signal handler could not be started.
+    Spawn(std::io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Db(e) => e.fmt(f),
+            Error::SchemaOutdated { found, needed } => write!(
+                f,
+                "database schema is at version {found}, this binary needs {needed}: \
+                 run `postmand migrate` first"
+            ),
+            Error::Bind { server, source } => write!(f, "cannot listen for the {server}: {source}"),
+            Error::Spawn(e) => write!(f, "cannot start a thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<db::Error> for Error {
+    fn from(e: db::Error) -> Error {
+        Error::Db(e)
+    }
+}
+
+/// Runs a command to completion: a migration, or serving until SIGINT/SIGTERM.
+pub fn run(command: Command, config: &Config) -> Result<(), Error> {
+    match command {
+        Command::Migrate => migrate(config).map(|_| ()),
+        Command::Run(role) => {
+            let shutdown = Shutdown::new();
+            let _signals = shutdown.listen_for_signals().map_err(Error::Spawn)?;
+            let running = start(role, config, &shutdown)?;
+            shutdown.wait();
+            running.stop();
+            Ok(())
+        }
+        Command::Help | Command::Version => Ok(()),
+    }
+}
+
+/// Applies pending migrations.
+pub fn migrate(config: &Config) -> Result<db::migrate::Report, Error> {
+    log::info!(
+        "migration-started database={}",
+        config.redacted_database_url()
+    );
+    let mut client = db::connect(&config.database_url, "postmand-migrate")?;
+    let report = db::migrate::run(&mut client)?;
+    log::info!(
+        "migration-finished from_version={} to_version={}",
+        report.from,
+        report.to
+    );
+    Ok(report)
+}
+
+/// The servers and threads of a running process.
+pub struct Running {
+    api: Option<ApiServer>,
+    health: HealthServer,
+}
+
+impl Running {
+    /// The API's address, when this role serves it.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(ApiServer::addr)
+    }
+
+    /// The health server's address.
+    pub fn health_addr(&self) -> SocketAddr {
+        self.health.addr()
+    }
+
+    /// Stops everything gracefully: in-flight requests finish first.
+    pub fn stop(self) {
+        if let Some(api) = self.api {
+            api.stop();
+        }
+        self.health.stop();
+    }
+}
+
+/// Starts the servers and threads of `role`. They run until `shutdown` is requested and
+/// [`Running::stop`] is called.
+pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running, Error> {
+    let mut size = 1;
+    if role.runs_api() {
+        size += config.database_max_open_conns;
+    }
+    let pool = db::pool(&config.database_url, "postmand", size)?;
+    check_schema(&pool)?;
+    let health = HealthServer::start(config, pool.clone(), shutdown).map_err(|source| {
+        Error::Bind {
+            server: "health server",
+            source,
+        }
+    })?;
+    let api = if role.runs_api() {
+        Some(
+            ApiServer::start(config, pool.clone(), shutdown).map_err(|source| Error::Bind {
+                server: "API",
+                source,
+            })?,
+        )
+    } else {
+        None
+    };
+    Ok(Running { api, health })
+}
+
+fn check_schema(pool: &db::Pool) -> Result<(), Error> {
+    let needed = db::migrate::latest_version();
+    let mut client = db::checkout(pool)?;
+    let found = db::migrate::current_version(&mut *client)?;
+    if found < needed {
+        return Err(Error::SchemaOutdated { found, needed });
+    }
+    Ok(())
+}

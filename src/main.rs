@@ -1,0 +1,36 @@
+//! The `postmand` binary: parse arguments, read configuration, start the logger, run.
+
+use std::process::ExitCode;
+
+use postmand::cli::{self, Command};
+use postmand::config::Config;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match cli::parse(&args) {
+        Ok(Command::Help) => return print(&cli::help()),
+        Ok(Command::Version) => return print(cli::VERSION),
+        Ok(command) => command,
+        Err(message) => return fail(&message, 2),
+    };
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => return fail(&format!("configuration: {e}"), 2),
+    };
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log_level.clone());
+    env_logger::Builder::new().parse_filters(&filter).init();
+    match postmand::run(command, &config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string(), 1),
+    }
+}
+
+fn print(text: &str) -> ExitCode {
+    println!("{text}");
+    ExitCode::SUCCESS
+}
+
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("postmand: {message}");
+    ExitCode::from(code)
+}

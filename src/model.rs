@@ -1,0 +1,171 @@
+//! The three entities as plain data: what a row holds, with no I/O and no wire format.
+//!
+//! The API's JSON shapes live in `api::json`; the SQL that reads and writes these rows lives in
+//! `store`. Both convert to and from the types here, so a field is named once.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// Where a delivery is in its life. The `deliveries_status_check` constraint enforces the same set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt at `scheduled_at`. Set by create or retry; left only by a
+    /// dispatcher's commit; a crash mid-attempt leaves it pending with its attempt count unchanged.
+    Pending,
+    /// An attempt got a status code in `valid_status_codes`. Set by a dispatcher's commit; left
+    /// only by the retry endpoint.
+    Succeeded,
+    /// The attempts reached `max_delivery_attempts` without success. Set by a dispatcher's
+    /// commit; left only by the retry endpoint.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// Every status, in the order metrics list them.
+    pub const ALL: [DeliveryStatus; 3] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Succeeded,
+        DeliveryStatus::Failed,
+    ];
+
+    /// The name stored in the `status` column and shown in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text was not one of `pending`, `succeeded`, `failed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownStatus(pub String);
+
+impl fmt::Display for UnknownStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown delivery status {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownStatus {}
+
+impl FromStr for DeliveryStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<DeliveryStatus, UnknownStatus> {
+        DeliveryStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_string()))
+    }
+}
+
+/// The settings a client gives for a webhook, on create and on (full-replacement) update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// A label, 3-255 bytes. Not unique.
+    pub name: String,
+    /// Where deliveries are POSTed: http or https with a host.
+    pub url: String,
+    /// Sent verbatim as the request's `Content-Type`.
+    pub content_type: String,
+    /// Response status codes that count as delivered.
+    pub valid_status_codes: Vec<i32>,
+    /// HMAC key of the signature headers; empty means unsigned.
+    pub secret_token: String,
+    /// Inactive webhooks keep their deliveries pending until reactivated.
+    pub active: bool,
+    /// Attempts after which a delivery is failed.
+    pub max_delivery_attempts: i32,
+    /// Seconds one attempt may take, connect to last body byte.
+    pub delivery_attempt_timeout: i32,
+    /// Seconds before the first retry; doubles per failure.
+    pub retry_min_backoff: i32,
+    /// Seconds the retry delay never exceeds.
+    pub retry_max_backoff: i32,
+}
+
+/// A stored webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// Primary key.
+    pub id: Uuid,
+    /// What the client configured.
+    pub settings: WebhookSettings,
+    /// When it was created (database clock).
+    pub created_at: DateTime<Utc>,
+    /// When it was last replaced (database clock).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A stored delivery: one payload for one webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Primary key.
+    pub id: Uuid,
+    /// The webhook it goes to.
+    pub webhook_id: Uuid,
+    /// The exact body to POST.
+    pub payload: String,
+    /// When it is next due (database clock).
+    pub scheduled_at: DateTime<Utc>,
+    /// Attempts made so far.
+    pub delivery_attempts: i32,
+    /// See [`DeliveryStatus`].
+    pub status: DeliveryStatus,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A stored delivery attempt: one HTTP exchange, or one failure to have one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Primary key.
+    pub id: Uuid,
+    /// The webhook of the delivery.
+    pub webhook_id: Uuid,
+    /// The delivery tried.
+    pub delivery_id: Uuid,
+    /// The request as sent: request line, headers, blank line, body (sanitised, capped).
+    pub raw_request: String,
+    /// The response as received, same shape; empty when there was no response.
+    pub raw_response: String,
+    /// The response's status code; 0 when there was no response.
+    pub response_status_code: i32,
+    /// Milliseconds from sending to the response headers.
+    pub execution_duration: i32,
+    /// Whether the status code was one of the webhook's valid ones.
+    pub success: bool,
+    /// Transport failure text (`Post "<url>": <cause>`), empty when a response arrived.
+    pub error: String,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_through_text() {
+        for status in DeliveryStatus::ALL {
+            assert_eq!(status.as_str().parse::<DeliveryStatus>(), Ok(status));
+        }
+        assert_eq!(
+            "done".parse::<DeliveryStatus>(),
+            Err(UnknownStatus("done".into()))
+        );
+    }
+}

@@ -1,0 +1,83 @@
+//! Every statement that reads `delivery_attempts`. Attempts are written by the dispatcher's
+//! record statement in `deliveries.rs`, together with the delivery's new state.
+
+use postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use super::{CreatedRange, Error, Page};
+use crate::model::Attempt;
+
+/// One attempt by id; columns in the order [`from_row`] reads them.
+const GET: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response, \
+    response_status_code, execution_duration, success, error, created_at \
+    FROM delivery_attempts WHERE id = $1";
+
+/// Newest first, ties broken by id. A NULL filter parameter means "no filter".
+const LIST: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response, \
+    response_status_code, execution_duration, success, error, created_at \
+    FROM delivery_attempts \
+    WHERE ($1::uuid IS NULL OR webhook_id = $1) \
+    AND ($2::uuid IS NULL OR delivery_id = $2) \
+    AND ($3::boolean IS NULL OR success = $3) \
+    AND ($4::timestamptz IS NULL OR created_at > $4) \
+    AND ($5::timestamptz IS NULL OR created_at >= $5) \
+    AND ($6::timestamptz IS NULL OR created_at < $6) \
+    AND ($7::timestamptz IS NULL OR created_at <= $7) \
+    ORDER BY created_at DESC, id DESC LIMIT $8 OFFSET $9";
+
+/// Filters of the attempt list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only attempts for this webhook.
+    pub webhook_id: Option<Uuid>,
+    /// Only attempts of this delivery.
+    pub delivery_id: Option<Uuid>,
+    /// Only successful (true) or failed (false) attempts.
+    pub success: Option<bool>,
+    /// Creation-time bounds.
+    pub created: CreatedRange,
+}
+
+fn from_row(row: &Row) -> Attempt {
+    Attempt {
+        id: row.get(0),
+        webhook_id: row.get(1),
+        delivery_id: row.get(2),
+        raw_request: row.get(3),
+        raw_response: row.get(4),
+        response_status_code: row.get(5),
+        execution_duration: row.get(6),
+        success: row.get(7),
+        error: row.get(8),
+        created_at: row.get(9),
+    }
+}
+
+/// One attempt by id.
+pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Attempt>, Error> {
+    Ok(client.query_opt(GET, &[&id])?.as_ref().map(from_row))
+}
+
+/// One page of attempts, newest first.
+pub fn list(
+    client: &mut impl GenericClient,
+    filter: &Filter,
+    page: Page,
+) -> Result<Vec<Attempt>, Error> {
+    let c = &filter.created;
+    let rows = client.query(
+        LIST,
+        &[
+            &filter.webhook_id,
+            &filter.delivery_id,
+            &filter.success,
+            &c.gt,
+            &c.gte,
+            &c.lt,
+            &c.lte,
+            &page.limit,
+            &page.offset,
+        ],
+    )?;
+    Ok(rows.iter().map(from_row).collect())
+}

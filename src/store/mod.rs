@@ -1,0 +1,109 @@
+//! Every SQL statement of the service, one file per table, each statement a named constant with
+//! one function that runs it. Callers pass a client or a transaction; this module never opens one.
+//!
+//! Statements take the clock from the database (`now()`), never from the caller, so every API
+//! process and worker schedules against one clock.
+
+pub mod attempts;
+pub mod deliveries;
+pub mod webhooks;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use postgres::error::SqlState;
+
+/// A failed statement.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database rejected the statement or the connection failed while running it.
+    Db(postgres::Error),
+    /// A `status` column held a name no code writes (only possible without migration 2's CHECK).
+    UnknownStatus(crate::model::UnknownStatus),
+}
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Error {
+        Error::Db(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Db(e) => f.write_str(&crate::db::describe(e)),
+            Error::UnknownStatus(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Error {
+    /// Whether the database is unreachable, shutting down, out of connections or too slow: a
+    /// condition of the server, not of the request, so the API answers 503 and a dispatcher backs
+    /// off and tries again.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Db(e) => {
+                if e.is_closed() {
+                    return true;
+                }
+                match e.code() {
+                    // No server answer at all: an I/O error or a dropped connection.
+                    None => e.as_db_error().is_none(),
+                    Some(code) => {
+                        code.code().starts_with("08")
+                            || *code == SqlState::ADMIN_SHUTDOWN
+                            || *code == SqlState::CRASH_SHUTDOWN
+                            || *code == SqlState::CANNOT_CONNECT_NOW
+                            || *code == SqlState::TOO_MANY_CONNECTIONS
+                            || *code == SqlState::QUERY_CANCELED
+                            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                            || *code == SqlState::T_R_DEADLOCK_DETECTED
+                    }
+                }
+            }
+            Error::UnknownStatus(_) => false,
+        }
+    }
+
+    /// Whether a foreign key was violated (a delivery for a webhook that does not exist).
+    pub fn is_foreign_key_violation(&self) -> bool {
+        match self {
+            Error::Db(e) => e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION),
+            Error::UnknownStatus(_) => false,
+        }
+    }
+
+    /// Whether a unique constraint was violated.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Error::Db(e) => e.code() == Some(&SqlState::UNIQUE_VIOLATION),
+            Error::UnknownStatus(_) => false,
+        }
+    }
+}
+
+/// Which slice of a list to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// At most this many rows (1..=1000, checked by the API).
+    pub limit: i64,
+    /// Skip this many rows first.
+    pub offset: i64,
+}
+
+/// The `created_at.gt|gte|lt|lte` filters shared by every list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CreatedRange {
+    /// `created_at > gt`.
+    pub gt: Option<DateTime<Utc>>,
+    /// `created_at >= gte`.
+    pub gte: Option<DateTime<Utc>>,
+    /// `created_at < lt`.
+    pub lt: Option<DateTime<Utc>>,
+    /// `created_at <= lte`.
+    pub lte: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,164 @@
+//! Every statement that touches `webhooks`.
+
+use chrono::{DateTime, Utc};
+use postgres::{GenericClient, Row};
+use uuid::Uuid;
+
+use super::{CreatedRange, Error, Page};
+use crate::model::{Webhook, WebhookSettings};
+
+/// One webhook by id; columns in the order [`from_row`] reads them.
+const GET: &str = "SELECT id, name, url, content_type, valid_status_codes, secret_token, active, \
+    max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff, \
+    created_at, updated_at FROM webhooks WHERE id = $1";
+
+/// Inserts a webhook; the database stamps both timestamps.
+const INSERT: &str = "INSERT INTO webhooks (id, name, url, content_type, valid_status_codes, \
+    secret_token, active, max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, \
+    retry_max_backoff, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), now()) \
+    RETURNING created_at, updated_at";
+
+/// Replaces every setting of a webhook; `created_at` stays.
+const UPDATE: &str = "UPDATE webhooks SET name = $2, url = $3, content_type = $4, \
+    valid_status_codes = $5, secret_token = $6, active = $7, max_delivery_attempts = $8, \
+    delivery_attempt_timeout = $9, retry_min_backoff = $10, retry_max_backoff = $11, \
+    updated_at = now() WHERE id = $1 RETURNING created_at, updated_at";
+
+/// Deletes a webhook; its deliveries and attempts go with it (ON DELETE CASCADE).
+const DELETE: &str = "DELETE FROM webhooks WHERE id = $1";
+
+/// Webhooks by name, ties broken by id so paging never skips or repeats a row. A NULL filter
+/// parameter means "no filter".
+const LIST: &str = "SELECT id, name, url, content_type, valid_status_codes, secret_token, active, \
+    max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff, \
+    created_at, updated_at FROM webhooks \
+    WHERE ($1::boolean IS NULL OR active = $1) \
+    AND ($2::timestamptz IS NULL OR created_at > $2) \
+    AND ($3::timestamptz IS NULL OR created_at >= $3) \
+    AND ($4::timestamptz IS NULL OR created_at < $4) \
+    AND ($5::timestamptz IS NULL OR created_at <= $5) \
+    ORDER BY name, id LIMIT $6 OFFSET $7";
+
+/// Filters of the webhook list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only active (true) or inactive (false) webhooks.
+    pub active: Option<bool>,
+    /// Creation-time bounds.
+    pub created: CreatedRange,
+}
+
+fn from_row(row: &Row) -> Webhook {
+    Webhook {
+        id: row.get(0),
+        settings: WebhookSettings {
+            name: row.get(1),
+            url: row.get(2),
+            content_type: row.get(3),
+            valid_status_codes: row.get(4),
+            secret_token: row.get(5),
+            active: row.get(6),
+            max_delivery_attempts: row.get(7),
+            delivery_attempt_timeout: row.get(8),
+            retry_min_backoff: row.get(9),
+            retry_max_backoff: row.get(10),
+        },
+        created_at: row.get(11),
+        updated_at: row.get(12),
+    }
+}
+
+/// Stores a new webhook with a fresh id.
+pub fn insert(client: &mut impl GenericClient, settings: WebhookSettings) -> Result<Webhook, Error> {
+    let id = Uuid::new_v4();
+    let s = &settings;
+    let row = client.query_one(
+        INSERT,
+        &[
+            &id,
+            &s.name,
+            &s.url,
+            &s.content_type,
+            &s.valid_status_codes,
+            &s.secret_token,
+            &s.active,
+            &s.max_delivery_attempts,
+            &s.delivery_attempt_timeout,
+            &s.retry_min_backoff,
+            &s.retry_max_backoff,
+        ],
+    )?;
+    Ok(Webhook {
+        id,
+        created_at: row.get(0),
+        updated_at: row.get(1),
+        settings,
+    })
+}
+
+/// Replaces a webhook's settings. `None` when no webhook has that id.
+pub fn update(
+    client: &mut impl GenericClient,
+    id: Uuid,
+    settings: WebhookSettings,
+) -> Result<Option<Webhook>, Error> {
+    let s = &settings;
+    let row = client.query_opt(
+        UPDATE,
+        &[
+            &id,
+            &s.name,
+            &s.url,
+            &s.content_type,
+            &s.valid_status_codes,
+            &s.secret_token,
+            &s.active,
+            &s.max_delivery_attempts,
+            &s.delivery_attempt_timeout,
+            &s.retry_min_backoff,
+            &s.retry_max_backoff,
+        ],
+    )?;
+    Ok(row.map(|row| {
+        let (created_at, updated_at): (DateTime<Utc>, DateTime<Utc>) = (row.get(0), row.get(1));
+        Webhook {
+            id,
+            settings,
+            created_at,
+            updated_at,
+        }
+    }))
+}
+
+/// Deletes a webhook and everything under it. Returns whether it existed.
+pub fn delete(client: &mut impl GenericClient, id: Uuid) -> Result<bool, Error> {
+    Ok(client.execute(DELETE, &[&id])? == 1)
+}
+
+/// One webhook by id.
+pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Webhook>, Error> {
+    Ok(client.query_opt(GET, &[&id])?.as_ref().map(from_row))
+}
+
+/// One page of webhooks, ordered by name then id.
+pub fn list(
+    client: &mut impl GenericClient,
+    filter: &Filter,
+    page: Page,
+) -> Result<Vec<Webhook>, Error> {
+    let c = &filter.created;
+    let rows = client.query(
+        LIST,
+        &[
+            &filter.active,
+            &c.gt,
+            &c.gte,
+            &c.lt,
+            &c.lte,
+            &page.limit,
+            &page.offset,
+        ],
+    )?;
+    Ok(rows.iter().map(from_row).collect())
+}
