@@ -90,7 +90,10 @@ pub fn help() -> String {
         } else {
             format!(" [default: {}]", setting.default)
         };
-        text.push_str(&format!("    {}{default}\n        {}\n", setting.name, setting.doc));
+        text.push_str(&format!(
+            "    {}{default}\n        {}\n",
+            setting.name, setting.doc
+        ));
     }
     text
 }
@@ -107,7 +110,10 @@ mod tests {
     fn roles_and_aliases() {
         assert_eq!(parse_str(&[]), Ok(Command::Run(Role::All)));
         assert_eq!(parse_str(&["--role", "api"]), Ok(Command::Run(Role::Api)));
-        assert_eq!(parse_str(&["--role=worker"]), Ok(Command::Run(Role::Worker)));
+        assert_eq!(
+            parse_str(&["--role=worker"]),
+            Ok(Command::Run(Role::Worker))
+        );
         assert_eq!(parse_str(&["server"]), Ok(Command::Run(Role::Api)));
         assert_eq!(parse_str(&["worker"]), Ok(Command::Run(Role::Worker)));
         assert_eq!(parse_str(&["migrate"]), Ok(Command::Migrate));

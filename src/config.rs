@@ -182,7 +182,11 @@ impl Config {
                 });
             }
         };
-        Config::from_lookup(|name| std::env::var(name).ok().or_else(|| dotenv.get(name).cloned()))
+        Config::from_lookup(|name| {
+            std::env::var(name)
+                .ok()
+                .or_else(|| dotenv.get(name).cloned())
+        })
     }
 
     /// Builds a configuration from `lookup(name)`, applying defaults and checking every bound.
@@ -216,7 +220,8 @@ impl Config {
         let int = |name: &'static str, bounds: (u64, u64)| bounded(name, &raw(name), bounds);
         Ok(Config {
             database_url,
-            database_max_open_conns: int("POSTMAND_DATABASE_MAX_OPEN_CONNS", MAX_OPEN_CONNS)? as u32,
+            database_max_open_conns: int("POSTMAND_DATABASE_MAX_OPEN_CONNS", MAX_OPEN_CONNS)?
+                as u32,
             polling_interval: Duration::from_millis(int(
                 "POSTMAND_POLLING_INTERVAL",
                 POLLING_INTERVAL_MS,
@@ -278,10 +283,10 @@ pub fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(authority_end);
-        if let Some((userinfo, host)) = authority.rsplit_once('@') {
-            if let Some((user, _password)) = userinfo.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}{tail}");
-            }
+        if let Some((userinfo, host)) = authority.rsplit_once('@')
+            && let Some((user, _password)) = userinfo.split_once(':')
+        {
+            return format!("{scheme}://{user}:***@{host}{tail}");
         }
         return url.to_string();
     }

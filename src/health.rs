@@ -97,7 +97,10 @@ fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown) {
                 405,
                 r#"{"code":12,"message":"method not allowed","details":"allowed: GET"}"#.into(),
             ),
-            _ => (404, r#"{"code":13,"message":"route not found"}"#.to_string()),
+            _ => (
+                404,
+                r#"{"code":13,"message":"route not found"}"#.to_string(),
+            ),
         };
         let mut response = Response::from_string(body).with_status_code(status);
         // This unwrap is OK, because the header is a constant of valid header text.

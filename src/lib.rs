@@ -150,12 +150,11 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
     }
     let pool = db::pool(&config.database_url, "postmand", size)?;
     check_schema(&pool)?;
-    let health = HealthServer::start(config, pool.clone(), shutdown).map_err(|source| {
-        Error::Bind {
+    let health =
+        HealthServer::start(config, pool.clone(), shutdown).map_err(|source| Error::Bind {
             server: "health server",
             source,
-        }
-    })?;
+        })?;
     let api = if role.runs_api() {
         Some(
             ApiServer::start(config, pool.clone(), shutdown).map_err(|source| Error::Bind {

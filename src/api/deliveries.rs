@@ -33,8 +33,8 @@ pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
 /// does not exist.
 pub fn create(ctx: &Context, body: &[u8]) -> Result<Reply, ApiError> {
     let new = json::new_delivery(body)?;
-    let delivery = deliveries::insert(&mut *ctx.client()?, new.webhook_id, new.payload)
-        .map_err(|e| {
+    let delivery =
+        deliveries::insert(&mut *ctx.client()?, new.webhook_id, new.payload).map_err(|e| {
             if e.is_foreign_key_violation() {
                 ApiError::invalid("webhook_id", "webhook does not exist")
             } else {
@@ -51,8 +51,7 @@ pub fn create(ctx: &Context, body: &[u8]) -> Result<Reply, ApiError> {
 
 /// `GET /v1/deliveries/{id}`.
 pub fn get(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
-    let delivery =
-        deliveries::get(&mut *ctx.client()?, id)?.ok_or(ApiError::DeliveryNotFound)?;
+    let delivery = deliveries::get(&mut *ctx.client()?, id)?.ok_or(ApiError::DeliveryNotFound)?;
     Reply::json(200, &DeliveryJson::from(&delivery))
 }
 

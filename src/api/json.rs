@@ -161,7 +161,10 @@ pub fn new_delivery(body: &[u8]) -> Result<NewDelivery, ApiError> {
     let payload = body.payload.unwrap_or_default();
     if payload.contains('\0') {
         // PostgreSQL text cannot hold NUL; the original answered 500 here.
-        errors.push(FieldError::new("payload", "must not contain NUL characters"));
+        errors.push(FieldError::new(
+            "payload",
+            "must not contain NUL characters",
+        ));
     }
     match webhook_id {
         Some(webhook_id) if errors.is_empty() => Ok(NewDelivery {

@@ -183,9 +183,13 @@ fn answer(context: &Context, mut request: Request) {
     }
     let took_ms = started.elapsed().as_secs_f64() * 1000.0;
     if status >= 500 {
-        log::warn!("request-completed method={method} url={url} status={status} took_ms={took_ms:.1}");
+        log::warn!(
+            "request-completed method={method} url={url} status={status} took_ms={took_ms:.1}"
+        );
     } else {
-        log::debug!("request-completed method={method} url={url} status={status} took_ms={took_ms:.1}");
+        log::debug!(
+            "request-completed method={method} url={url} status={status} took_ms={took_ms:.1}"
+        );
     }
 }
 

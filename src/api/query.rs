@@ -52,7 +52,12 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
-    fn check<T>(&mut self, key: &str, message: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    fn check<T>(
+        &mut self,
+        key: &str,
+        message: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
         let value = self.first(key)?.to_string();
         let parsed = parse(&value);
         if parsed.is_none() && !self.errors.iter().any(|e| e.field == key) {
@@ -91,11 +96,9 @@ impl Query {
 
     /// `status`: one of the three delivery states.
     pub fn status(&mut self) -> Option<DeliveryStatus> {
-        self.check(
-            "status",
-            "must be one of pending, succeeded, failed",
-            |v| v.parse().ok(),
-        )
+        self.check("status", "must be one of pending, succeeded, failed", |v| {
+            v.parse().ok()
+        })
     }
 
     /// `created_at.gt|gte|lt|lte`, each an RFC 3339 date-time.

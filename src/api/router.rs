@@ -127,15 +127,43 @@ mod tests {
             ("GET", "/v1/webhooks".to_string(), Route::ListWebhooks),
             ("POST", "/v1/webhooks/".to_string(), Route::CreateWebhook),
             ("GET", format!("/v1/webhooks/{ID}"), Route::GetWebhook(id())),
-            ("PUT", format!("/v1/webhooks/{ID}"), Route::UpdateWebhook(id())),
-            ("DELETE", format!("/v1/webhooks/{ID}"), Route::DeleteWebhook(id())),
+            (
+                "PUT",
+                format!("/v1/webhooks/{ID}"),
+                Route::UpdateWebhook(id()),
+            ),
+            (
+                "DELETE",
+                format!("/v1/webhooks/{ID}"),
+                Route::DeleteWebhook(id()),
+            ),
             ("GET", "/v1/deliveries".to_string(), Route::ListDeliveries),
             ("POST", "/v1/deliveries".to_string(), Route::CreateDelivery),
-            ("GET", format!("/v1/deliveries/{ID}"), Route::GetDelivery(id())),
-            ("DELETE", format!("/v1/deliveries/{ID}"), Route::DeleteDelivery(id())),
-            ("POST", format!("/v1/deliveries/{ID}/retry"), Route::RetryDelivery(id())),
-            ("GET", "/v1/delivery-attempts".to_string(), Route::ListAttempts),
-            ("GET", format!("/v1/delivery-attempts/{ID}"), Route::GetAttempt(id())),
+            (
+                "GET",
+                format!("/v1/deliveries/{ID}"),
+                Route::GetDelivery(id()),
+            ),
+            (
+                "DELETE",
+                format!("/v1/deliveries/{ID}"),
+                Route::DeleteDelivery(id()),
+            ),
+            (
+                "POST",
+                format!("/v1/deliveries/{ID}/retry"),
+                Route::RetryDelivery(id()),
+            ),
+            (
+                "GET",
+                "/v1/delivery-attempts".to_string(),
+                Route::ListAttempts,
+            ),
+            (
+                "GET",
+                format!("/v1/delivery-attempts/{ID}"),
+                Route::GetAttempt(id()),
+            ),
         ];
         for (method, path, expected) in cases {
             assert_eq!(route(method, &path), Ok(expected), "{method} {path}");
@@ -160,7 +188,10 @@ mod tests {
     #[test]
     fn bad_id_is_invalid_id() {
         assert_eq!(route("GET", "/v1/webhooks/nope"), Err(ApiError::InvalidId));
-        assert_eq!(route("DELETE", "/v1/deliveries/123"), Err(ApiError::InvalidId));
+        assert_eq!(
+            route("DELETE", "/v1/deliveries/123"),
+            Err(ApiError::InvalidId)
+        );
     }
 
     #[test]
@@ -179,7 +210,13 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_not_found() {
-        for path in ["/", "/v1", "/v2/webhooks", &format!("/v1/webhooks/{ID}/"), "/v1/webhooks//"] {
+        for path in [
+            "/",
+            "/v1",
+            "/v2/webhooks",
+            &format!("/v1/webhooks/{ID}/"),
+            "/v1/webhooks//",
+        ] {
             assert_eq!(route("GET", path), Err(ApiError::RouteNotFound), "{path}");
         }
     }

@@ -103,9 +103,11 @@ pub fn describe(e: &postgres::Error) -> String {
 
 /// Parses the URL and names its target for messages (`host:port/dbname`, no password).
 fn parse(url: &str) -> Result<(postgres::Config, String), Error> {
-    let config: postgres::Config = url.parse().map_err(|e: postgres::Error| Error::InvalidUrl {
-        reason: e.to_string(),
-    })?;
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e: postgres::Error| Error::InvalidUrl {
+            reason: e.to_string(),
+        })?;
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()

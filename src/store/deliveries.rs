@@ -99,7 +99,11 @@ pub fn insert(
 
 /// One delivery by id.
 pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Delivery>, Error> {
-    client.query_opt(GET, &[&id])?.as_ref().map(from_row).transpose()
+    client
+        .query_opt(GET, &[&id])?
+        .as_ref()
+        .map(from_row)
+        .transpose()
 }
 
 /// Deletes a delivery and its attempts. Returns whether it existed.

@@ -70,7 +70,10 @@ fn from_row(row: &Row) -> Webhook {
 }
 
 /// Stores a new webhook with a fresh id.
-pub fn insert(client: &mut impl GenericClient, settings: WebhookSettings) -> Result<Webhook, Error> {
+pub fn insert(
+    client: &mut impl GenericClient,
+    settings: WebhookSettings,
+) -> Result<Webhook, Error> {
     let id = Uuid::new_v4();
     let s = &settings;
     let row = client.query_one(

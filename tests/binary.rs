@@ -1,0 +1,231 @@
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+
+use crate::common::{TestDb, http, wait_until};
+
+/// The real binary with a clean environment, run from a directory without a `.env`.
+fn postmand(envs: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_postmand"));
+    command.env_clear().current_dir(std::env::temp_dir());
+    command.env("POSTMAND_LOG_LEVEL", "info");
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    command
+}
+
+fn output(command: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("run postmand");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn schema_version(db: &TestDb) -> i64 {
+    db.client()
+        .query_one("SELECT version FROM schema_migrations", &[])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn help_and_version_need_no_database() {
+    let (code, stdout, _) = output(postmand(&[]).arg("--help"));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("postmand migrate"), "{stdout}");
+    assert!(stdout.contains("POSTMAND_DATABASE_URL"), "{stdout}");
+    let (code, stdout, _) = output(postmand(&[]).arg("--version"));
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout.trim(),
+        format!("postmand/{}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn unknown_argument_exits_2() {
+    let (code, _, stderr) = output(postmand(&[]).args(["--role", "cron"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown role \"cron\""), "{stderr}");
+}
+
+#[test]
+fn invalid_configuration_exits_2_naming_the_variable() {
+    let (code, _, stderr) = output(
+        postmand(&[
+            ("POSTMAND_DATABASE_URL", "postgres://x"),
+            ("POSTMAND_HTTP_PORT", "http"),
+        ])
+        .arg("migrate"),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("POSTMAND_HTTP_PORT=\"http\" is invalid"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = output(&mut postmand(&[]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("POSTMAND_DATABASE_URL is not set"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unreachable_database_exits_1_naming_host_not_password() {
+    let port = free_port();
+    let url = format!("postgres://user:hunter2@127.0.0.1:{port}/postmand");
+    for args in [&["migrate"][..], &["--role", "api"][..]] {
+        let (code, _, stderr) = output(postmand(&[("POSTMAND_DATABASE_URL", &url)]).args(args));
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("127.0.0.1:{port}/postmand")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert_eq!(
+            stderr
+                .trim()
+                .lines()
+                .filter(|l| l.starts_with("postmand:"))
+                .count(),
+            1,
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn migrate_twice_is_a_no_op() {
+    let db = TestDb::empty("migrate_twice");
+    for _ in 0..2 {
+        let (code, _, stderr) =
+            output(postmand(&[("POSTMAND_DATABASE_URL", &db.url)]).arg("migrate"));
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(schema_version(&db), 2);
+    }
+    let rows: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM schema_migrations", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+}
+
+#[test]
+fn migrate_upgrades_a_database_of_the_original() {
+    let db = TestDb::empty("migrate_original");
+    let mut client = db.client();
+    client
+        .batch_execute(include_str!("../sql/001_initial_schema.sql"))
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, false);
+             INSERT INTO webhooks VALUES ('a6e9a525-ac5a-488c-b118-bd7327ce6d8d', 'Old', 'http://127.0.0.1:9/', 'application/json',
+                 '{200,201}', '', true, 5, 1, 10, 60, now(), now());",
+        )
+        .unwrap();
+    let (code, _, stderr) = output(postmand(&[("POSTMAND_DATABASE_URL", &db.url)]).arg("migrate"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(schema_version(&db), 2);
+    let row = client
+        .query_one(
+            "SELECT name, valid_status_codes, max_delivery_attempts FROM webhooks",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "Old");
+    assert_eq!(row.get::<_, Vec<i32>>(1), vec![200, 201]);
+    assert_eq!(row.get::<_, i32>(2), 5);
+}
+
+#[test]
+fn migrate_on_dirty_database_exits_1() {
+    let db = TestDb::empty("migrate_dirty");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, true);",
+        )
+        .unwrap();
+    let (code, _, stderr) = output(postmand(&[("POSTMAND_DATABASE_URL", &db.url)]).arg("migrate"));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("dirty database version 1"), "{stderr}");
+}
+
+#[test]
+fn serving_an_unmigrated_database_exits_1_asking_for_migrate() {
+    let db = TestDb::empty("serve_unmigrated");
+    let (code, _, stderr) =
+        output(postmand(&[("POSTMAND_DATABASE_URL", &db.url)]).args(["--role", "api"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("run `postmand migrate` first"), "{stderr}");
+}
+
+fn spawn(db: &TestDb, api_port: u16, health_port: u16, args: &[&str]) -> Child {
+    postmand(&[
+        ("POSTMAND_DATABASE_URL", &db.url),
+        ("POSTMAND_HTTP_PORT", &api_port.to_string()),
+        ("POSTMAND_HEALTH_CHECK_HTTP_PORT", &health_port.to_string()),
+        ("POSTMAND_BIND_ADDRESS", "127.0.0.1"),
+    ])
+    .args(args)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn postmand")
+}
+
+#[test]
+fn port_in_use_exits_1() {
+    let db = TestDb::new("port_in_use");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let child = spawn(&db, port, free_port(), &["--role", "api"]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen for the API"));
+}
+
+#[test]
+fn sigterm_stops_the_server_with_exit_0() {
+    let db = TestDb::new("sigterm_exit_0");
+    let (api_port, health_port) = (free_port(), free_port());
+    let mut child = spawn(&db, api_port, health_port, &["server"]);
+    let api: std::net::SocketAddr = format!("127.0.0.1:{api_port}").parse().unwrap();
+    wait_until("the API to answer", || {
+        std::net::TcpStream::connect(api)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    assert_eq!(
+        http::request(api, "GET", "/v1/webhooks", &[], None).status,
+        200
+    );
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = wait_until("postmand to exit", || match child.try_wait() {
+        Ok(Some(status)) => Ok(status),
+        other => Err(format!("{other:?}")),
+    });
+    assert_eq!(status.code(), Some(0));
+}

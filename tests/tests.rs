@@ -1,0 +1,21 @@
+//! The integration suite: one binary, one set of helpers. Every test gets its own database cloned
+//! from a migrated template and talks to the real service over real HTTP on 127.0.0.1.
+
+// Helpers: databases per test, the in-process service, a raw HTTP client, fixtures, wait_until.
+mod common;
+
+// /v1/webhooks: create, read, replace, delete, validation messages, filters and paging.
+mod api_webhooks;
+
+// /v1/deliveries: create, read, delete, retry, validation, filters and paging.
+mod api_deliveries;
+
+// /v1/delivery-attempts: read and list (rows arranged in SQL, as the dispatcher writes them).
+mod api_attempts;
+
+// What every route shares: 404/405 routing, 415, 413, headers, 503 without a database, health.
+mod api_protocol;
+
+// The binary: migrate (twice, over an original-schema database), --help, --version, start-up
+// errors, SIGTERM.
+mod binary;
