@@ -10,8 +10,8 @@
 
 pg_find_bin() {
   local candidate
-  for candidate in "$(command -v pg_ctl 2>/dev/null | xargs -r dirname)" \
-                   $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -Vr); do
+  for candidate in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -Vr) \
+                   "$(command -v pg_ctl 2>/dev/null | xargs -r dirname)"; do
     if [ -n "$candidate" ] && [ -x "$candidate/initdb" ] && [ -x "$candidate/pg_ctl" ]; then
       PG_BIN=$candidate
       return 0
@@ -37,6 +37,11 @@ pg_as_owner() {
   fi
 }
 
+# psql from the server's directory, else from PATH.
+pg_psql() {
+  if [ -x "$PG_BIN/psql" ]; then "$PG_BIN/psql" "$@"; else psql "$@"; fi
+}
+
 pg_free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -55,7 +60,7 @@ pg_start() {
       || { cat "$dir/initdb.log" >&2; return 1; }
   fi
   pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=500 -c shared_buffers=256MB $PG_EXTRA_OPTS" >/dev/null \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=500 -c shared_buffers=256MB ${PG_EXTRA_OPTS:-}" >/dev/null \
     || { cat "$dir/server.log" >&2; return 1; }
 }
 
