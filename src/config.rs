@@ -356,6 +356,20 @@ mod tests {
     }
 
     #[test]
+    fn readme_configuration_table_matches_settings() {
+        let readme = include_str!("../README.md");
+        for setting in SETTINGS {
+            let default = if setting.default.is_empty() {
+                "(required)"
+            } else {
+                setting.default
+            };
+            let row = format!("| `{}` | {} | {} |", setting.name, default, setting.doc);
+            assert!(readme.contains(&row), "README.md lacks the row {row}");
+        }
+    }
+
+    #[test]
     fn missing_database_url_is_an_error() {
         assert_eq!(
             Config::from_lookup(lookup(&[])).unwrap_err(),
