@@ -73,6 +73,16 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Dispatcher threads per worker process (1-256).",
     },
     Setting {
+        name: "POSTMAND_WEBHOOK_MAX_IN_FLIGHT",
+        default: "0",
+        doc: "Deliveries of one webhook in flight per worker; 0 means half of POSTMAND_WORKER_CONCURRENCY.",
+    },
+    Setting {
+        name: "POSTMAND_DUMP_MAX_BYTES",
+        default: "65536",
+        doc: "Cap of each stored raw request and raw response, in bytes (1024-16777216).",
+    },
+    Setting {
         name: "POSTMAND_LOG_LEVEL",
         default: "info",
         doc: "error, warn, info, debug or trace; RUST_LOG, when set, wins.",
@@ -86,6 +96,8 @@ const PORT: (u64, u64) = (0, 65535);
 const HTTP_THREADS: (u64, u64) = (1, 256);
 const MAX_BODY_BYTES: (u64, u64) = (1, 64 * 1024 * 1024);
 const WORKER_CONCURRENCY: (u64, u64) = (1, 256);
+const WEBHOOK_MAX_IN_FLIGHT: (u64, u64) = (0, 256);
+const DUMP_MAX_BYTES: (u64, u64) = (1024, 16 * 1024 * 1024);
 
 /// The validated configuration of one process.
 #[derive(Clone)]
@@ -108,6 +120,11 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `POSTMAND_WORKER_CONCURRENCY`: dispatcher threads. Defaults to 16.
     pub worker_concurrency: usize,
+    /// `POSTMAND_WEBHOOK_MAX_IN_FLIGHT`: per-webhook dispatcher cap; 0 (the default) means
+    /// half of `worker_concurrency`. See [`Config::webhook_max_in_flight`].
+    pub webhook_max_in_flight: usize,
+    /// `POSTMAND_DUMP_MAX_BYTES`: cap of each raw dump. Defaults to 64 KiB.
+    pub dump_max_bytes: usize,
     /// `POSTMAND_LOG_LEVEL`: the logger's filter. Defaults to `info`.
     pub log_level: String,
 }
@@ -232,8 +249,20 @@ impl Config {
             http_threads: int("POSTMAND_HTTP_THREADS", HTTP_THREADS)? as usize,
             max_body_bytes: int("POSTMAND_MAX_BODY_BYTES", MAX_BODY_BYTES)? as usize,
             worker_concurrency: int("POSTMAND_WORKER_CONCURRENCY", WORKER_CONCURRENCY)? as usize,
+            webhook_max_in_flight: int("POSTMAND_WEBHOOK_MAX_IN_FLIGHT", WEBHOOK_MAX_IN_FLIGHT)?
+                as usize,
+            dump_max_bytes: int("POSTMAND_DUMP_MAX_BYTES", DUMP_MAX_BYTES)? as usize,
             log_level,
         })
+    }
+
+    /// Deliveries of one webhook a worker process attempts at once: the setting, or half of the
+    /// dispatchers (at least one) when it is 0.
+    pub fn webhook_max_in_flight(&self) -> usize {
+        match self.webhook_max_in_flight {
+            0 => self.worker_concurrency.div_ceil(2),
+            n => n,
+        }
     }
 
     /// The database URL with any password replaced, fit for logs and error messages.
@@ -254,6 +283,8 @@ impl fmt::Debug for Config {
             .field("http_threads", &self.http_threads)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("worker_concurrency", &self.worker_concurrency)
+            .field("webhook_max_in_flight", &self.webhook_max_in_flight)
+            .field("dump_max_bytes", &self.dump_max_bytes)
             .field("log_level", &self.log_level)
             .finish()
     }

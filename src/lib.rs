@@ -22,6 +22,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod dispatch;
 pub mod health;
 pub mod model;
 pub mod shutdown;
@@ -33,6 +34,8 @@ use std::net::SocketAddr;
 use api::ApiServer;
 use cli::{Command, Role};
 use config::Config;
+use dispatch::Workers;
+use dispatch::dispatcher::DispatchEvent;
 use health::HealthServer;
 use shutdown::Shutdown;
 
@@ -58,6 +61,8 @@ pub enum Error {
     },
     /// A thread or the signal handler could not be started.
     Spawn(std::io::Error),
+    /// A dispatcher thread panicked; the process stopped rather than run with a gap.
+    DispatcherPanicked,
 }
 
 impl fmt::Display for Error {
@@ -71,6 +76,7 @@ impl fmt::Display for Error {
             ),
             Error::Bind { server, source } => write!(f, "cannot listen for the {server}: {source}"),
             Error::Spawn(e) => write!(f, "cannot start a thread: {e}"),
+            Error::DispatcherPanicked => f.write_str("a dispatcher panicked; see the log above"),
         }
     }
 }
@@ -92,8 +98,11 @@ pub fn run(command: Command, config: &Config) -> Result<(), Error> {
             let _signals = shutdown.listen_for_signals().map_err(Error::Spawn)?;
             let running = start(role, config, &shutdown)?;
             shutdown.wait();
-            running.stop();
-            Ok(())
+            if running.stop() {
+                Ok(())
+            } else {
+                Err(Error::DispatcherPanicked)
+            }
         }
         Command::Help | Command::Version => Ok(()),
     }
@@ -118,6 +127,7 @@ pub fn migrate(config: &Config) -> Result<db::migrate::Report, Error> {
 /// The servers and threads of a running process.
 pub struct Running {
     api: Option<ApiServer>,
+    workers: Option<Workers>,
     health: HealthServer,
 }
 
@@ -132,21 +142,42 @@ impl Running {
         self.health.addr()
     }
 
-    /// Stops everything gracefully: in-flight requests finish first.
-    pub fn stop(self) {
+    /// Deliveries being attempted right now (0 without dispatchers).
+    pub fn in_flight(&self) -> usize {
+        self.workers.as_ref().map_or(0, Workers::in_flight)
+    }
+
+    /// Stops everything gracefully once shutdown was requested: in-flight requests and
+    /// deliveries finish first. Returns false if a dispatcher had panicked.
+    pub fn stop(self) -> bool {
         if let Some(api) = self.api {
             api.stop();
         }
+        let clean = self.workers.is_none_or(Workers::join);
         self.health.stop();
+        clean
     }
 }
 
 /// Starts the servers and threads of `role`. They run until `shutdown` is requested and
 /// [`Running::stop`] is called.
 pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running, Error> {
+    start_with_events(role, config, shutdown, None)
+}
+
+/// [`start`], with a channel that receives every dispatcher's [`DispatchEvent`]s (for tests).
+pub fn start_with_events(
+    role: Role,
+    config: &Config,
+    shutdown: &Shutdown,
+    events: Option<crossbeam_channel::Sender<DispatchEvent>>,
+) -> Result<Running, Error> {
     let mut size = 1;
     if role.runs_api() {
         size += config.database_max_open_conns;
+    }
+    if role.runs_worker() {
+        size += config.worker_concurrency as u32;
     }
     let pool = db::pool(&config.database_url, "postmand", size)?;
     check_schema(&pool)?;
@@ -155,17 +186,43 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
             server: "health server",
             source,
         })?;
-    let api = if role.runs_api() {
-        Some(
-            ApiServer::start(config, pool.clone(), shutdown).map_err(|source| Error::Bind {
-                server: "API",
-                source,
-            })?,
-        )
+    let wake = dispatch::wake_channel(config);
+    let local_wake = role.runs_worker().then(|| wake.0.clone());
+    let workers = if role.runs_worker() {
+        Some(Workers::start(
+            config,
+            pool.clone(),
+            shutdown,
+            wake,
+            events,
+        )?)
     } else {
         None
     };
-    Ok(Running { api, health })
+    let api = if role.runs_api() {
+        let api = ApiServer::start(config, pool.clone(), shutdown, local_wake);
+        match api {
+            Ok(api) => Some(api),
+            Err(source) => {
+                shutdown.request();
+                if let Some(workers) = workers {
+                    workers.join();
+                }
+                health.stop();
+                return Err(Error::Bind {
+                    server: "API",
+                    source,
+                });
+            }
+        }
+    } else {
+        None
+    };
+    Ok(Running {
+        api,
+        workers,
+        health,
+    })
 }
 
 fn check_schema(pool: &db::Pool) -> Result<(), Error> {

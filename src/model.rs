@@ -154,6 +154,15 @@ pub struct Attempt {
     pub created_at: DateTime<Utc>,
 }
 
+/// The HMAC key of a Standard Webhooks secret (`whsec_` + base64): `None` for a secret without
+/// the prefix (its bytes are the key), `Some(Err)` when the part after the prefix is not base64.
+pub fn whsec_key(secret: &str) -> Option<Result<Vec<u8>, base64::DecodeError>> {
+    use base64::Engine;
+    secret
+        .strip_prefix("whsec_")
+        .map(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,7 @@ pub fn create(ctx: &Context, body: &[u8]) -> Result<Reply, ApiError> {
                 ApiError::from(e)
             }
         })?;
+    ctx.notifier.poke();
     log::debug!(
         "delivery-created delivery_id={} webhook_id={}",
         delivery.id,
@@ -69,6 +70,7 @@ pub fn delete(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
 pub fn retry(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
     match deliveries::retry(&mut *ctx.client()?, id)? {
         RetryOutcome::Requeued(delivery) => {
+            ctx.notifier.poke();
             log::info!(
                 "delivery-requeued delivery_id={id} webhook_id={}",
                 delivery.webhook_id

@@ -75,7 +75,7 @@ pub fn webhook_settings(body: &[u8]) -> Result<WebhookSettings, ApiError> {
     let content_type = text(&mut errors, "content_type", body.content_type, |ct| {
         if ct.len() > MAX_CONTENT_TYPE_BYTES {
             Some("the length must be no more than 255")
-        } else if ct.chars().any(|c| c.is_control()) {
+        } else if !ct.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
             Some("must be a valid header value")
         } else {
             None
@@ -91,6 +91,11 @@ pub fn webhook_settings(body: &[u8]) -> Result<WebhookSettings, ApiError> {
         errors.push(FieldError::new(
             "secret_token",
             "the length must be no more than 1024",
+        ));
+    } else if let Some(Err(_)) = crate::model::whsec_key(&secret_token) {
+        errors.push(FieldError::new(
+            "secret_token",
+            "must be base64 after the whsec_ prefix",
         ));
     }
     let valid_status_codes = status_codes(&mut errors, body.valid_status_codes);

@@ -9,6 +9,7 @@ mod attempts;
 mod deliveries;
 pub mod errors;
 pub mod json;
+pub mod notify;
 mod query;
 pub mod router;
 mod webhooks;
@@ -42,6 +43,8 @@ pub struct Context {
     pool: Pool,
     /// `POSTMAND_MAX_BODY_BYTES`.
     max_body_bytes: usize,
+    /// Wakes dispatchers after deliveries are queued.
+    notifier: notify::Notifier,
 }
 
 impl Context {
@@ -80,12 +83,19 @@ impl Reply {
 pub struct ApiServer {
     server: Arc<tiny_http::Server>,
     threads: Vec<thread::JoinHandle<()>>,
+    notifier: thread::JoinHandle<()>,
     addr: SocketAddr,
 }
 
 impl ApiServer {
     /// Binds `POSTMAND_BIND_ADDRESS:POSTMAND_HTTP_PORT` and starts the request threads.
-    pub fn start(config: &Config, pool: Pool, shutdown: &Shutdown) -> io::Result<ApiServer> {
+    /// `local_wake` is the wake channel of this process's dispatchers, if it runs any.
+    pub fn start(
+        config: &Config,
+        pool: Pool,
+        shutdown: &Shutdown,
+        local_wake: Option<crossbeam_channel::Sender<()>>,
+    ) -> io::Result<ApiServer> {
         let bind = SocketAddr::new(config.bind_address, config.http_port);
         let server = tiny_http::Server::http(bind)
             .map_err(|e| io::Error::new(io::ErrorKind::AddrInUse, format!("{bind}: {e}")))?;
@@ -94,9 +104,12 @@ impl ApiServer {
             .to_ip()
             .ok_or_else(|| io::Error::other("API server is not on an IP address"))?;
         let server = Arc::new(server);
+        let (notifier, notifier_thread) =
+            notify::spawn(config.database_url.clone(), local_wake, shutdown.clone())?;
         let context = Arc::new(Context {
             pool,
             max_body_bytes: config.max_body_bytes,
+            notifier,
         });
         let mut threads = Vec::with_capacity(config.http_threads);
         for index in 0..config.http_threads {
@@ -112,6 +125,7 @@ impl ApiServer {
         Ok(ApiServer {
             server,
             threads,
+            notifier: notifier_thread,
             addr,
         })
     }
@@ -131,6 +145,9 @@ impl ApiServer {
             if thread.join().is_err() {
                 log::error!("an API thread panicked");
             }
+        }
+        if self.notifier.join().is_err() {
+            log::error!("the notifier thread panicked");
         }
         log::info!("http-server-shutdown-finished addr={}", self.addr);
     }

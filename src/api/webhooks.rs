@@ -47,6 +47,10 @@ pub fn update(ctx: &Context, id: Uuid, body: &[u8]) -> Result<Reply, ApiError> {
     let settings = json::webhook_settings(body)?;
     let webhook =
         webhooks::update(&mut *ctx.client()?, id, settings)?.ok_or(ApiError::WebhookNotFound)?;
+    if webhook.settings.active {
+        // A reactivated webhook's backlog is due now.
+        ctx.notifier.poke();
+    }
     log::info!("webhook-updated webhook_id={id}");
     Reply::json(200, &WebhookJson::from(&webhook))
 }

@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "002_widen_and_index.sql",
         sql: include_str!("../../sql/002_widen_and_index.sql"),
     },
+    Migration {
+        version: 3,
+        name: "003_claim_index.sql",
+        sql: include_str!("../../sql/003_claim_index.sql"),
+    },
 ];
 
 /// Serialises concurrent `postmand migrate` runs (several containers starting at once).

@@ -145,3 +145,151 @@ pub fn retry(client: &mut impl GenericClient, id: Uuid) -> Result<RetryOutcome, 
         None => RetryOutcome::NotFound,
     })
 }
+
+/// The channel the API notifies after queueing deliveries and idle dispatchers listen on.
+pub const NOTIFY_CHANNEL: &str = "postmand_deliveries";
+
+/// Wakes every listener. Sent on its own connection, never inside an insert's transaction:
+/// a NOTIFY takes a database-wide lock at commit and would serialise every insert.
+const NOTIFY: &str = "NOTIFY postmand_deliveries";
+
+/// At most one due delivery of an active webhook, with its webhook's settings, locked until this
+/// transaction ends; concurrent claimers skip it. If the process dies, the row is due again with
+/// its attempts unchanged.
+///
+/// How: for each active webhook not in `$2` (webhooks this worker already keeps busy enough), the
+/// `$3` earliest due deliveries are candidates (an index range each, so an inactive webhook's
+/// backlog is never read); the earliest unlocked candidate wins. Only the delivery row is locked
+/// (`FOR UPDATE OF d`): the original also locked the webhook row, so creating a delivery or
+/// editing a webhook waited for an HTTP call (behaviour spec 4.3). `$1` is the time to judge
+/// "due" at; NULL means the database's `now()`.
+const CLAIM_DUE: &str = "SELECT d.id, d.webhook_id, d.payload, d.delivery_attempts, \
+    w.url, w.content_type, w.valid_status_codes, w.secret_token, w.max_delivery_attempts, \
+    w.delivery_attempt_timeout, w.retry_min_backoff, w.retry_max_backoff \
+    FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+    WHERE d.id IN ( \
+        SELECT c.id FROM webhooks aw CROSS JOIN LATERAL ( \
+            SELECT p.id FROM deliveries p \
+            WHERE p.webhook_id = aw.id AND p.status = 'pending' \
+              AND p.scheduled_at <= coalesce($1::timestamptz, now()) \
+            ORDER BY p.scheduled_at, p.id LIMIT $3) c \
+        WHERE aw.active AND aw.id <> ALL($2::uuid[])) \
+    AND d.status = 'pending' AND d.scheduled_at <= coalesce($1::timestamptz, now()) \
+    ORDER BY d.scheduled_at, d.id \
+    LIMIT 1 \
+    FOR UPDATE OF d SKIP LOCKED";
+
+/// Writes an attempt and the delivery's new state in one statement. Guarded by
+/// `status = 'pending'`: only a delivery this transaction claimed can move. The retry time and
+/// the attempt's time come from the database clock at the end of the attempt
+/// (`clock_timestamp()`), as the original counted the backoff from the end of the attempt.
+const RECORD_ATTEMPT: &str = "WITH moved AS ( \
+        UPDATE deliveries SET delivery_attempts = delivery_attempts + 1, status = $2, \
+            scheduled_at = CASE WHEN $3::bigint IS NULL THEN scheduled_at \
+                ELSE clock_timestamp() + $3::bigint * interval '1 millisecond' END, \
+            updated_at = clock_timestamp() \
+        WHERE id = $1 AND status = 'pending' \
+        RETURNING id, webhook_id) \
+    INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, \
+        response_status_code, execution_duration, success, error, created_at) \
+    SELECT $4, webhook_id, id, $5, $6, $7, $8, $9, $10, clock_timestamp() FROM moved";
+
+/// A claimed delivery with everything needed to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The delivery.
+    pub id: Uuid,
+    /// Its webhook.
+    pub webhook_id: Uuid,
+    /// The body to POST.
+    pub payload: String,
+    /// Attempts made before this one.
+    pub delivery_attempts: i32,
+    /// The webhook's settings as they are now (re-read on every attempt).
+    pub webhook: crate::model::WebhookSettings,
+}
+
+/// What one attempt changes: the attempt row and the delivery's next state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// Id of the new attempt row.
+    pub attempt_id: Uuid,
+    /// The delivery's status after this attempt.
+    pub status: DeliveryStatus,
+    /// For a delivery that stays pending: milliseconds until its next attempt.
+    pub retry_in_ms: Option<i64>,
+    /// The request dump.
+    pub raw_request: String,
+    /// The response dump.
+    pub raw_response: String,
+    /// The response's status code, 0 without one.
+    pub response_status_code: i32,
+    /// Milliseconds to the response headers.
+    pub execution_duration: i32,
+    /// Whether the status code was a valid one.
+    pub success: bool,
+    /// Transport error text, empty with a response.
+    pub error: String,
+}
+
+/// Locks and returns the earliest due delivery (see [`CLAIM_DUE`]), or `None` when nothing is
+/// due outside `excluded`. `depth` is how many candidates per webhook to consider; it must
+/// exceed the number of deliveries of one webhook in flight at once, or claimers find nothing
+/// while work waits behind the locked ones.
+pub fn claim_due(
+    client: &mut impl GenericClient,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    excluded: &[Uuid],
+    depth: i64,
+) -> Result<Option<Claimed>, Error> {
+    let row = client.query_opt(CLAIM_DUE, &[&now, &excluded, &depth])?;
+    Ok(row.map(|row| Claimed {
+        id: row.get(0),
+        webhook_id: row.get(1),
+        payload: row.get(2),
+        delivery_attempts: row.get(3),
+        webhook: crate::model::WebhookSettings {
+            name: String::new(),
+            url: row.get(4),
+            content_type: row.get(5),
+            valid_status_codes: row.get(6),
+            secret_token: row.get(7),
+            active: true,
+            max_delivery_attempts: row.get(8),
+            delivery_attempt_timeout: row.get(9),
+            retry_min_backoff: row.get(10),
+            retry_max_backoff: row.get(11),
+        },
+    }))
+}
+
+/// Records an attempt and moves the delivery. Returns whether the delivery was still pending
+/// (false only if it was not claimed by this transaction).
+pub fn record_attempt(
+    client: &mut impl GenericClient,
+    delivery_id: Uuid,
+    record: &AttemptRecord,
+) -> Result<bool, Error> {
+    let rows = client.execute(
+        RECORD_ATTEMPT,
+        &[
+            &delivery_id,
+            &record.status.as_str(),
+            &record.retry_in_ms,
+            &record.attempt_id,
+            &record.raw_request,
+            &record.raw_response,
+            &record.response_status_code,
+            &record.execution_duration,
+            &record.success,
+            &record.error,
+        ],
+    )?;
+    Ok(rows == 1)
+}
+
+/// Wakes idle dispatchers in every worker process (see [`NOTIFY`]).
+pub fn notify(client: &mut impl GenericClient) -> Result<(), Error> {
+    client.batch_execute(NOTIFY)?;
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 pub mod fixtures;
 pub mod http;
+pub mod receiver;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -162,14 +163,29 @@ impl TestDb {
 
     /// A configuration pointing at this database, both servers on free loopback ports.
     pub fn config(&self) -> Config {
+        self.config_with(&[])
+    }
+
+    /// [`TestDb::config`] with some variables set to other values.
+    pub fn config_with(&self, overrides: &[(&str, &str)]) -> Config {
         let url = self.url.clone();
-        Config::from_lookup(move |name| match name {
-            "POSTMAND_DATABASE_URL" => Some(url.clone()),
-            "POSTMAND_HTTP_PORT" | "POSTMAND_HEALTH_CHECK_HTTP_PORT" => Some("0".into()),
-            "POSTMAND_BIND_ADDRESS" => Some("127.0.0.1".into()),
-            "POSTMAND_HTTP_THREADS" => Some("4".into()),
-            "POSTMAND_DATABASE_MAX_OPEN_CONNS" => Some("4".into()),
-            _ => None,
+        let overrides: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(move |name| {
+            if let Some((_, value)) = overrides.iter().find(|(k, _)| k == name) {
+                return Some(value.clone());
+            }
+            match name {
+                "POSTMAND_DATABASE_URL" => Some(url.clone()),
+                "POSTMAND_HTTP_PORT" | "POSTMAND_HEALTH_CHECK_HTTP_PORT" => Some("0".into()),
+                "POSTMAND_BIND_ADDRESS" => Some("127.0.0.1".into()),
+                "POSTMAND_HTTP_THREADS" => Some("4".into()),
+                "POSTMAND_DATABASE_MAX_OPEN_CONNS" => Some("4".into()),
+                "POSTMAND_WORKER_CONCURRENCY" => Some("4".into()),
+                _ => None,
+            }
         })
         .expect("test configuration")
     }
@@ -204,6 +220,13 @@ impl TestApp {
         let db = TestDb::new(test);
         let config = db.config();
         TestApp::start_with(db, &config, Role::Api)
+    }
+
+    /// Starts API and dispatchers (`--role all`) on a fresh database, with config overrides.
+    pub fn start_all(test: &str, overrides: &[(&str, &str)]) -> TestApp {
+        let db = TestDb::new(test);
+        let config = db.config_with(overrides);
+        TestApp::start_with(db, &config, Role::All)
     }
 
     /// Starts `role` with `config` on `db`.

@@ -1,0 +1,352 @@
+//! The main loop of a dispatcher: [`Dispatcher::run`] loops until shutdown, and
+//! [`Dispatcher::run_once`] is one delivery from start to end: claim, send, record, commit.
+//! Read this file to follow a delivery.
+//!
+//! Everything between the claim and the commit happens in one transaction on the dispatcher's
+//! own connection. Nothing is visible before the commit: if the process dies earlier, PostgreSQL
+//! rolls back, the delivery stays pending with its attempts unchanged, and the next claimer sends
+//! it again (at-least-once). No database call is made while the HTTP request is in flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, select};
+use uuid::Uuid;
+
+use super::backoff;
+use super::limiter::Limiter;
+use super::send::{self, AttemptResult, Outgoing};
+use crate::db::{self, Pool, PooledClient};
+use crate::model::DeliveryStatus;
+use crate::shutdown::Shutdown;
+use crate::store::{self, deliveries};
+
+/// Moments of a delivery, sent to tests that ask for them (`None` in production).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchEvent {
+    /// The delivery is claimed and locked; the request is about to go out.
+    Claimed(Uuid),
+    /// The exchange ended; the attempt is about to be recorded.
+    Sent(Uuid),
+    /// The attempt and the new state are committed.
+    Committed(Uuid),
+}
+
+/// Longest pause after repeated database errors.
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
+
+/// What a dispatcher shares with the others of its process.
+pub struct Shared {
+    /// Connections; a dispatcher goes back here only to replace a broken one.
+    pub pool: Pool,
+    /// The HTTP client.
+    pub sender: send::Sender,
+    /// Per-webhook in-flight caps.
+    pub limiter: Limiter,
+    /// Fallback poll period.
+    pub poll: Duration,
+    /// Candidates per webhook in the claim (see `deliveries::claim_due`).
+    pub claim_depth: i64,
+    /// Test hook.
+    pub events: Option<Sender<DispatchEvent>>,
+}
+
+/// One dispatcher thread's state.
+pub struct Dispatcher {
+    /// Which dispatcher, for logs.
+    pub index: usize,
+    /// What all dispatchers share.
+    pub shared: Arc<Shared>,
+    /// Its connection; `None` after a failure until a new one is checked out.
+    pub client: Option<PooledClient>,
+    /// Tokens meaning "there may be due work".
+    pub wake_rx: Receiver<()>,
+    /// For passing a token on after a successful claim: where there was one, there may be more.
+    pub wake_tx: Sender<()>,
+    /// The stop request.
+    pub shutdown: Shutdown,
+}
+
+/// What one turn of the loop did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// A delivery was attempted and committed.
+    Delivered,
+    /// A delivery was claimed but its webhook was at its cap; it was left for later.
+    Deferred,
+    /// Nothing was due.
+    Idle,
+}
+
+impl Dispatcher {
+    /// Loops until shutdown: deliver while there is work, wait for a wake-up or the poll timer
+    /// when there is none, back off (capped) after database errors.
+    pub fn run(mut self) {
+        let mut errors: u32 = 0;
+        while !self.shutdown.is_requested() {
+            match self.run_once() {
+                Ok(Turn::Delivered | Turn::Deferred) => errors = 0,
+                Ok(Turn::Idle) => {
+                    errors = 0;
+                    self.wait(self.shared.poll + jitter(self.shared.poll));
+                }
+                Err(e) => {
+                    errors = errors.saturating_add(1);
+                    if e.is_unavailable() {
+                        self.client = None;
+                    }
+                    let pause = (Duration::from_millis(100) * 2u32.saturating_pow(errors.min(8)))
+                        .min(MAX_ERROR_BACKOFF);
+                    log::warn!(
+                        "worker-dispatch-error dispatcher={} retry_in_ms={} error={e}",
+                        self.index,
+                        pause.as_millis()
+                    );
+                    self.wait(pause);
+                }
+            }
+        }
+        log::debug!("dispatcher-stopped dispatcher={}", self.index);
+    }
+
+    /// Waits for a wake-up token, shutdown, or `timeout`.
+    fn wait(&self, timeout: Duration) {
+        select! {
+            recv(self.wake_rx) -> _ => {}
+            recv(self.shutdown.receiver()) -> _ => {}
+            default(timeout) => {}
+        }
+    }
+
+    /// Claims, sends, records and commits one delivery.
+    pub fn run_once(&mut self) -> Result<Turn, DispatchError> {
+        if self.client.is_none() {
+            self.client = Some(db::checkout(&self.shared.pool).map_err(DispatchError::Checkout)?);
+        }
+        let shared = Arc::clone(&self.shared);
+        let Some(client) = self.client.as_mut() else {
+            return Ok(Turn::Idle);
+        };
+        let mut tx = client.transaction().map_err(store::Error::from)?;
+        let excluded = shared.limiter.saturated();
+        let Some(claimed) = deliveries::claim_due(&mut tx, None, &excluded, shared.claim_depth)?
+        else {
+            return Ok(Turn::Idle);
+        };
+        if !shared.limiter.try_acquire(claimed.webhook_id) {
+            // Dropping the transaction unlocks the row for a dispatcher with room.
+            return Ok(Turn::Deferred);
+        }
+        let mut slot = Slot {
+            limiter: &shared.limiter,
+            webhook_id: claimed.webhook_id,
+            succeeded: false,
+        };
+        let _ = self.wake_tx.try_send(());
+        emit(&shared.events, DispatchEvent::Claimed(claimed.id));
+
+        let webhook = &claimed.webhook;
+        let result = shared.sender.send(&Outgoing {
+            delivery_id: claimed.id,
+            url: &webhook.url,
+            content_type: &webhook.content_type,
+            secret: &webhook.secret_token,
+            payload: claimed.payload.as_bytes(),
+            timeout: Duration::from_secs(
+                u64::try_from(webhook.delivery_attempt_timeout).unwrap_or(1),
+            ),
+        });
+        emit(&shared.events, DispatchEvent::Sent(claimed.id));
+
+        let record = outcome(&claimed, result);
+        slot.succeeded = record.success;
+        if !deliveries::record_attempt(&mut tx, claimed.id, &record)? {
+            log::warn!("delivery-not-pending delivery_id={}", claimed.id);
+        }
+        tx.commit().map_err(store::Error::from)?;
+        emit(&shared.events, DispatchEvent::Committed(claimed.id));
+        log::info!(
+            "worker-delivery-attempt-created delivery_id={} webhook_id={} attempt_id={} \
+             response_status_code={} execution_duration={} success={} status={}{}",
+            claimed.id,
+            claimed.webhook_id,
+            record.attempt_id,
+            record.response_status_code,
+            record.execution_duration,
+            record.success,
+            record.status,
+            if record.error.is_empty() {
+                String::new()
+            } else {
+                format!(" error={:?}", record.error)
+            }
+        );
+        Ok(Turn::Delivered)
+    }
+}
+
+/// Why a turn failed: always the database; a failed HTTP exchange is an attempt, not an error.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// No connection could be checked out.
+    Checkout(db::Error),
+    /// A statement or the commit failed; the transaction rolled back.
+    Store(store::Error),
+}
+
+impl DispatchError {
+    /// Whether the connection should be replaced.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DispatchError::Checkout(_) => true,
+            DispatchError::Store(e) => e.is_unavailable(),
+        }
+    }
+}
+
+impl From<store::Error> for DispatchError {
+    fn from(e: store::Error) -> DispatchError {
+        DispatchError::Store(e)
+    }
+}
+
+impl std::fmt::Display for DispatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DispatchError::Checkout(e) => e.fmt(f),
+            DispatchError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+/// A held in-flight slot; released (with the attempt's outcome) however the turn ends.
+struct Slot<'a> {
+    limiter: &'a Limiter,
+    webhook_id: Uuid,
+    succeeded: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.limiter.release(self.webhook_id, self.succeeded);
+    }
+}
+
+/// Judges an exchange: succeeded when the status code is a valid one; otherwise failed once
+/// the attempts reach the webhook's maximum, else pending again after the backoff.
+pub fn outcome(claimed: &deliveries::Claimed, result: AttemptResult) -> deliveries::AttemptRecord {
+    let webhook = &claimed.webhook;
+    let success =
+        result.error.is_empty() && webhook.valid_status_codes.contains(&result.status_code);
+    let attempts = claimed.delivery_attempts.saturating_add(1);
+    let (status, retry_in_ms) = if success {
+        (DeliveryStatus::Succeeded, None)
+    } else if attempts >= webhook.max_delivery_attempts {
+        (DeliveryStatus::Failed, None)
+    } else {
+        let delay = backoff::delay(
+            claimed.delivery_attempts,
+            webhook.retry_min_backoff,
+            webhook.retry_max_backoff,
+        );
+        (
+            DeliveryStatus::Pending,
+            Some(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+        )
+    };
+    deliveries::AttemptRecord {
+        attempt_id: Uuid::new_v4(),
+        status,
+        retry_in_ms,
+        raw_request: result.raw_request,
+        raw_response: result.raw_response,
+        response_status_code: result.status_code,
+        execution_duration: result.duration_ms,
+        success,
+        error: result.error,
+    }
+}
+
+fn emit(events: &Option<Sender<DispatchEvent>>, event: DispatchEvent) {
+    if let Some(events) = events {
+        let _ = events.send(event);
+    }
+}
+
+/// Up to a tenth of `period`, so idle dispatchers of many processes do not poll in step.
+fn jitter(period: Duration) -> Duration {
+    let span = (period.as_millis() / 10).max(1) as u64;
+    Duration::from_millis((Uuid::new_v4().as_u128() as u64) % span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::WebhookSettings;
+
+    fn claimed(attempts: i32, max: i32) -> deliveries::Claimed {
+        deliveries::Claimed {
+            id: Uuid::nil(),
+            webhook_id: Uuid::nil(),
+            payload: String::new(),
+            delivery_attempts: attempts,
+            webhook: WebhookSettings {
+                name: String::new(),
+                url: String::new(),
+                content_type: String::new(),
+                valid_status_codes: vec![200, 201],
+                secret_token: String::new(),
+                active: true,
+                max_delivery_attempts: max,
+                delivery_attempt_timeout: 1,
+                retry_min_backoff: 10,
+                retry_max_backoff: 60,
+            },
+        }
+    }
+
+    fn result(status_code: i32, error: &str) -> AttemptResult {
+        AttemptResult {
+            raw_request: String::new(),
+            raw_response: String::new(),
+            status_code,
+            duration_ms: 1,
+            error: error.to_string(),
+        }
+    }
+
+    #[test]
+    fn valid_status_succeeds() {
+        let record = outcome(&claimed(0, 5), result(201, ""));
+        assert_eq!(
+            (record.status, record.success, record.retry_in_ms),
+            (DeliveryStatus::Succeeded, true, None)
+        );
+    }
+
+    #[test]
+    fn other_status_retries_with_backoff_then_fails() {
+        let retries: Vec<Option<i64>> = (0..4)
+            .map(|k| outcome(&claimed(k, 5), result(204, "")).retry_in_ms)
+            .collect();
+        assert_eq!(
+            retries,
+            [Some(10_000), Some(20_000), Some(40_000), Some(60_000)]
+        );
+        let last = outcome(&claimed(4, 5), result(500, ""));
+        assert_eq!(
+            (last.status, last.retry_in_ms),
+            (DeliveryStatus::Failed, None)
+        );
+    }
+
+    #[test]
+    fn transport_error_counts_as_a_failed_attempt() {
+        let record = outcome(&claimed(0, 1), result(0, "Post \"http://x\": refused"));
+        assert_eq!(
+            (record.status, record.success),
+            (DeliveryStatus::Failed, false)
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! Isolation between webhooks inside one worker process: how many deliveries of one webhook may
+//! be in flight at once, so a slow or dead endpoint cannot take every dispatcher.
+//!
+//! A webhook may hold up to `max_in_flight` dispatchers (default: half of them). After
+//! `DEGRADE_AFTER` failed attempts in a row it may hold only one, a probe, until an attempt
+//! succeeds again. A webhook at its cap is left out of the claim, so its backlog waits in the
+//! database while other webhooks flow.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use uuid::Uuid;
+
+/// Consecutive failed attempts after which a webhook is held to one delivery in flight.
+pub const DEGRADE_AFTER: u32 = 3;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Entry {
+    in_flight: usize,
+    consecutive_failures: u32,
+}
+
+/// Per-webhook in-flight counts of this process.
+#[derive(Debug)]
+pub struct Limiter {
+    max_in_flight: usize,
+    entries: Mutex<HashMap<Uuid, Entry>>,
+}
+
+impl Limiter {
+    /// A limiter allowing `max_in_flight` (at least 1) deliveries per healthy webhook.
+    pub fn new(max_in_flight: usize) -> Limiter {
+        Limiter {
+            max_in_flight: max_in_flight.max(1),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entries(&self) -> MutexGuard<'_, HashMap<Uuid, Entry>> {
+        // The map stays consistent even if a holder panicked: each update is one assignment.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cap(&self, entry: &Entry) -> usize {
+        if entry.consecutive_failures >= DEGRADE_AFTER {
+            1
+        } else {
+            self.max_in_flight
+        }
+    }
+
+    /// Webhooks at their cap: the claim skips their deliveries.
+    pub fn saturated(&self) -> Vec<Uuid> {
+        self.entries()
+            .iter()
+            .filter(|(_, entry)| entry.in_flight >= self.cap(entry))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Takes a slot for `webhook_id`; false when it is at its cap (another dispatcher got there
+    /// between the claim and now).
+    pub fn try_acquire(&self, webhook_id: Uuid) -> bool {
+        let mut entries = self.entries();
+        let entry = entries.entry(webhook_id).or_default();
+        if entry.in_flight >= self.cap(entry) {
+            return false;
+        }
+        entry.in_flight += 1;
+        true
+    }
+
+    /// Gives the slot back and records how the attempt went.
+    pub fn release(&self, webhook_id: Uuid, succeeded: bool) {
+        let mut entries = self.entries();
+        if let Some(entry) = entries.get_mut(&webhook_id) {
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+            entry.consecutive_failures = if succeeded {
+                0
+            } else {
+                entry.consecutive_failures.saturating_add(1)
+            };
+            if entry.in_flight == 0 && entry.consecutive_failures == 0 {
+                entries.remove(&webhook_id);
+            }
+        }
+    }
+
+    /// Deliveries in flight now, across webhooks.
+    pub fn in_flight(&self) -> usize {
+        self.entries().values().map(|e| e.in_flight).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_then_saturated() {
+        let limiter = Limiter::new(2);
+        let id = Uuid::new_v4();
+        assert!(limiter.try_acquire(id));
+        assert!(limiter.saturated().is_empty());
+        assert!(limiter.try_acquire(id));
+        assert_eq!(limiter.saturated(), vec![id]);
+        assert!(!limiter.try_acquire(id));
+        limiter.release(id, true);
+        assert!(limiter.saturated().is_empty());
+    }
+
+    #[test]
+    fn failing_webhook_is_held_to_one_probe_until_success() {
+        let limiter = Limiter::new(8);
+        let id = Uuid::new_v4();
+        for _ in 0..DEGRADE_AFTER {
+            assert!(limiter.try_acquire(id));
+            limiter.release(id, false);
+        }
+        assert!(limiter.try_acquire(id));
+        assert!(!limiter.try_acquire(id));
+        assert_eq!(limiter.saturated(), vec![id]);
+        limiter.release(id, true);
+        assert!(limiter.try_acquire(id));
+        assert!(limiter.try_acquire(id));
+    }
+
+    #[test]
+    fn idle_healthy_webhooks_are_forgotten() {
+        let limiter = Limiter::new(1);
+        let id = Uuid::new_v4();
+        assert!(limiter.try_acquire(id));
+        limiter.release(id, true);
+        assert_eq!(limiter.entries().len(), 0);
+        assert_eq!(limiter.in_flight(), 0);
+    }
+}

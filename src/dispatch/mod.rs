@@ -1,0 +1,148 @@
+//! The worker role: `POSTMAND_WORKER_CONCURRENCY` dispatcher threads, each with its own pooled
+//! connection, plus the LISTEN thread that wakes them.
+//!
+//! All connections are checked out before any thread starts, so a database that cannot serve
+//! the whole pool fails at start-up rather than leaving a silent gap. A dispatcher that panics
+//! requests shutdown through a drop guard, and [`Workers::join`] reports it, so the process exits
+//! non-zero instead of running with fewer dispatchers than configured.
+
+pub mod backoff;
+pub mod dispatcher;
+pub mod dump;
+pub mod limiter;
+pub mod send;
+pub mod signature;
+pub mod wakeup;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::config::Config;
+use crate::db::{self, Pool};
+use crate::shutdown::Shutdown;
+use dispatcher::{DispatchEvent, Dispatcher, Shared};
+use limiter::Limiter;
+
+/// The running dispatchers and listener.
+pub struct Workers {
+    threads: Vec<thread::JoinHandle<()>>,
+    listener: Option<thread::JoinHandle<()>>,
+    panicked: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+}
+
+/// Requests shutdown if its thread unwinds.
+struct PanicGuard {
+    shutdown: Shutdown,
+    panicked: Arc<AtomicBool>,
+    index: usize,
+}
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            log::error!(
+                "dispatcher-panicked dispatcher={}: shutting down",
+                self.index
+            );
+            self.panicked.store(true, Ordering::SeqCst);
+            self.shutdown.request();
+        }
+    }
+}
+
+/// The wake channel: one token per "there may be due work", at most one per dispatcher queued.
+pub fn wake_channel(config: &Config) -> (Sender<()>, Receiver<()>) {
+    crossbeam_channel::bounded(config.worker_concurrency)
+}
+
+impl Workers {
+    /// Checks out one connection per dispatcher, then starts the listener and the dispatchers.
+    pub fn start(
+        config: &Config,
+        pool: Pool,
+        shutdown: &Shutdown,
+        (wake_tx, wake_rx): (Sender<()>, Receiver<()>),
+        events: Option<Sender<DispatchEvent>>,
+    ) -> Result<Workers, crate::Error> {
+        let mut clients = Vec::with_capacity(config.worker_concurrency);
+        for _ in 0..config.worker_concurrency {
+            clients.push(db::checkout(&pool)?);
+        }
+        let shared = Arc::new(Shared {
+            pool,
+            sender: send::Sender::new(config.dump_max_bytes),
+            limiter: Limiter::new(config.webhook_max_in_flight()),
+            poll: config.polling_interval,
+            // Room for every dispatcher of this process and as many of other processes.
+            claim_depth: (2 * config.worker_concurrency + 1) as i64,
+            events,
+        });
+        let listener = wakeup::spawn_listener(
+            config.database_url.clone(),
+            wake_tx.clone(),
+            shutdown.clone(),
+        )
+        .map_err(crate::Error::Spawn)?;
+        let panicked = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(clients.len());
+        for (index, client) in clients.into_iter().enumerate() {
+            let dispatcher = Dispatcher {
+                index,
+                shared: Arc::clone(&shared),
+                client: Some(client),
+                wake_rx: wake_rx.clone(),
+                wake_tx: wake_tx.clone(),
+                shutdown: shutdown.clone(),
+            };
+            let guard = PanicGuard {
+                shutdown: shutdown.clone(),
+                panicked: Arc::clone(&panicked),
+                index,
+            };
+            let thread = thread::Builder::new()
+                .name(format!("dispatcher-{index}"))
+                .spawn(move || {
+                    let _guard = guard;
+                    dispatcher.run();
+                })
+                .map_err(crate::Error::Spawn)?;
+            threads.push(thread);
+        }
+        log::info!(
+            "worker-started dispatchers={} polling_interval_ms={}",
+            config.worker_concurrency,
+            config.polling_interval.as_millis()
+        );
+        // Deliveries may already be due.
+        let _ = wake_tx.try_send(());
+        Ok(Workers {
+            threads,
+            listener: Some(listener),
+            panicked,
+            shared,
+        })
+    }
+
+    /// Deliveries being attempted right now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.limiter.in_flight()
+    }
+
+    /// Waits for every dispatcher to finish its delivery and stop (call after requesting
+    /// shutdown). Returns false if one of them panicked.
+    pub fn join(mut self) -> bool {
+        log::info!("worker-shutdown-started");
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        if let Some(listener) = self.listener.take() {
+            let _ = listener.join();
+        }
+        log::info!("worker-shutdown-completed");
+        !self.panicked.load(Ordering::SeqCst)
+    }
+}

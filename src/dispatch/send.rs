@@ -1,0 +1,265 @@
+//! One HTTP exchange with a webhook's endpoint: build the signed request, POST it under the
+//! webhook's timeout, read a capped response, and describe whatever happened as an
+//! [`AttemptResult`]. A remote failure is data, not an error: this module has no `Result`.
+//!
+//! Redirects are not followed (SPEC: a 3xx is judged like any other status, and the original
+//! forwarded the signature to wherever a redirect pointed). ureq stays in this file.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::{dump, signature};
+use crate::cli::VERSION;
+
+/// What to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// The delivery id, sent as `webhook-id`.
+    pub delivery_id: Uuid,
+    /// The webhook's URL.
+    pub url: &'a str,
+    /// The webhook's content type.
+    pub content_type: &'a str,
+    /// The webhook's secret; empty means unsigned.
+    pub secret: &'a str,
+    /// The body.
+    pub payload: &'a [u8],
+    /// The whole exchange must end within this.
+    pub timeout: Duration,
+}
+
+/// What happened, ready to become an attempt row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptResult {
+    /// The request as sent (kept even when sending failed).
+    pub raw_request: String,
+    /// The response as received; empty without one.
+    pub raw_response: String,
+    /// The response's status code; 0 without one.
+    pub status_code: i32,
+    /// Milliseconds from sending to the response headers (or to the failure).
+    pub duration_ms: i32,
+    /// `Post "<url>": <cause>` when no response arrived; empty otherwise.
+    pub error: String,
+}
+
+/// Sends deliveries; one per process, shared by the dispatchers (ureq pools connections).
+pub struct Sender {
+    agent: ureq::Agent,
+    dump_cap: usize,
+}
+
+impl Sender {
+    /// A sender whose dumps are cut at `dump_cap` bytes.
+    pub fn new(dump_cap: usize) -> Sender {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(VERSION)
+            .build()
+            .into();
+        Sender { agent, dump_cap }
+    }
+
+    /// POSTs one delivery and describes the outcome.
+    pub fn send(&self, out: &Outgoing<'_>) -> AttemptResult {
+        let headers = request_headers(out, chrono::Utc::now().timestamp());
+        let raw_request = dump::dump(
+            &format!("POST {} HTTP/1.1", request_target(out.url)),
+            &headers,
+            out.payload,
+            true,
+            self.dump_cap,
+        );
+        let mut request = self
+            .agent
+            .post(out.url)
+            .config()
+            .timeout_global(Some(out.timeout))
+            .build();
+        for (name, value) in &headers[1..] {
+            request = request.header(name.as_str(), value.as_slice());
+        }
+        let started = Instant::now();
+        let response = request.send(out.payload);
+        let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let mut response = match response {
+            Ok(response) => response,
+            Err(e) => {
+                return AttemptResult {
+                    raw_request,
+                    raw_response: String::new(),
+                    status_code: 0,
+                    duration_ms,
+                    error: format!("Post {:?}: {e}", out.url),
+                };
+            }
+        };
+        let status = response.status();
+        let first_line = format!(
+            "{:?} {} {}",
+            response.version(),
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        let mut response_headers: Vec<(String, Vec<u8>)> = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (canonical(name.as_str()), value.as_bytes().to_vec()))
+            .collect();
+        response_headers.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut body = Vec::new();
+        let read = response
+            .body_mut()
+            .as_reader()
+            .take(self.dump_cap as u64 + 1)
+            .read_to_end(&mut body);
+        let complete = read.is_ok() && body.len() <= self.dump_cap;
+        let mut raw_response = dump::dump(
+            first_line.trim_end(),
+            &response_headers,
+            &body,
+            complete,
+            self.dump_cap,
+        );
+        if let Err(e) = read {
+            raw_response.push_str(&format!("\n[postmand: reading the body failed: {e}]"));
+        }
+        AttemptResult {
+            raw_request,
+            raw_response,
+            status_code: i32::from(status.as_u16()),
+            duration_ms,
+            error: String::new(),
+        }
+    }
+}
+
+/// The headers postmand sets, `Host` first (for the dump only; ureq writes its own), the rest
+/// sorted by name as the original dumped them.
+fn request_headers(out: &Outgoing<'_>, timestamp: i64) -> Vec<(String, Vec<u8>)> {
+    let id = out.delivery_id.to_string();
+    let mut headers = vec![
+        (
+            "Content-Type".to_string(),
+            out.content_type.as_bytes().to_vec(),
+        ),
+        ("User-Agent".to_string(), VERSION.as_bytes().to_vec()),
+        ("Webhook-Id".to_string(), id.as_bytes().to_vec()),
+        (
+            "Webhook-Timestamp".to_string(),
+            timestamp.to_string().into_bytes(),
+        ),
+    ];
+    if !out.secret.is_empty() {
+        headers.push((
+            "Webhook-Signature".to_string(),
+            signature::standard_signature(out.secret, &id, timestamp, out.payload).into_bytes(),
+        ));
+        headers.push((
+            "X-Hub-Signature".to_string(),
+            signature::hub_signature(out.secret, out.payload).into_bytes(),
+        ));
+        headers.push((
+            "X-Hub-Signature-256".to_string(),
+            signature::hub_signature_256(out.secret, out.payload).into_bytes(),
+        ));
+    }
+    headers.sort_by(|a, b| a.0.cmp(&b.0));
+    headers.insert(
+        0,
+        ("Host".to_string(), host_of(out.url).as_bytes().to_vec()),
+    );
+    headers
+}
+
+/// `Content-Type` from `content-type`: how the original's dumps spelled header names.
+fn canonical(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => {
+                    first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()
+                }
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn after_scheme(url: &str) -> &str {
+    url.split_once("://").map_or(url, |(_, rest)| rest)
+}
+
+/// `host[:port]` of a URL, without user info.
+fn host_of(url: &str) -> &str {
+    let rest = after_scheme(url);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+}
+
+/// The request target: path (`/` if empty) and query, no fragment.
+fn request_target(url: &str) -> String {
+    let rest = after_scheme(url);
+    let rest = rest.split('#').next().unwrap_or("");
+    match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('?') => format!("/{}", &rest[i..]),
+        Some(i) => rest[i..].to_string(),
+        None => "/".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_target_and_host() {
+        assert_eq!(request_target("https://httpbin.org/post"), "/post");
+        assert_eq!(request_target("http://h:1"), "/");
+        assert_eq!(request_target("http://h:1?x=1#frag"), "/?x=1");
+        assert_eq!(request_target("http://h/a/b?c=d#e"), "/a/b?c=d");
+        assert_eq!(host_of("http://u:p@h.example:8080/x"), "h.example:8080");
+    }
+
+    #[test]
+    fn signed_request_headers_in_dump_order() {
+        let out = Outgoing {
+            delivery_id: Uuid::nil(),
+            url: "https://httpbin.org/post",
+            content_type: "application/json",
+            secret: "my-secret-token",
+            payload: br#"{"success": true}"#,
+            timeout: Duration::from_secs(1),
+        };
+        let names: Vec<String> = request_headers(&out, 1)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Host",
+                "Content-Type",
+                "User-Agent",
+                "Webhook-Id",
+                "Webhook-Signature",
+                "Webhook-Timestamp",
+                "X-Hub-Signature",
+                "X-Hub-Signature-256"
+            ]
+        );
+    }
+
+    #[test]
+    fn canonical_header_names() {
+        assert_eq!(canonical("content-type"), "Content-Type");
+        assert_eq!(canonical("x-hub-signature-256"), "X-Hub-Signature-256");
+    }
+}

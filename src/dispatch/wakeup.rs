@@ -1,0 +1,72 @@
+//! Wake-ups for idle dispatchers: a LISTEN thread on its own connection (outside the pool) turns
+//! each notification into one token on the wake channel. LISTEN/NOTIFY only makes pick-up fast;
+//! it is never the source of truth: dispatchers also poll, so a lost notification or a dropped
+//! listener connection delays a delivery by at most one polling interval.
+
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use postgres::fallible_iterator::FallibleIterator;
+
+use crate::db;
+use crate::shutdown::Shutdown;
+use crate::store::deliveries::NOTIFY_CHANNEL;
+
+/// How often the listener looks up from waiting to check for shutdown and a dead connection.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// Longest wait between reconnection tries.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+
+/// Starts the listener thread. It runs until shutdown, reconnecting with exponential backoff and
+/// one log line per failure.
+pub fn spawn_listener(
+    database_url: String,
+    wake: Sender<()>,
+    shutdown: Shutdown,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name("listener".into())
+        .spawn(move || listen(&database_url, &wake, &shutdown))
+}
+
+fn listen(database_url: &str, wake: &Sender<()>, shutdown: &Shutdown) {
+    let mut delay = Duration::from_millis(100);
+    while !shutdown.is_requested() {
+        let mut client = match db::connect(database_url, "postmand-listener").and_then(|mut c| {
+            c.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+                .map(|_| c)
+                .map_err(db::Error::Bookkeeping)
+        }) {
+            Ok(client) => client,
+            Err(e) => {
+                log::warn!(
+                    "listener-connect-error retry_in_ms={} error={e}",
+                    delay.as_millis()
+                );
+                shutdown.wait_timeout(delay);
+                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+                continue;
+            }
+        };
+        log::debug!("listener-connected channel={NOTIFY_CHANNEL}");
+        delay = Duration::from_millis(100);
+        // Deliveries may have been queued while no one listened.
+        let _ = wake.try_send(());
+        while !shutdown.is_requested() {
+            let next = client.notifications().timeout_iter(CHECK_EVERY).next();
+            match next {
+                Ok(Some(_)) => {
+                    let _ = wake.try_send(());
+                }
+                Ok(None) if client.is_closed() => break,
+                Ok(None) => {}
+                Err(e) => {
+                    log::warn!("listener-error error={}", db::describe(&e));
+                    break;
+                }
+            }
+        }
+    }
+}
