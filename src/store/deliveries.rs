@@ -288,6 +288,27 @@ pub fn record_attempt(
     Ok(rows == 1)
 }
 
+/// The plan of [`CLAIM_DUE`] as PostgreSQL ran it (`EXPLAIN ANALYZE`), inside a transaction
+/// that is rolled back so nothing stays locked. For tests and for diagnosing a slow claim.
+pub fn explain_claim(client: &mut postgres::Client, depth: i64) -> Result<String, Error> {
+    let mut tx = client.transaction()?;
+    let no_exclusions: &[Uuid] = &[];
+    let rows = tx.query(
+        format!("EXPLAIN (ANALYZE, COSTS OFF) {CLAIM_DUE}").as_str(),
+        &[
+            &None::<chrono::DateTime<chrono::Utc>>,
+            &no_exclusions,
+            &depth,
+        ],
+    )?;
+    tx.rollback()?;
+    Ok(rows
+        .iter()
+        .map(|row| row.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
 /// Wakes idle dispatchers in every worker process (see [`NOTIFY`]).
 pub fn notify(client: &mut impl GenericClient) -> Result<(), Error> {
     client.batch_execute(NOTIFY)?;

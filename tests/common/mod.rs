@@ -127,6 +127,8 @@ pub struct TestDb {
     pub name: String,
     /// Its URL.
     pub url: String,
+    /// Whether dropping this handle drops the database.
+    owned: bool,
 }
 
 impl TestDb {
@@ -141,7 +143,20 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE {TEMPLATE}"))
             .expect("clone template");
         let url = url_for_database(&admin_url(), &name);
-        TestDb { name, url }
+        TestDb {
+            name,
+            url,
+            owned: true,
+        }
+    }
+
+    /// A second handle on the same database that does not drop it (for a second process).
+    pub fn share(&self) -> TestDb {
+        TestDb {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            owned: false,
+        }
     }
 
     /// An empty database, not migrated.
@@ -153,7 +168,11 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .expect("create database");
         let url = url_for_database(&admin_url(), &name);
-        TestDb { name, url }
+        TestDb {
+            name,
+            url,
+            owned: true,
+        }
     }
 
     /// A direct connection for arranging and checking rows.
@@ -193,6 +212,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         if let Ok(mut client) = postgres::Client::connect(&admin_url(), postgres::NoTls) {
             let _ = client.batch_execute(&format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
