@@ -83,6 +83,16 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Cap of each stored raw request and raw response, in bytes (1024-16777216).",
     },
     Setting {
+        name: "POSTMAND_API_TOKEN",
+        default: "",
+        doc: "When set, every /v1 request needs Authorization: Bearer <token> (401 otherwise).",
+    },
+    Setting {
+        name: "POSTMAND_RETENTION_DAYS",
+        default: "",
+        doc: "When set, workers delete succeeded and failed deliveries (and attempts) unchanged for this many days (1-36500).",
+    },
+    Setting {
         name: "POSTMAND_LOG_LEVEL",
         default: "info",
         doc: "error, warn, info, debug or trace; RUST_LOG, when set, wins.",
@@ -98,6 +108,7 @@ const MAX_BODY_BYTES: (u64, u64) = (1, 64 * 1024 * 1024);
 const WORKER_CONCURRENCY: (u64, u64) = (1, 256);
 const WEBHOOK_MAX_IN_FLIGHT: (u64, u64) = (0, 256);
 const DUMP_MAX_BYTES: (u64, u64) = (1024, 16 * 1024 * 1024);
+const RETENTION_DAYS: (u64, u64) = (1, 36_500);
 
 /// The validated configuration of one process.
 #[derive(Clone)]
@@ -125,6 +136,11 @@ pub struct Config {
     pub webhook_max_in_flight: usize,
     /// `POSTMAND_DUMP_MAX_BYTES`: cap of each raw dump. Defaults to 64 KiB.
     pub dump_max_bytes: usize,
+    /// `POSTMAND_API_TOKEN`: bearer token every `/v1` request must carry. Unset by default.
+    pub api_token: Option<String>,
+    /// `POSTMAND_RETENTION_DAYS`: age in days after which finished deliveries are deleted.
+    /// Unset (retention off) by default.
+    pub retention_days: Option<u32>,
     /// `POSTMAND_LOG_LEVEL`: the logger's filter. Defaults to `info`.
     pub log_level: String,
 }
@@ -235,6 +251,22 @@ impl Config {
             });
         }
         let int = |name: &'static str, bounds: (u64, u64)| bounded(name, &raw(name), bounds);
+        let api_token = Some(raw("POSTMAND_API_TOKEN")).filter(|t| !t.is_empty());
+        if let Some(token) = &api_token
+            && !token.chars().all(|c| c.is_ascii_graphic())
+        {
+            return Err(Error::Invalid {
+                name: "POSTMAND_API_TOKEN",
+                value: "<redacted>".into(),
+                expected: "printable ASCII without spaces".into(),
+            });
+        }
+        let retention = raw("POSTMAND_RETENTION_DAYS");
+        let retention_days = if retention.is_empty() {
+            None
+        } else {
+            Some(bounded("POSTMAND_RETENTION_DAYS", &retention, RETENTION_DAYS)? as u32)
+        };
         Ok(Config {
             database_url,
             database_max_open_conns: int("POSTMAND_DATABASE_MAX_OPEN_CONNS", MAX_OPEN_CONNS)?
@@ -252,6 +284,8 @@ impl Config {
             webhook_max_in_flight: int("POSTMAND_WEBHOOK_MAX_IN_FLIGHT", WEBHOOK_MAX_IN_FLIGHT)?
                 as usize,
             dump_max_bytes: int("POSTMAND_DUMP_MAX_BYTES", DUMP_MAX_BYTES)? as usize,
+            api_token,
+            retention_days,
             log_level,
         })
     }
@@ -285,6 +319,8 @@ impl fmt::Debug for Config {
             .field("worker_concurrency", &self.worker_concurrency)
             .field("webhook_max_in_flight", &self.webhook_max_in_flight)
             .field("dump_max_bytes", &self.dump_max_bytes)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("retention_days", &self.retention_days)
             .field("log_level", &self.log_level)
             .finish()
     }
@@ -390,10 +426,10 @@ mod tests {
     fn readme_configuration_table_matches_settings() {
         let readme = include_str!("../README.md");
         for setting in SETTINGS {
-            let default = if setting.default.is_empty() {
-                "(required)"
-            } else {
-                setting.default
+            let default = match setting.default {
+                "" if setting.name == "POSTMAND_DATABASE_URL" => "(required)",
+                "" => "(unset)",
+                default => default,
             };
             let row = format!("| `{}` | {} | {} |", setting.name, default, setting.doc);
             assert!(readme.contains(&row), "README.md lacks the row {row}");
@@ -440,14 +476,18 @@ mod tests {
     }
 
     #[test]
-    fn debug_redacts_the_password() {
-        let c = Config::from_lookup(lookup(&[(
-            "POSTMAND_DATABASE_URL",
-            "postgres://user:s3cret@db:5432/postmand?sslmode=disable",
-        )]))
+    fn debug_redacts_the_password_and_token() {
+        let c = Config::from_lookup(lookup(&[
+            (
+                "POSTMAND_DATABASE_URL",
+                "postgres://user:s3cret@db:5432/postmand?sslmode=disable",
+            ),
+            ("POSTMAND_API_TOKEN", "t0ken"),
+        ]))
         .unwrap();
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("t0ken"), "{shown}");
         assert!(shown.contains("postgres://user:***@db:5432/postmand?sslmode=disable"));
     }
 

@@ -1,5 +1,6 @@
 //! The health server on `POSTMAND_HEALTH_CHECK_HTTP_PORT`, in every role: `GET /healthz` pings
-//! the database and answers `{"success":true}` (200) or `{"success":false}` (500).
+//! the database and answers `{"success":true}` (200) or `{"success":false}` (500), and
+//! `GET /metrics` renders the Prometheus metrics. Both stay open when an API token is set.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,7 +12,9 @@ use tiny_http::{Header, Response};
 
 use crate::config::Config;
 use crate::db::Pool;
+use crate::metrics::{Metrics, QueueStats};
 use crate::shutdown::Shutdown;
+use crate::store::deliveries;
 
 /// A ping that takes longer than this counts as a failure, so a probe never hangs.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -28,7 +31,12 @@ pub struct HealthServer {
 
 impl HealthServer {
     /// Binds the health port and starts answering.
-    pub fn start(config: &Config, pool: Pool, shutdown: &Shutdown) -> io::Result<HealthServer> {
+    pub fn start(
+        config: &Config,
+        pool: Pool,
+        shutdown: &Shutdown,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<HealthServer> {
         let bind = SocketAddr::new(config.bind_address, config.health_port);
         let server = tiny_http::Server::http(bind)
             .map_err(|e| io::Error::new(io::ErrorKind::AddrInUse, format!("{bind}: {e}")))?;
@@ -42,10 +50,11 @@ impl HealthServer {
             let server = Arc::clone(&server);
             let pool = pool.clone();
             let shutdown = shutdown.clone();
+            let metrics = Arc::clone(&metrics);
             threads.push(
                 thread::Builder::new()
                     .name(format!("health-{index}"))
-                    .spawn(move || serve(&server, &pool, &shutdown))?,
+                    .spawn(move || serve(&server, &pool, &shutdown, &metrics))?,
             );
         }
         log::info!("health-server-listen-and-serve addr={addr}");
@@ -74,7 +83,7 @@ impl HealthServer {
     }
 }
 
-fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown) {
+fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown, metrics: &Metrics) {
     loop {
         let request = match server.recv() {
             Ok(request) => request,
@@ -85,7 +94,12 @@ fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown) {
             }
         };
         let path = request.url().split('?').next().unwrap_or("");
+        let mut content_type = "application/json; charset=utf-8";
         let (status, body) = match (request.method().as_str(), path) {
+            ("GET", "/metrics") => {
+                content_type = "text/plain; version=0.0.4; charset=utf-8";
+                (200, metrics.render(queue_stats(pool)))
+            }
             ("GET", "/healthz") => {
                 if ping(pool) {
                     (200, r#"{"success":true}"#.to_string())
@@ -93,7 +107,7 @@ fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown) {
                     (500, r#"{"success":false}"#.to_string())
                 }
             }
-            (_, "/healthz") => (
+            (_, "/healthz" | "/metrics") => (
                 405,
                 r#"{"code":12,"message":"method not allowed","details":"allowed: GET"}"#.into(),
             ),
@@ -104,11 +118,26 @@ fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown) {
         };
         let mut response = Response::from_string(body).with_status_code(status);
         // This unwrap is OK, because the header is a constant of valid header text.
-        response.add_header(
-            Header::from_bytes("Content-Type", "application/json; charset=utf-8").unwrap(),
-        );
+        response.add_header(Header::from_bytes("Content-Type", content_type).unwrap());
         if let Err(e) = request.respond(response) {
             log::debug!("health-response-not-sent error={e}");
+        }
+    }
+}
+
+/// The queue gauges, or `None` when the database does not answer in time.
+fn queue_stats(pool: &Pool) -> Option<QueueStats> {
+    let mut client = pool.get_timeout(PING_TIMEOUT).ok()?;
+    match deliveries::queue_stats(&mut *client) {
+        Ok((pending, due, oldest_due_age_secs, deliveries_estimate)) => Some(QueueStats {
+            pending,
+            due,
+            oldest_due_age_secs,
+            deliveries_estimate,
+        }),
+        Err(e) => {
+            log::warn!("metrics-queue-error error={e}");
+            None
         }
     }
 }

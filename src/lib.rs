@@ -24,12 +24,14 @@ pub mod config;
 pub mod db;
 pub mod dispatch;
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod shutdown;
 pub mod store;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use api::ApiServer;
 use cli::{Command, Role};
@@ -37,6 +39,7 @@ use config::Config;
 use dispatch::Workers;
 use dispatch::dispatcher::DispatchEvent;
 use health::HealthServer;
+use metrics::Metrics;
 use shutdown::Shutdown;
 
 /// Why the process could not start or run.
@@ -181,8 +184,9 @@ pub fn start_with_events(
     }
     let pool = db::pool(&config.database_url, "postmand", size)?;
     check_schema(&pool)?;
-    let health =
-        HealthServer::start(config, pool.clone(), shutdown).map_err(|source| Error::Bind {
+    let metrics = Arc::new(Metrics::default());
+    let health = HealthServer::start(config, pool.clone(), shutdown, Arc::clone(&metrics))
+        .map_err(|source| Error::Bind {
             server: "health server",
             source,
         })?;
@@ -195,12 +199,13 @@ pub fn start_with_events(
             shutdown,
             wake,
             events,
+            Arc::clone(&metrics),
         )?)
     } else {
         None
     };
     let api = if role.runs_api() {
-        let api = ApiServer::start(config, pool.clone(), shutdown, local_wake);
+        let api = ApiServer::start(config, pool.clone(), shutdown, local_wake, metrics);
         match api {
             Ok(api) => Some(api),
             Err(source) => {

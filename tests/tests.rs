@@ -19,3 +19,14 @@ mod api_protocol;
 // The binary: migrate (twice, over an original-schema database), --help, --version, start-up
 // errors, SIGTERM.
 mod binary;
+
+// The dispatcher in-process: outcomes, attempt records, signatures, backoff, isolation,
+// hostile responses, wake-ups and the claim's plan.
+mod dispatch;
+
+// The real binary as worker processes: two processes sharing a queue, SIGKILL and SIGTERM
+// mid-attempt, the dispatcher's connection dropped mid-attempt.
+mod dispatch_processes;
+
+// Running it: metrics, the API token, retention, OpenAPI and Swagger UI.
+mod operations;

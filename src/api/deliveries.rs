@@ -42,6 +42,7 @@ pub fn create(ctx: &Context, body: &[u8]) -> Result<Reply, ApiError> {
             }
         })?;
     ctx.notifier.poke();
+    ctx.metrics.delivery_created();
     log::debug!(
         "delivery-created delivery_id={} webhook_id={}",
         delivery.id,

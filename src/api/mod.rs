@@ -10,6 +10,7 @@ mod deliveries;
 pub mod errors;
 pub mod json;
 pub mod notify;
+pub mod openapi;
 mod query;
 pub mod router;
 mod webhooks;
@@ -25,6 +26,7 @@ use tiny_http::{Header, Request, Response};
 
 use crate::config::Config;
 use crate::db::{self, Pool, PooledClient};
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use errors::ApiError;
 use router::Route;
@@ -45,6 +47,10 @@ pub struct Context {
     max_body_bytes: usize,
     /// Wakes dispatchers after deliveries are queued.
     notifier: notify::Notifier,
+    /// `POSTMAND_API_TOKEN`.
+    api_token: Option<String>,
+    /// Request counters.
+    metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -95,6 +101,7 @@ impl ApiServer {
         pool: Pool,
         shutdown: &Shutdown,
         local_wake: Option<crossbeam_channel::Sender<()>>,
+        metrics: Arc<Metrics>,
     ) -> io::Result<ApiServer> {
         let bind = SocketAddr::new(config.bind_address, config.http_port);
         let server = tiny_http::Server::http(bind)
@@ -110,6 +117,8 @@ impl ApiServer {
             pool,
             max_body_bytes: config.max_body_bytes,
             notifier,
+            api_token: config.api_token.clone(),
+            metrics,
         });
         let mut threads = Vec::with_capacity(config.http_threads);
         for index in 0..config.http_threads {
@@ -169,14 +178,28 @@ fn answer(context: &Context, mut request: Request) {
     let method = request.method().as_str().to_string();
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let result = router::route(&method, path).and_then(|route| {
-        let body = read_body(&mut request, context.max_body_bytes)?;
-        let reply = handle(context, route, query, &body);
-        if let Err(ApiError::Internal) = &reply {
-            log::error!("api-internal-error route={:?}", route.name());
-        }
-        reply
-    });
+    if let Some(file) = path.strip_prefix("/swagger/")
+        && method == "GET"
+        && let Some((content_type, body)) = openapi::swagger_file(file)
+    {
+        let mut response = Response::from_data(body.into_owned());
+        response.add_header(header("Content-Type", content_type));
+        respond(request, response, &method, &url);
+        context.metrics.request("GET /swagger/*", 200);
+        return;
+    }
+    let mut route_name = "unmatched";
+    let result = authorize(context, &request)
+        .and_then(|()| router::route(&method, path))
+        .and_then(|route| {
+            route_name = route.name();
+            let body = read_body(&mut request, context.max_body_bytes)?;
+            let reply = handle(context, route, query, &body);
+            if let Err(ApiError::Internal) = &reply {
+                log::error!("api-internal-error route={:?}", route.name());
+            }
+            reply
+        });
     let (status, body, allow) = match result {
         Ok(reply) => (reply.status, reply.body, None),
         Err(error) => {
@@ -195,9 +218,11 @@ fn answer(context: &Context, mut request: Request) {
     if let Some(allow) = allow {
         response.add_header(header("Allow", &allow));
     }
-    if let Err(e) = request.respond(response) {
-        log::debug!("http-response-not-sent method={method} url={url} error={e}");
+    if status == 401 {
+        response.add_header(header("WWW-Authenticate", "Bearer"));
     }
+    respond(request, response, &method, &url);
+    context.metrics.request(route_name, status);
     let took_ms = started.elapsed().as_secs_f64() * 1000.0;
     if status >= 500 {
         log::warn!(
@@ -208,6 +233,48 @@ fn answer(context: &Context, mut request: Request) {
             "request-completed method={method} url={url} status={status} took_ms={took_ms:.1}"
         );
     }
+}
+
+fn respond<R: io::Read>(request: Request, response: Response<R>, method: &str, url: &str) {
+    if let Err(e) = request.respond(response) {
+        log::debug!("http-response-not-sent method={method} url={url} error={e}");
+    }
+}
+
+/// With `POSTMAND_API_TOKEN` set, every API request must carry `Authorization: Bearer <token>`.
+/// The comparison takes the same time wherever the first difference is.
+fn authorize(context: &Context, request: &Request) -> Result<(), ApiError> {
+    let Some(token) = &context.api_token else {
+        return Ok(());
+    };
+    let given = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str())
+        .and_then(|value| {
+            let (scheme, credentials) = value.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| credentials.trim())
+        })
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut difference = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        difference |= usize::from(x ^ y);
+    }
+    difference == 0
 }
 
 fn handle(context: &Context, route: Route, query: &str, body: &[u8]) -> Result<Reply, ApiError> {

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "003_claim_index.sql",
         sql: include_str!("../../sql/003_claim_index.sql"),
     },
+    Migration {
+        version: 4,
+        name: "004_retention_index.sql",
+        sql: include_str!("../../sql/004_retention_index.sql"),
+    },
 ];
 
 /// Serialises concurrent `postmand migrate` runs (several containers starting at once).

@@ -17,6 +17,7 @@ use super::backoff;
 use super::limiter::Limiter;
 use super::send::{self, AttemptResult, Outgoing};
 use crate::db::{self, Pool, PooledClient};
+use crate::metrics::{AttemptOutcome, Metrics, Transition};
 use crate::model::DeliveryStatus;
 use crate::shutdown::Shutdown;
 use crate::store::{self, deliveries};
@@ -49,6 +50,8 @@ pub struct Shared {
     pub claim_depth: i64,
     /// Test hook.
     pub events: Option<Sender<DispatchEvent>>,
+    /// Attempt counters.
+    pub metrics: Arc<Metrics>,
 }
 
 /// One dispatcher thread's state.
@@ -146,6 +149,7 @@ impl Dispatcher {
         emit(&shared.events, DispatchEvent::Claimed(claimed.id));
 
         let webhook = &claimed.webhook;
+        shared.metrics.dispatcher_busy(true);
         let result = shared.sender.send(&Outgoing {
             delivery_id: claimed.id,
             url: &webhook.url,
@@ -156,6 +160,7 @@ impl Dispatcher {
                 u64::try_from(webhook.delivery_attempt_timeout).unwrap_or(1),
             ),
         });
+        shared.metrics.dispatcher_busy(false);
         emit(&shared.events, DispatchEvent::Sent(claimed.id));
 
         let record = outcome(&claimed, result);
@@ -165,6 +170,21 @@ impl Dispatcher {
         }
         tx.commit().map_err(store::Error::from)?;
         emit(&shared.events, DispatchEvent::Committed(claimed.id));
+        shared.metrics.attempt(
+            if record.success {
+                AttemptOutcome::Success
+            } else if record.error.is_empty() {
+                AttemptOutcome::Rejected
+            } else {
+                AttemptOutcome::Error
+            },
+            match record.status {
+                DeliveryStatus::Succeeded => Transition::Succeeded,
+                DeliveryStatus::Failed => Transition::Failed,
+                DeliveryStatus::Pending => Transition::Retrying,
+            },
+            Duration::from_millis(u64::try_from(record.execution_duration).unwrap_or(0)),
+        );
         log::info!(
             "worker-delivery-attempt-created delivery_id={} webhook_id={} attempt_id={} \
              response_status_code={} execution_duration={} success={} status={}{}",

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod dispatcher;
 pub mod dump;
 pub mod limiter;
+pub mod retention;
 pub mod send;
 pub mod signature;
 pub mod wakeup;
@@ -22,6 +23,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::Config;
 use crate::db::{self, Pool};
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use dispatcher::{DispatchEvent, Dispatcher, Shared};
 use limiter::Limiter;
@@ -30,6 +32,7 @@ use limiter::Limiter;
 pub struct Workers {
     threads: Vec<thread::JoinHandle<()>>,
     listener: Option<thread::JoinHandle<()>>,
+    retention: Option<thread::JoinHandle<()>>,
     panicked: Arc<AtomicBool>,
     shared: Arc<Shared>,
 }
@@ -67,6 +70,7 @@ impl Workers {
         shutdown: &Shutdown,
         (wake_tx, wake_rx): (Sender<()>, Receiver<()>),
         events: Option<Sender<DispatchEvent>>,
+        metrics: Arc<Metrics>,
     ) -> Result<Workers, crate::Error> {
         let mut clients = Vec::with_capacity(config.worker_concurrency);
         for _ in 0..config.worker_concurrency {
@@ -80,13 +84,27 @@ impl Workers {
             // Room for every dispatcher of this process and as many of other processes.
             claim_depth: (2 * config.worker_concurrency + 1) as i64,
             events,
+            metrics,
         });
+        shared.metrics.set_dispatchers(config.worker_concurrency);
         let listener = wakeup::spawn_listener(
             config.database_url.clone(),
             wake_tx.clone(),
             shutdown.clone(),
         )
         .map_err(crate::Error::Spawn)?;
+        let retention = match config.retention_days {
+            Some(days) => Some(
+                retention::spawn(
+                    days,
+                    shared.pool.clone(),
+                    Arc::clone(&shared.metrics),
+                    shutdown.clone(),
+                )
+                .map_err(crate::Error::Spawn)?,
+            ),
+            None => None,
+        };
         let panicked = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(clients.len());
         for (index, client) in clients.into_iter().enumerate() {
@@ -122,6 +140,7 @@ impl Workers {
         Ok(Workers {
             threads,
             listener: Some(listener),
+            retention,
             panicked,
             shared,
         })
@@ -139,8 +158,11 @@ impl Workers {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        if let Some(listener) = self.listener.take() {
-            let _ = listener.join();
+        for thread in [self.listener.take(), self.retention.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = thread.join();
         }
         log::info!("worker-shutdown-completed");
         !self.panicked.load(Ordering::SeqCst)

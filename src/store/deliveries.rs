@@ -314,3 +314,35 @@ pub fn notify(client: &mut impl GenericClient) -> Result<(), Error> {
     client.batch_execute(NOTIFY)?;
     Ok(())
 }
+
+/// Queue gauges for metrics, read through the partial index of pending rows only (its size is
+/// the queue's, not the history's); the total is the planner's estimate, not a count.
+const QUEUE_STATS: &str = "SELECT count(*)::bigint, \
+    count(*) FILTER (WHERE scheduled_at <= now())::bigint, \
+    coalesce(extract(epoch FROM now() - min(scheduled_at) FILTER (WHERE scheduled_at <= now())), 0)::float8, \
+    (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'deliveries'::regclass) \
+    FROM deliveries WHERE status = 'pending'";
+
+/// Pending, due, the oldest due delivery's wait in seconds, and the estimated row count.
+pub fn queue_stats(client: &mut impl GenericClient) -> Result<(i64, i64, f64, i64), Error> {
+    let row = client.query_one(QUEUE_STATS, &[])?;
+    Ok((row.get(0), row.get(1), row.get(2), row.get(3)))
+}
+
+/// Deletes up to `$2` finished deliveries (their attempts go with them) last changed more than
+/// `$1` days ago. Rows locked by someone else (a retry request) are skipped, so retention never
+/// waits on the API and the API never waits long on retention.
+const DELETE_FINISHED: &str = "DELETE FROM deliveries WHERE id IN ( \
+    SELECT id FROM deliveries \
+    WHERE status IN ('succeeded', 'failed') \
+      AND updated_at < now() - $1::integer * interval '1 day' \
+    ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+
+/// One retention batch; returns how many deliveries it deleted.
+pub fn delete_finished_before(
+    client: &mut impl GenericClient,
+    days: i32,
+    batch: i64,
+) -> Result<u64, Error> {
+    Ok(client.execute(DELETE_FINISHED, &[&days, &batch])?)
+}

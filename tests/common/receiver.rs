@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver as Rx, Sender as Tx};
 
@@ -22,8 +22,6 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
-    /// When it arrived.
-    pub at: Instant,
 }
 
 impl Recorded {
@@ -122,7 +120,6 @@ impl Receiver {
                             })
                             .collect(),
                         body,
-                        at: Instant::now(),
                     };
                     let n = counter.fetch_add(1, Ordering::SeqCst);
                     requests.lock().unwrap().push(recorded.clone());

@@ -1,0 +1,289 @@
+//! The OpenAPI 3 document of the API as built (`/swagger/doc.json`) and the Swagger UI that
+//! reads it (`/swagger/index.html`), served from the binary: the UI's files come from the
+//! `swagger-ui` crate, embedded at compile time, so the page works with no network.
+//! A test checks that every route of `router::PATHS` is documented here, and nothing else.
+
+use std::borrow::Cow;
+
+use serde_json::{Value, json};
+
+use super::json::{
+    MAX_ATTEMPT_TIMEOUT_SECS, MAX_DELIVERY_ATTEMPTS, MAX_RETRY_MAX_BACKOFF_SECS,
+    MAX_RETRY_MIN_BACKOFF_SECS,
+};
+use super::query::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
+
+/// Our page: the embedded bundle pointed at our document.
+const INDEX_HTML: &str = r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="UTF-8">
+<title>postmand API</title>
+<link rel="stylesheet" type="text/css" href="./swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="./swagger-ui-bundle.js" charset="UTF-8"></script>
+<script>
+window.onload = function () {
+  window.ui = SwaggerUIBundle({ url: "./doc.json", dom_id: "#swagger-ui", deepLinking: true });
+};
+</script>
+</body>
+</html>
+"##;
+
+/// The body and content type of `/swagger/{file}`, or `None` for an unknown file.
+pub fn swagger_file(file: &str) -> Option<(&'static str, Cow<'static, [u8]>)> {
+    match file {
+        "" | "index.html" => Some((
+            "text/html; charset=utf-8",
+            Cow::Borrowed(INDEX_HTML.as_bytes()),
+        )),
+        "doc.json" => Some((
+            "application/json; charset=utf-8",
+            Cow::Owned(document().to_string().into_bytes()),
+        )),
+        "swagger-ui.css" => swagger_ui::Assets::get(file).map(|b| ("text/css; charset=utf-8", b)),
+        "swagger-ui-bundle.js" => {
+            swagger_ui::Assets::get(file).map(|b| ("application/javascript; charset=utf-8", b))
+        }
+        _ => None,
+    }
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn ok(description: &str, schema: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+fn body(schema: &str) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+fn id_param(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"},
+           "description": "A UUID; anything else is 404 code 2."})
+}
+
+fn query(name: &str, schema: Value, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description})
+}
+
+fn list_params(filters: Vec<Value>) -> Value {
+    let mut params = vec![
+        query(
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}),
+            "Page size.",
+        ),
+        query(
+            "offset",
+            json!({"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}),
+            "Rows to skip.",
+        ),
+    ];
+    params.extend(filters);
+    for op in ["gt", "gte", "lt", "lte"] {
+        params.push(query(
+            &format!("created_at.{op}"),
+            json!({"type": "string", "format": "date-time"}),
+            &format!("created_at {op} this RFC 3339 time."),
+        ));
+    }
+    Value::Array(params)
+}
+
+/// Responses every `/v1` operation can give besides its own.
+fn common(mut responses: Value) -> Value {
+    responses["401"] =
+        error_response("Missing or wrong bearer token (code 8), when POSTMAND_API_TOKEN is set.");
+    responses["503"] = error_response("The database is unavailable (code 11).");
+    responses
+}
+
+fn with_body_errors(mut responses: Value) -> Value {
+    responses["400"] = error_response(
+        "Malformed body (code 3) or validation failed (code 4, details name each field).",
+    );
+    responses["413"] = error_response("Body larger than POSTMAND_MAX_BODY_BYTES (code 9).");
+    responses["415"] = error_response("Body without Content-Type: application/json (code 10).");
+    responses
+}
+
+/// The OpenAPI 3.0 document.
+pub fn document() -> Value {
+    let webhook_id = id_param("webhook_id");
+    let delivery_id = id_param("delivery_id");
+    let attempt_id = id_param("delivery_attempt_id");
+    let bad_query = error_response("A list parameter is malformed or out of range (code 4).");
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "postmand API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Webhook delivery on PostgreSQL. Errors are {\"code\",\"message\",\"details\"} objects; see README.md for the catalogue."
+        },
+        "servers": [{"url": "/"}],
+        "security": [{}, {"bearer": []}],
+        "paths": {
+            "/v1/webhooks": {
+                "get": {"operationId": "listWebhooks", "summary": "List webhooks by name", "tags": ["webhooks"],
+                    "parameters": list_params(vec![query("active", json!({"type": "boolean"}), "Only active or inactive webhooks.")]),
+                    "responses": common(json!({"200": ok("A page of webhooks.", "WebhookList"), "400": bad_query}))},
+                "post": {"operationId": "createWebhook", "summary": "Create a webhook", "tags": ["webhooks"],
+                    "requestBody": body("WebhookInput"),
+                    "responses": common(with_body_errors(json!({"201": ok("The stored webhook.", "Webhook")})))}
+            },
+            "/v1/webhooks/{webhook_id}": {
+                "parameters": [webhook_id],
+                "get": {"operationId": "getWebhook", "summary": "Get a webhook", "tags": ["webhooks"],
+                    "responses": common(json!({"200": ok("The webhook.", "Webhook"), "404": error_response("Invalid id (code 2) or no such webhook (code 5).")}))},
+                "put": {"operationId": "updateWebhook", "summary": "Replace a webhook (omitted active means false, omitted secret_token means none)", "tags": ["webhooks"],
+                    "requestBody": body("WebhookInput"),
+                    "responses": common(with_body_errors(json!({"200": ok("The replaced webhook.", "Webhook"), "404": error_response("Invalid id (code 2) or no such webhook (code 5).")})))},
+                "delete": {"operationId": "deleteWebhook", "summary": "Delete a webhook with its deliveries and attempts", "tags": ["webhooks"],
+                    "responses": common(json!({"204": {"description": "Deleted."}, "404": error_response("Invalid id (code 2) or no such webhook (code 5).")}))}
+            },
+            "/v1/deliveries": {
+                "get": {"operationId": "listDeliveries", "summary": "List deliveries, newest first", "tags": ["deliveries"],
+                    "parameters": list_params(vec![
+                        query("webhook_id", json!({"type": "string", "format": "uuid"}), "Only this webhook's deliveries."),
+                        query("status", json!({"type": "string", "enum": ["pending", "succeeded", "failed"]}), "Only deliveries in this status."),
+                    ]),
+                    "responses": common(json!({"200": ok("A page of deliveries.", "DeliveryList"), "400": bad_query}))},
+                "post": {"operationId": "createDelivery", "summary": "Queue a payload for a webhook", "tags": ["deliveries"],
+                    "requestBody": body("DeliveryInput"),
+                    "responses": common(with_body_errors(json!({"201": ok("The queued delivery.", "Delivery")})))}
+            },
+            "/v1/deliveries/{delivery_id}": {
+                "parameters": [delivery_id.clone()],
+                "get": {"operationId": "getDelivery", "summary": "Get a delivery", "tags": ["deliveries"],
+                    "responses": common(json!({"200": ok("The delivery.", "Delivery"), "404": error_response("Invalid id (code 2) or no such delivery (code 6).")}))},
+                "delete": {"operationId": "deleteDelivery", "summary": "Delete a delivery with its attempts", "tags": ["deliveries"],
+                    "responses": common(json!({"204": {"description": "Deleted."}, "404": error_response("Invalid id (code 2) or no such delivery (code 6).")}))}
+            },
+            "/v1/deliveries/{delivery_id}/retry": {
+                "parameters": [delivery_id],
+                "post": {"operationId": "retryDelivery", "summary": "Send a succeeded or failed delivery again, due now, with a fresh attempt budget", "tags": ["deliveries"],
+                    "responses": common(json!({"200": ok("The delivery, pending again.", "Delivery"),
+                        "404": error_response("Invalid id (code 2) or no such delivery (code 6)."),
+                        "409": error_response("The delivery is still pending (code 14).")}))}
+            },
+            "/v1/delivery-attempts": {
+                "get": {"operationId": "listDeliveryAttempts", "summary": "List delivery attempts, newest first", "tags": ["delivery-attempts"],
+                    "parameters": list_params(vec![
+                        query("webhook_id", json!({"type": "string", "format": "uuid"}), "Only attempts for this webhook."),
+                        query("delivery_id", json!({"type": "string", "format": "uuid"}), "Only attempts of this delivery."),
+                        query("success", json!({"type": "boolean"}), "Only successful or failed attempts."),
+                    ]),
+                    "responses": common(json!({"200": ok("A page of attempts.", "DeliveryAttemptList"), "400": bad_query}))}
+            },
+            "/v1/delivery-attempts/{delivery_attempt_id}": {
+                "parameters": [attempt_id],
+                "get": {"operationId": "getDeliveryAttempt", "summary": "Get a delivery attempt", "tags": ["delivery-attempts"],
+                    "responses": common(json!({"200": ok("The attempt.", "DeliveryAttempt"), "404": error_response("Invalid id (code 2) or no such attempt (code 7).")}))}
+            }
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "Required on /v1 when POSTMAND_API_TOKEN is set."}},
+            "schemas": schemas()
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let time = json!({"type": "string", "format": "date-time"});
+    let uuid = json!({"type": "string", "format": "uuid"});
+    let page = |items: &str, schema: &str| {
+        json!({"type": "object", "required": [items, "limit", "offset"], "properties": {
+            items: {"type": "array", "items": {"$ref": format!("#/components/schemas/{schema}")}},
+            "limit": {"type": "integer"}, "offset": {"type": "integer"}}})
+    };
+    json!({
+        "WebhookInput": {"type": "object",
+            "required": ["name", "url", "content_type", "valid_status_codes", "max_delivery_attempts", "delivery_attempt_timeout", "retry_min_backoff", "retry_max_backoff"],
+            "properties": {
+                "name": {"type": "string", "minLength": 3, "maxLength": 255},
+                "url": {"type": "string", "description": "http or https with a host", "maxLength": 2083},
+                "content_type": {"type": "string", "maxLength": 255},
+                "valid_status_codes": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 100, "maximum": 599}},
+                "secret_token": {"type": "string", "maxLength": 1024, "description": "HMAC key of the signature headers; whsec_<base64> for Standard Webhooks keys."},
+                "active": {"type": "boolean", "default": false},
+                "max_delivery_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_DELIVERY_ATTEMPTS},
+                "delivery_attempt_timeout": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPT_TIMEOUT_SECS, "description": "seconds"},
+                "retry_min_backoff": {"type": "integer", "minimum": 1, "maximum": MAX_RETRY_MIN_BACKOFF_SECS, "description": "seconds"},
+                "retry_max_backoff": {"type": "integer", "minimum": 1, "maximum": MAX_RETRY_MAX_BACKOFF_SECS, "description": "seconds, at least retry_min_backoff"}
+            }},
+        "Webhook": {"allOf": [{"$ref": "#/components/schemas/WebhookInput"}, {"type": "object",
+            "required": ["id", "secret_token", "active", "created_at", "updated_at"],
+            "properties": {"id": uuid, "created_at": time, "updated_at": time}}]},
+        "DeliveryInput": {"type": "object", "required": ["webhook_id"], "properties": {
+            "webhook_id": {"type": "string", "format": "uuid", "description": "UUID v4 of an existing webhook"},
+            "payload": {"type": "string", "description": "The exact body to POST; no NUL characters."}}},
+        "Delivery": {"type": "object",
+            "required": ["id", "webhook_id", "payload", "scheduled_at", "delivery_attempts", "status", "created_at", "updated_at"],
+            "properties": {"id": uuid, "webhook_id": uuid, "payload": {"type": "string"}, "scheduled_at": time,
+                "delivery_attempts": {"type": "integer"}, "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+                "created_at": time, "updated_at": time}},
+        "DeliveryAttempt": {"type": "object",
+            "required": ["id", "webhook_id", "delivery_id", "raw_request", "raw_response", "response_status_code", "execution_duration", "success", "error", "created_at"],
+            "properties": {"id": uuid, "webhook_id": uuid, "delivery_id": uuid, "raw_request": {"type": "string"},
+                "raw_response": {"type": "string"}, "response_status_code": {"type": "integer"},
+                "execution_duration": {"type": "integer", "description": "milliseconds"}, "success": {"type": "boolean"},
+                "error": {"type": "string"}, "created_at": time}},
+        "WebhookList": page("webhooks", "Webhook"),
+        "DeliveryList": page("deliveries", "Delivery"),
+        "DeliveryAttemptList": page("delivery_attempts", "DeliveryAttempt"),
+        "Error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "integer"}, "message": {"type": "string"}, "details": {"type": "string"}}}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::router::PATHS;
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let doc = document();
+        let paths = doc["paths"].as_object().unwrap();
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, item) in paths {
+            for method in ["get", "post", "put", "delete", "patch"] {
+                if item.get(method).is_some() {
+                    documented.push((path.clone(), method.to_uppercase()));
+                }
+            }
+        }
+        let mut routed: Vec<(String, String)> = PATHS
+            .iter()
+            .flat_map(|(path, methods)| {
+                methods
+                    .iter()
+                    .map(move |m| (path.to_string(), m.to_string()))
+            })
+            .collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn swagger_assets_are_embedded() {
+        for file in [
+            "index.html",
+            "doc.json",
+            "swagger-ui.css",
+            "swagger-ui-bundle.js",
+        ] {
+            let (_, bytes) = swagger_file(file).unwrap_or_else(|| panic!("{file}"));
+            assert!(bytes.len() > 10, "{file}");
+        }
+        assert!(swagger_file("../Cargo.toml").is_none());
+    }
+}

@@ -1,0 +1,438 @@
+//! The real binary as worker processes (`postmand --role worker`) against one test database:
+//! two processes draining one queue, SIGKILL and SIGTERM in the middle of an attempt, and the
+//! dispatcher's database connection dropped while its request is in flight.
+//!
+//! Rows are arranged in SQL; the receiver holds requests to stop a worker at an exact moment.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::common::receiver::{Answer, Receiver};
+use crate::common::{TestDb, wait_until};
+
+/// A worker process. Dropping it kills (SIGKILL) and reaps it, so none outlives its test; if the
+/// test is failing, its log is printed.
+struct Worker {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts `postmand --role worker` on `db` with `concurrency` dispatchers, polling every 50 ms,
+    /// both servers on free loopback ports. Its stderr (the log) is collected as it comes.
+    fn start(db: &TestDb, concurrency: usize) -> Worker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_postmand"))
+            .env_clear()
+            .current_dir(std::env::temp_dir())
+            .env("POSTMAND_DATABASE_URL", &db.url)
+            .env("POSTMAND_HTTP_PORT", "0")
+            .env("POSTMAND_HEALTH_CHECK_HTTP_PORT", "0")
+            .env("POSTMAND_BIND_ADDRESS", "127.0.0.1")
+            .env("POSTMAND_WORKER_CONCURRENCY", concurrency.to_string())
+            .env("POSTMAND_POLLING_INTERVAL", "50")
+            .env("POSTMAND_LOG_LEVEL", "info")
+            .args(["--role", "worker"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn postmand worker");
+        let stderr = child.stderr.take().expect("worker stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        // Reading as it comes also keeps a chatty worker from blocking on a full pipe.
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Worker {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// The log so far.
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits until the log contains `text`; panics early if the process exits first.
+    fn wait_for_log(&mut self, text: &str) {
+        wait_until(&format!("worker log line {text:?}"), || {
+            let log = self.log();
+            if log.contains(text) {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("worker exited ({status}) before logging {text:?}:\n{log}");
+            }
+            Err(log)
+        });
+    }
+
+    /// Waits until its dispatchers run.
+    fn wait_started(&mut self) {
+        self.wait_for_log("worker-started");
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the process does.
+    fn sigterm(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+    }
+
+    /// SIGKILL, then reap: nothing of the process runs afterwards.
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the worker");
+        self.child.wait().expect("reap the worker");
+    }
+
+    /// Waits for the process to exit by itself; returns its status and its whole log.
+    fn wait_exit(&mut self) -> (ExitStatus, String) {
+        let status = wait_until("the worker to exit", || match self.child.try_wait() {
+            Ok(Some(status)) => Ok(status),
+            other => Err(format!("{other:?}")),
+        });
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        (status, self.log())
+    }
+
+    /// Whether it is still running.
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("--- log of worker {} ---\n{}", self.child.id(), self.log());
+        }
+    }
+}
+
+/// An active webhook posting to `url`: valid codes [200], 5 attempts, 5 s timeout.
+fn insert_webhook(c: &mut postgres::Client, url: &str) -> Uuid {
+    c.query_one(
+        "INSERT INTO webhooks (id, name, url, content_type, valid_status_codes, secret_token, \
+             active, max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, \
+             retry_max_backoff, created_at, updated_at) \
+         VALUES (gen_random_uuid(), 'Receiver', $1, 'application/json', '{200}', \
+             'my-secret-token', true, 5, 5, 10, 60, now(), now()) \
+         RETURNING id",
+        &[&url],
+    )
+    .expect("insert webhook")
+    .get(0)
+}
+
+/// `n` pending deliveries of `webhook`, all due, due one second apart; returns their ids in the
+/// order they are due.
+fn insert_deliveries(c: &mut postgres::Client, webhook: Uuid, n: i32) -> Vec<Uuid> {
+    c.execute(
+        "INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, \
+             status, created_at, updated_at) \
+         SELECT gen_random_uuid(), $1, '{\"n\": ' || i || '}', \
+             now() - interval '1 hour' + i * interval '1 second', 0, 'pending', now(), now() \
+         FROM generate_series(1, $2) i",
+        &[&webhook, &n],
+    )
+    .expect("insert deliveries");
+    c.query(
+        "SELECT id FROM deliveries WHERE webhook_id = $1 ORDER BY scheduled_at, id",
+        &[&webhook],
+    )
+    .expect("list deliveries")
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
+/// A delivery as the database has it: status, attempts, scheduled_at and updated_at (as text),
+/// and how many attempt rows it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DeliveryState {
+    status: String,
+    delivery_attempts: i32,
+    scheduled_at: String,
+    updated_at: String,
+    attempt_rows: i64,
+}
+
+fn delivery_state(c: &mut postgres::Client, id: Uuid) -> DeliveryState {
+    let row = c
+        .query_one(
+            "SELECT status, delivery_attempts, scheduled_at::text, updated_at::text, \
+                 (SELECT count(*) FROM delivery_attempts a WHERE a.delivery_id = d.id) \
+             FROM deliveries d WHERE id = $1",
+            &[&id],
+        )
+        .expect("read delivery");
+    DeliveryState {
+        status: row.get(0),
+        delivery_attempts: row.get(1),
+        scheduled_at: row.get(2),
+        updated_at: row.get(3),
+        attempt_rows: row.get(4),
+    }
+}
+
+/// Status, attempts and attempt rows: the part of [`DeliveryState`] tests usually pin.
+fn outcome(c: &mut postgres::Client, id: Uuid) -> (String, i32, i64) {
+    let state = delivery_state(c, id);
+    (state.status, state.delivery_attempts, state.attempt_rows)
+}
+
+fn wait_succeeded(c: &mut postgres::Client, id: Uuid) {
+    wait_until("the delivery to succeed", || {
+        let state = delivery_state(c, id);
+        if state.status == "succeeded" {
+            Ok(())
+        } else {
+            Err(state)
+        }
+    });
+}
+
+/// The `webhook-id` header of every request the receiver saw, in arrival order.
+fn arrived_ids(receiver: &Receiver) -> Vec<String> {
+    receiver
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap_or("<none>").to_string())
+        .collect()
+}
+
+/// A receiver holding its first request until `release` is dropped, answering 200 otherwise.
+fn holding_receiver() -> (Receiver, crossbeam_channel::Sender<()>) {
+    let (release, hold) = crossbeam_channel::unbounded::<()>();
+    let receiver = Receiver::start(move |n, _| Answer {
+        hold: (n == 0).then(|| hold.clone()),
+        ..Answer::status(200)
+    });
+    (receiver, release)
+}
+
+#[test]
+fn two_worker_processes_share_one_queue_without_overlap() {
+    let db = TestDb::new("two_workers_share_queue");
+    let receiver = Receiver::start(|_, _| Answer {
+        delay: Duration::from_millis(3),
+        ..Answer::status(200)
+    });
+    let mut c = db.client();
+    let webhook = insert_webhook(&mut c, &receiver.url("/hook"));
+    // Both processes idle before the queue fills, so both get a share of it.
+    let mut workers = [Worker::start(&db, 4), Worker::start(&db, 4)];
+    for worker in &mut workers {
+        worker.wait_started();
+    }
+    let ids = insert_deliveries(&mut c, webhook, 300);
+    c.batch_execute("NOTIFY postmand_deliveries").unwrap();
+    wait_until("300 deliveries to succeed", || {
+        let row = c
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FROM deliveries",
+                &[],
+            )
+            .unwrap();
+        let (succeeded, all): (i64, i64) = (row.get(0), row.get(1));
+        if succeeded == 300 {
+            Ok(())
+        } else {
+            Err((succeeded, all))
+        }
+    });
+    // Stop both gracefully, so any request still in flight has arrived before we count.
+    for worker in &workers {
+        worker.sigterm();
+    }
+    let logs: Vec<String> = workers
+        .iter_mut()
+        .map(|worker| {
+            let (status, log) = worker.wait_exit();
+            assert_eq!(status.code(), Some(0), "{log}");
+            log
+        })
+        .collect();
+
+    // Each id arrived exactly once: none was lost, and none was sent twice, so in particular
+    // never by both processes at the same time.
+    let mut arrivals: HashMap<String, usize> = HashMap::new();
+    for id in arrived_ids(&receiver) {
+        *arrivals.entry(id).or_default() += 1;
+    }
+    let not_once: Vec<(String, usize)> = ids
+        .iter()
+        .map(|id| {
+            let id = id.to_string();
+            let n = arrivals.remove(&id).unwrap_or(0);
+            (id, n)
+        })
+        .filter(|(_, n)| *n != 1)
+        .collect();
+    assert_eq!(not_once, Vec::new(), "ids that did not arrive exactly once");
+    assert_eq!(arrivals, HashMap::new(), "arrivals of unknown ids");
+
+    let row = c
+        .query_one(
+            "SELECT count(*), count(DISTINCT delivery_id), count(*) FILTER (WHERE success) \
+             FROM delivery_attempts",
+            &[],
+        )
+        .unwrap();
+    let attempts: (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(attempts, (300, 300, 300));
+    let sent = c
+        .query_one(
+            "SELECT count(*) FROM deliveries WHERE status = 'succeeded' AND delivery_attempts = 1",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(sent, 300);
+
+    // Both processes did part of the work, and together all of it.
+    let per_process: Vec<usize> = logs
+        .iter()
+        .map(|log| log.matches("worker-delivery-attempt-created").count())
+        .collect();
+    assert!(per_process.iter().all(|&n| n > 0), "{per_process:?}");
+    assert_eq!(per_process.iter().sum::<usize>(), 300, "{per_process:?}");
+}
+
+#[test]
+fn worker_killed_mid_attempt_loses_nothing() {
+    let db = TestDb::new("worker_killed_mid_attempt");
+    let (receiver, release) = holding_receiver();
+    let mut c = db.client();
+    let webhook = insert_webhook(&mut c, &receiver.url("/hook"));
+    let id = insert_deliveries(&mut c, webhook, 1)[0];
+    let before = delivery_state(&mut c, id);
+
+    let mut first = Worker::start(&db, 1);
+    let arrival = receiver.next_arrival();
+    assert_eq!(arrival.header("webhook-id"), Some(id.to_string().as_str()));
+    first.kill();
+
+    // The claim's transaction died with the process: nothing of the attempt is visible.
+    assert_eq!(delivery_state(&mut c, id), before);
+    assert_eq!(
+        (before.status.as_str(), before.delivery_attempts),
+        ("pending", 0)
+    );
+    assert_eq!(before.attempt_rows, 0);
+
+    drop(release);
+    let _second = Worker::start(&db, 1);
+    wait_succeeded(&mut c, id);
+    assert_eq!(outcome(&mut c, id), ("succeeded".to_string(), 1, 1));
+    // At-least-once: the killed worker's request reached the receiver but was never recorded,
+    // so the second worker sends the delivery again. This duplicate is expected.
+    assert_eq!(arrived_ids(&receiver), [id.to_string(), id.to_string()]);
+}
+
+#[test]
+fn sigterm_lets_the_in_flight_attempt_commit_and_claims_nothing_new() {
+    let db = TestDb::new("sigterm_in_flight_commits");
+    let (receiver, release) = holding_receiver();
+    let mut c = db.client();
+    let webhook = insert_webhook(&mut c, &receiver.url("/hook"));
+    let ids = insert_deliveries(&mut c, webhook, 2);
+    let (first, second) = (ids[0], ids[1]);
+    let second_before = delivery_state(&mut c, second);
+
+    let mut worker = Worker::start(&db, 1);
+    let arrival = receiver.next_arrival();
+    assert_eq!(
+        arrival.header("webhook-id"),
+        Some(first.to_string().as_str())
+    );
+    worker.sigterm();
+    // Release only once the process has taken the signal, or the dispatcher could commit and
+    // claim the second delivery before the stop request exists.
+    worker.wait_for_log("shutting down");
+    drop(release);
+    let (status, log) = worker.wait_exit();
+    assert_eq!(status.code(), Some(0), "{log}");
+
+    assert_eq!(outcome(&mut c, first), ("succeeded".to_string(), 1, 1));
+    assert_eq!(delivery_state(&mut c, second), second_before);
+    assert_eq!(outcome(&mut c, second), ("pending".to_string(), 0, 0));
+    assert_eq!(arrived_ids(&receiver), [first.to_string()]);
+}
+
+#[test]
+fn dropped_database_connection_mid_attempt_is_retried() {
+    let db = TestDb::new("dropped_connection_mid_attempt");
+    let (receiver, release) = holding_receiver();
+    let mut c = db.client();
+    let webhook = insert_webhook(&mut c, &receiver.url("/hook"));
+    let id = insert_deliveries(&mut c, webhook, 1)[0];
+
+    let mut worker = Worker::start(&db, 1);
+    let arrival = receiver.next_arrival();
+    assert_eq!(arrival.header("webhook-id"), Some(id.to_string().as_str()));
+    // The dispatcher's pooled connection sits idle in its claim transaction while the request
+    // is held; the listener's connection has another application_name.
+    let pid: i32 = wait_until("the dispatcher's backend to be terminated", || {
+        let rows = c
+            .query(
+                "WITH target AS MATERIALIZED ( \
+                     SELECT pid FROM pg_stat_activity \
+                     WHERE datname = current_database() AND application_name = 'postmand' \
+                       AND state = 'idle in transaction') \
+                 SELECT pid FROM target WHERE pg_terminate_backend(pid)",
+                &[],
+            )
+            .unwrap();
+        match rows.as_slice() {
+            [row] => Ok(row.get(0)),
+            _ => Err(rows.len()),
+        }
+    });
+    wait_until("the terminated backend to be gone", || {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .unwrap()
+            .get(0);
+        if n == 0 { Ok(()) } else { Err(n) }
+    });
+    drop(release);
+
+    // Recording the first attempt fails on the dead connection and rolls back; the dispatcher
+    // takes a new connection, claims the delivery again and re-sends it (at-least-once).
+    wait_succeeded(&mut c, id);
+    assert_eq!(outcome(&mut c, id), ("succeeded".to_string(), 1, 1));
+    let arrivals = arrived_ids(&receiver);
+    assert!(arrivals.len() >= 2, "{arrivals:?}");
+    assert!(
+        arrivals.iter().all(|a| *a == id.to_string()),
+        "{arrivals:?}"
+    );
+    worker.wait_for_log("worker-dispatch-error");
+    assert!(worker.running(), "the worker exited:\n{}", worker.log());
+}
