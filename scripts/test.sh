@@ -22,3 +22,4 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo build --quiet
 cargo test --quiet -- "$@"
+bash scripts/check-swagger-ui.sh
