@@ -180,7 +180,8 @@ pub fn start_with_events(
         size += config.database_max_open_conns;
     }
     if role.runs_worker() {
-        size += config.worker_concurrency as u32;
+        // Each dispatcher keeps one for good; retention borrows one now and then.
+        size += config.worker_concurrency as u32 + u32::from(config.retention_days.is_some());
     }
     let pool = db::pool(&config.database_url, "postmand", size)?;
     check_schema(&pool)?;
