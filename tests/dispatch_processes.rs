@@ -212,6 +212,9 @@ fn wait_succeeded(c: &mut postgres::Client, id: Uuid) {
     });
 }
 
+/// An attempt row in brief: status code, success, error.
+type AttemptBrief = (i32, bool, String);
+
 /// The `webhook-id` header of every request the receiver saw, in arrival order.
 fn arrived_ids(receiver: &Receiver) -> Vec<String> {
     receiver
@@ -282,15 +285,25 @@ fn two_worker_processes_share_one_queue_without_overlap() {
     for id in arrived_ids(&receiver) {
         *arrivals.entry(id).or_default() += 1;
     }
-    let not_once: Vec<(String, usize)> = ids
-        .iter()
-        .map(|id| {
-            let id = id.to_string();
-            let n = arrivals.remove(&id).unwrap_or(0);
-            (id, n)
-        })
-        .filter(|(_, n)| *n != 1)
-        .collect();
+    // For an id that did not arrive once: how many times it did, and its attempt rows
+    // (status code, success, error), which tell a double claim from a retried attempt.
+    let mut not_once: Vec<(Uuid, usize, Vec<AttemptBrief>)> = Vec::new();
+    for id in &ids {
+        let n = arrivals.remove(&id.to_string()).unwrap_or(0);
+        if n != 1 {
+            let attempts = c
+                .query(
+                    "SELECT response_status_code, success, error FROM delivery_attempts \
+                     WHERE delivery_id = $1 ORDER BY created_at",
+                    &[id],
+                )
+                .unwrap()
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2)))
+                .collect();
+            not_once.push((*id, n, attempts));
+        }
+    }
     assert_eq!(not_once, Vec::new(), "ids that did not arrive exactly once");
     assert_eq!(arrivals, HashMap::new(), "arrivals of unknown ids");
 

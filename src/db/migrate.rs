@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "004_retention_index.sql",
         sql: include_str!("../../sql/004_retention_index.sql"),
     },
+    Migration {
+        version: 5,
+        name: "005_drop_status_index.sql",
+        sql: include_str!("../../sql/005_drop_status_index.sql"),
+    },
 ];
 
 /// Serialises concurrent `postmand migrate` runs (several containers starting at once).

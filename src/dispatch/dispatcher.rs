@@ -60,8 +60,9 @@ pub struct Dispatcher {
     pub index: usize,
     /// What all dispatchers share.
     pub shared: Arc<Shared>,
-    /// Its connection; `None` after a failure until a new one is checked out.
-    pub client: Option<PooledClient>,
+    /// Its connection and the statements prepared on it; `None` after a failure until a new
+    /// one is checked out.
+    pub client: Option<(PooledClient, deliveries::Prepared)>,
     /// Tokens meaning "there may be due work".
     pub wake_rx: Receiver<()>,
     /// For passing a token on after a successful claim: where there was one, there may be more.
@@ -86,9 +87,16 @@ impl Dispatcher {
     /// when there is none, back off (capped) after database errors.
     pub fn run(mut self) {
         let mut errors: u32 = 0;
+        let mut was_busy = false;
         while !self.shutdown.is_requested() {
             match self.run_once() {
-                Ok(Turn::Delivered | Turn::Deferred) => errors = 0,
+                Ok(Turn::Delivered | Turn::Deferred) => {
+                    errors = 0;
+                    was_busy = true;
+                }
+                // Under load a claim can come back empty while work remains: every candidate it
+                // saw was taken by others meanwhile. One more look before sleeping.
+                Ok(Turn::Idle) if was_busy => was_busy = false,
                 Ok(Turn::Idle) => {
                     errors = 0;
                     self.wait(self.shared.poll + jitter(self.shared.poll));
@@ -124,16 +132,17 @@ impl Dispatcher {
     /// Claims, sends, records and commits one delivery.
     pub fn run_once(&mut self) -> Result<Turn, DispatchError> {
         if self.client.is_none() {
-            self.client = Some(db::checkout(&self.shared.pool).map_err(DispatchError::Checkout)?);
+            let mut client = db::checkout(&self.shared.pool).map_err(DispatchError::Checkout)?;
+            let prepared = deliveries::Prepared::new(&mut *client)?;
+            self.client = Some((client, prepared));
         }
         let shared = Arc::clone(&self.shared);
-        let Some(client) = self.client.as_mut() else {
+        let Some((client, prepared)) = self.client.as_mut() else {
             return Ok(Turn::Idle);
         };
         let mut tx = client.transaction().map_err(store::Error::from)?;
         let excluded = shared.limiter.saturated();
-        let Some(claimed) = deliveries::claim_due(&mut tx, None, &excluded, shared.claim_depth)?
-        else {
+        let Some(claimed) = prepared.claim_due(&mut tx, &excluded, shared.claim_depth)? else {
             return Ok(Turn::Idle);
         };
         if !shared.limiter.try_acquire(claimed.webhook_id) {
@@ -165,7 +174,7 @@ impl Dispatcher {
 
         let record = outcome(&claimed, result);
         slot.succeeded = record.success;
-        if !deliveries::record_attempt(&mut tx, claimed.id, &record)? {
+        if !prepared.record_attempt(&mut tx, claimed.id, &record)? {
             log::warn!("delivery-not-pending delivery_id={}", claimed.id);
         }
         tx.commit().map_err(store::Error::from)?;

@@ -74,15 +74,24 @@ impl Workers {
     ) -> Result<Workers, crate::Error> {
         let mut clients = Vec::with_capacity(config.worker_concurrency);
         for _ in 0..config.worker_concurrency {
-            clients.push(db::checkout(&pool)?);
+            let mut client = db::checkout(&pool)?;
+            let prepared = crate::store::deliveries::Prepared::new(&mut *client).map_err(|e| {
+                crate::Error::Db(db::Error::Unreachable {
+                    target: config.redacted_database_url(),
+                    cause: e.to_string(),
+                })
+            })?;
+            clients.push((client, prepared));
         }
         let shared = Arc::new(Shared {
             pool,
             sender: send::Sender::new(config.dump_max_bytes),
             limiter: Limiter::new(config.webhook_max_in_flight()),
             poll: config.polling_interval,
-            // Room for every dispatcher of this process and as many of other processes.
-            claim_depth: (2 * config.worker_concurrency + 1) as i64,
+            // Candidates must outnumber the rows other claimers hold or have just finished while
+            // this claim runs (its snapshot still shows them pending): room for this process's
+            // dispatchers several times over, and for other processes'.
+            claim_depth: (4 * config.worker_concurrency + 16) as i64,
             events,
             metrics,
         });

@@ -157,25 +157,29 @@ const NOTIFY: &str = "NOTIFY postmand_deliveries";
 /// transaction ends; concurrent claimers skip it. If the process dies, the row is due again with
 /// its attempts unchanged.
 ///
-/// How: for each active webhook not in `$2` (webhooks this worker already keeps busy enough), the
-/// `$3` earliest due deliveries are candidates (an index range each, so an inactive webhook's
-/// backlog is never read); the earliest unlocked candidate wins. Only the delivery row is locked
-/// (`FOR UPDATE OF d`): the original also locked the webhook row, so creating a delivery or
-/// editing a webhook waited for an HTTP call (behaviour spec 4.3). `$1` is the time to judge
-/// "due" at; NULL means the database's `now()`.
+/// How: for each active webhook not in `$2` (webhooks this worker already keeps busy enough), its
+/// `$3` earliest due deliveries are read from the partial index of pending rows (an index range
+/// each, so an inactive webhook's backlog is never read); the `$3` earliest of those become an
+/// ordered array of candidates, and the first one not locked by another claimer is locked and
+/// returned. Going through the array (primary-key lookups in array order) keeps the plan the same
+/// whatever the statistics say. Only the delivery row is locked (`FOR UPDATE OF d`): the original
+/// also locked the webhook row, so creating a delivery or editing a webhook waited for an HTTP
+/// call (behaviour spec 4.3). `$1` is the time to judge "due" at; NULL means `now()`.
 const CLAIM_DUE: &str = "SELECT d.id, d.webhook_id, d.payload, d.delivery_attempts, \
     w.url, w.content_type, w.valid_status_codes, w.secret_token, w.max_delivery_attempts, \
     w.delivery_attempt_timeout, w.retry_min_backoff, w.retry_max_backoff \
-    FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
-    WHERE d.id IN ( \
+    FROM unnest(ARRAY( \
         SELECT c.id FROM webhooks aw CROSS JOIN LATERAL ( \
-            SELECT p.id FROM deliveries p \
+            SELECT p.id, p.scheduled_at FROM deliveries p \
             WHERE p.webhook_id = aw.id AND p.status = 'pending' \
               AND p.scheduled_at <= coalesce($1::timestamptz, now()) \
             ORDER BY p.scheduled_at, p.id LIMIT $3) c \
-        WHERE aw.active AND aw.id <> ALL($2::uuid[])) \
-    AND d.status = 'pending' AND d.scheduled_at <= coalesce($1::timestamptz, now()) \
-    ORDER BY d.scheduled_at, d.id \
+        WHERE aw.active AND aw.id <> ALL($2::uuid[]) \
+        ORDER BY c.scheduled_at, c.id LIMIT $3)) WITH ORDINALITY AS candidate(id, position) \
+    JOIN deliveries d ON d.id = candidate.id \
+    JOIN webhooks w ON w.id = d.webhook_id \
+    WHERE d.status = 'pending' AND d.scheduled_at <= coalesce($1::timestamptz, now()) \
+    ORDER BY candidate.position \
     LIMIT 1 \
     FOR UPDATE OF d SKIP LOCKED";
 
@@ -242,7 +246,18 @@ pub fn claim_due(
     excluded: &[Uuid],
     depth: i64,
 ) -> Result<Option<Claimed>, Error> {
-    let row = client.query_opt(CLAIM_DUE, &[&now, &excluded, &depth])?;
+    let statement = client.prepare(CLAIM_DUE)?;
+    claim_with(client, &statement, now, excluded, depth)
+}
+
+fn claim_with(
+    client: &mut impl GenericClient,
+    statement: &postgres::Statement,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    excluded: &[Uuid],
+    depth: i64,
+) -> Result<Option<Claimed>, Error> {
+    let row = client.query_opt(statement, &[&now, &excluded, &depth])?;
     Ok(row.map(|row| Claimed {
         id: row.get(0),
         webhook_id: row.get(1),
@@ -263,6 +278,43 @@ pub fn claim_due(
     }))
 }
 
+/// The claim and record statements prepared on one connection, so a dispatcher parses them once
+/// and PostgreSQL can reuse their plans. Valid only on the connection that prepared them.
+pub struct Prepared {
+    claim: postgres::Statement,
+    record: postgres::Statement,
+}
+
+impl Prepared {
+    /// Prepares both statements on `client`.
+    pub fn new(client: &mut impl GenericClient) -> Result<Prepared, Error> {
+        Ok(Prepared {
+            claim: client.prepare(CLAIM_DUE)?,
+            record: client.prepare(RECORD_ATTEMPT)?,
+        })
+    }
+
+    /// [`claim_due`] with the prepared statement.
+    pub fn claim_due(
+        &self,
+        client: &mut impl GenericClient,
+        excluded: &[Uuid],
+        depth: i64,
+    ) -> Result<Option<Claimed>, Error> {
+        claim_with(client, &self.claim, None, excluded, depth)
+    }
+
+    /// [`record_attempt`] with the prepared statement.
+    pub fn record_attempt(
+        &self,
+        client: &mut impl GenericClient,
+        delivery_id: Uuid,
+        record: &AttemptRecord,
+    ) -> Result<bool, Error> {
+        record_with(client, &self.record, delivery_id, record)
+    }
+}
+
 /// Records an attempt and moves the delivery. Returns whether the delivery was still pending
 /// (false only if it was not claimed by this transaction).
 pub fn record_attempt(
@@ -270,8 +322,18 @@ pub fn record_attempt(
     delivery_id: Uuid,
     record: &AttemptRecord,
 ) -> Result<bool, Error> {
+    let statement = client.prepare(RECORD_ATTEMPT)?;
+    record_with(client, &statement, delivery_id, record)
+}
+
+fn record_with(
+    client: &mut impl GenericClient,
+    statement: &postgres::Statement,
+    delivery_id: Uuid,
+    record: &AttemptRecord,
+) -> Result<bool, Error> {
     let rows = client.execute(
-        RECORD_ATTEMPT,
+        statement,
         &[
             &delivery_id,
             &record.status.as_str(),

@@ -1,0 +1,867 @@
+//! The postmand benchmark: drives the real binary against a fast receiver on 127.0.0.1 and a
+//! PostgreSQL server, and prints one table (figure, value, unit, target). Run by
+//! `scripts/bench.sh`, which starts the database and builds everything in release mode.
+//!
+//! Figures (see issue 6): drain throughput (1 and 10 endpoints), live create-to-arrival latency
+//! at a steady rate, API create throughput with keep-alive clients, the same latency beside a
+//! dead endpoint's backlog, peak RSS of `postmand --role all`, the pgbench ceiling of the same
+//! claim-and-record SQL, and the receiver's own rate.
+//!
+//! Usage: bench --admin-url URL --postmand PATH --pgbench PATH [--smoke] [--out FILE]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Loads and durations; `--smoke` shrinks every one so the whole run takes seconds.
+struct Plan {
+    drain: usize,
+    live_rate: u64,
+    live_secs: u64,
+    api_clients: usize,
+    api_secs: u64,
+    dead_backlog: usize,
+    pgbench_secs: u64,
+    concurrency: usize,
+}
+
+const FULL: Plan = Plan {
+    drain: 20_000,
+    live_rate: 200,
+    live_secs: 30,
+    api_clients: 32,
+    api_secs: 20,
+    dead_backlog: 2_000,
+    pgbench_secs: 15,
+    concurrency: 16,
+};
+
+const SMOKE: Plan = Plan {
+    drain: 300,
+    live_rate: 50,
+    live_secs: 2,
+    api_clients: 4,
+    api_secs: 2,
+    dead_backlog: 50,
+    pgbench_secs: 2,
+    concurrency: 16,
+};
+
+struct Args {
+    admin_url: String,
+    postmand: String,
+    pgbench: String,
+    smoke: bool,
+    out: Option<String>,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        admin_url: String::new(),
+        postmand: "target/release/postmand".into(),
+        pgbench: "pgbench".into(),
+        smoke: false,
+        out: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--admin-url" => args.admin_url = it.next().ok_or("--admin-url needs a value")?,
+            "--postmand" => args.postmand = it.next().ok_or("--postmand needs a value")?,
+            "--pgbench" => args.pgbench = it.next().ok_or("--pgbench needs a value")?,
+            "--out" => args.out = Some(it.next().ok_or("--out needs a value")?),
+            "--smoke" => args.smoke = true,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    if args.admin_url.is_empty() {
+        return Err("--admin-url is required".into());
+    }
+    Ok(args)
+}
+
+/// One row of the result table.
+struct Row {
+    figure: String,
+    value: String,
+    unit: &'static str,
+    target: String,
+    met: Option<bool>,
+}
+
+fn row(figure: &str, value: f64, unit: &'static str, target: &str, met: Option<bool>) -> Row {
+    let value = if value >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    };
+    Row {
+        figure: figure.into(),
+        value,
+        unit,
+        target: target.into(),
+        met,
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        eprintln!("bench: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args = parse_args()?;
+    let plan = if args.smoke { SMOKE } else { FULL };
+    let receiver = Receiver::start(8)?;
+    let dead = DeadReceiver::start()?;
+    let mut rows = Vec::new();
+
+    let rate = receiver_rate(&receiver, if args.smoke { 1 } else { 3 })?;
+    rows.push(row(
+        "Receiver alone (8 clients)",
+        rate,
+        "req/s",
+        "well above the drain rate",
+        None,
+    ));
+
+    let ceiling = pgbench_ceiling(&args, &plan)?;
+
+    let db = Database::create(&args.admin_url, "bench_drain")?;
+    let mut peak_rss_kib = 0;
+    {
+        // 1. Drain, one endpoint then ten.
+        let mut server = Postmand::start(&args, &db.url, &plan, "all")?;
+        server.wait_ready()?;
+        let one = drain(&db, &receiver, plan.drain, 1)?;
+        rows.push(row(
+            "Drain, 1 endpoint",
+            one,
+            "deliveries/s",
+            ">= 3000",
+            Some(one >= 3000.0),
+        ));
+        let share = 100.0 * one / ceiling;
+        rows.push(row(
+            "Drain as share of the pgbench ceiling",
+            share,
+            "%",
+            ">= 60",
+            Some(share >= 60.0),
+        ));
+        let ten = drain(&db, &receiver, plan.drain, 10)?;
+        rows.push(row(
+            "Drain, 10 endpoints",
+            ten,
+            "deliveries/s",
+            ">= 3000",
+            Some(ten >= 3000.0),
+        ));
+
+        // 2. Live latency.
+        let live = live_latency(&db, &server, &receiver, &plan, None)?;
+        push_latency(&mut rows, "Live latency", &live, 3.0, 10.0);
+
+        // 3. API throughput.
+        let api = api_throughput(&db, &server, &plan)?;
+        rows.push(row(
+            "API creates",
+            api.rate,
+            "req/s",
+            ">= 8000",
+            Some(api.rate >= 8000.0),
+        ));
+        rows.push(row("API create latency p50", api.p50, "ms", "", None));
+        rows.push(row(
+            "API create latency p99",
+            api.p99,
+            "ms",
+            "<= 15",
+            Some(api.p99 <= 15.0),
+        ));
+        rows.push(row(
+            "API errors",
+            api.errors as f64,
+            "requests",
+            "0",
+            Some(api.errors == 0),
+        ));
+
+        peak_rss_kib = peak_rss_kib.max(server.peak_rss_kib());
+
+        // 4. Isolation: live latency beside a dead endpoint's backlog.
+        let isolated = live_latency(
+            &db,
+            &server,
+            &receiver,
+            &plan,
+            Some((&dead, plan.dead_backlog)),
+        )?;
+        let limit = 2.0 * live.p99.max(1.0);
+        rows.push(row(
+            "Isolation: live latency p50",
+            isolated.p50,
+            "ms",
+            "",
+            None,
+        ));
+        rows.push(row(
+            "Isolation: live latency p99",
+            isolated.p99,
+            "ms",
+            &format!("<= {limit:.1} (2x live p99)"),
+            Some(isolated.p99 <= limit),
+        ));
+        server.stop()?;
+    }
+    // 5. Memory.
+    let mib = peak_rss_kib as f64 / 1024.0;
+    rows.push(row(
+        "Peak RSS of postmand --role all (figures 1-3)",
+        mib,
+        "MiB",
+        "<= 20",
+        Some(mib <= 20.0),
+    ));
+    // 6. The ceiling itself.
+    rows.push(row(
+        "pgbench claim-and-record ceiling",
+        ceiling,
+        "tx/s",
+        "",
+        None,
+    ));
+
+    let table = render(&rows);
+    print!("{table}");
+    if let Some(out) = &args.out {
+        let header = format!(
+            "# Benchmark\n\nMade by `scripts/bench.sh` on {} ({} cores, {} GiB memory), postmand {}.\n\n",
+            now_utc(),
+            thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            memory_gib(),
+            env!("CARGO_PKG_VERSION"),
+        );
+        std::fs::write(out, format!("{header}{table}"))?;
+    }
+    drop(db);
+    Ok(())
+}
+
+fn render(rows: &[Row]) -> String {
+    let mut out =
+        String::from("| figure | value | unit | target | met |\n|---|---:|---|---|---|\n");
+    for r in rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "",
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            r.figure, r.value, r.unit, r.target, met
+        ));
+    }
+    out
+}
+
+fn now_utc() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn memory_gib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| (kib + 512 * 1024) / (1024 * 1024))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The database and the postmand process.
+
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create(admin_url: &str, name: &str) -> Result<Database> {
+        let mut admin = postgres::Client::connect(admin_url, postgres::NoTls)?;
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+        admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url, |(base, _)| base);
+        Ok(Database {
+            admin_url: admin_url.to_string(),
+            name: name.to_string(),
+            url: format!("{base}/{name}"),
+        })
+    }
+
+    fn client(&self) -> Result<postgres::Client> {
+        Ok(postgres::Client::connect(&self.url, postgres::NoTls)?)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+struct Postmand {
+    child: Child,
+    api: SocketAddr,
+}
+
+impl Postmand {
+    fn start(args: &Args, url: &str, plan: &Plan, role: &str) -> Result<Postmand> {
+        let migrate = Command::new(&args.postmand)
+            .arg("migrate")
+            .env("POSTMAND_DATABASE_URL", url)
+            .env("POSTMAND_LOG_LEVEL", "warn")
+            .status()?;
+        if !migrate.success() {
+            return Err("postmand migrate failed".into());
+        }
+        let port = free_port()?;
+        let child = Command::new(&args.postmand)
+            .args(["--role", role])
+            .env("POSTMAND_DATABASE_URL", url)
+            .env("POSTMAND_HTTP_PORT", port.to_string())
+            .env("POSTMAND_HEALTH_CHECK_HTTP_PORT", free_port()?.to_string())
+            .env("POSTMAND_BIND_ADDRESS", "127.0.0.1")
+            .env("POSTMAND_WORKER_CONCURRENCY", plan.concurrency.to_string())
+            .env("POSTMAND_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()?;
+        Ok(Postmand {
+            child,
+            api: SocketAddr::from(([127, 0, 0, 1], port)),
+        })
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(self.api).is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                return Err(format!("postmand exited: {status}").into());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Err("postmand did not start listening".into())
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    fn stop(mut self) -> Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            return Err(format!("postmand exited with {status}").into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Postmand {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn insert_webhook(
+    client: &mut postgres::Client,
+    url: &str,
+    active: bool,
+    timeout_secs: i32,
+) -> Result<uuid::Uuid> {
+    let id = uuid::Uuid::new_v4();
+    client.execute(
+        "INSERT INTO webhooks (id, name, url, content_type, valid_status_codes, secret_token, active, \
+         max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff, created_at, updated_at) \
+         VALUES ($1, 'bench', $2, 'application/json', '{200}', 'bench-secret', $3, 5, $4, 1, 60, now(), now())",
+        &[&id, &url, &active, &timeout_secs],
+    )?;
+    Ok(id)
+}
+
+fn pending(client: &mut postgres::Client) -> Result<i64> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM deliveries WHERE status = 'pending'",
+            &[],
+        )?
+        .get(0))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figure 1: drain.
+
+/// Queues `n` deliveries across `endpoints` inactive webhooks, activates them all at once, and
+/// times until none is pending.
+fn drain(db: &Database, receiver: &Receiver, n: usize, endpoints: usize) -> Result<f64> {
+    let mut client = db.client()?;
+    let mut ids = Vec::new();
+    for _ in 0..endpoints {
+        ids.push(insert_webhook(&mut client, &receiver.url(), false, 5)?);
+    }
+    client.execute(
+        "INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status, created_at, updated_at) \
+         SELECT gen_random_uuid(), ($1::uuid[])[1 + i % array_length($1::uuid[], 1)], '{\"event\":\"bench\",\"n\":' || i || '}', \
+                now(), 0, 'pending', now(), now() \
+         FROM generate_series(1, $2::integer) AS i",
+        &[&ids, &(n as i32)],
+    )?;
+    client.batch_execute("ANALYZE deliveries")?;
+    let before = receiver.count();
+    let started = Instant::now();
+    client.execute(
+        "UPDATE webhooks SET active = true WHERE id = ANY($1)",
+        &[&ids],
+    )?;
+    client.batch_execute("NOTIFY postmand_deliveries")?;
+    let deadline = started + Duration::from_secs(300);
+    while pending(&mut client)? > 0 {
+        if Instant::now() > deadline {
+            return Err("drain did not finish in 300 s".into());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let delivered = receiver.count() - before;
+    if delivered < n as u64 {
+        return Err(format!("receiver got {delivered} of {n}").into());
+    }
+    client.execute(
+        "UPDATE webhooks SET active = false WHERE id = ANY($1)",
+        &[&ids],
+    )?;
+    Ok(n as f64 / elapsed)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures 2 and 4: live latency.
+
+struct Latency {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn push_latency(rows: &mut Vec<Row>, name: &str, l: &Latency, p50_target: f64, p99_target: f64) {
+    rows.push(row(
+        &format!("{name} p50"),
+        l.p50,
+        "ms",
+        &format!("<= {p50_target}"),
+        Some(l.p50 <= p50_target),
+    ));
+    rows.push(row(&format!("{name} p95"), l.p95, "ms", "", None));
+    rows.push(row(
+        &format!("{name} p99"),
+        l.p99,
+        "ms",
+        &format!("<= {p99_target}"),
+        Some(l.p99 <= p99_target),
+    ));
+}
+
+/// Creates deliveries through the API at a steady rate; latency is from the create call
+/// returning to the receiver getting the request. With `dead`, first queues a backlog for a
+/// webhook whose endpoint never answers.
+fn live_latency(
+    db: &Database,
+    server: &Postmand,
+    receiver: &Receiver,
+    plan: &Plan,
+    dead: Option<(&DeadReceiver, usize)>,
+) -> Result<Latency> {
+    let mut client = db.client()?;
+    let webhook = insert_webhook(&mut client, &receiver.url(), true, 5)?;
+    let mut dead_webhook = None;
+    if let Some((dead, backlog)) = dead {
+        let id = insert_webhook(&mut client, &dead.url(), true, 5)?;
+        client.execute(
+            "INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status, created_at, updated_at) \
+             SELECT gen_random_uuid(), $1, '{}', now(), 0, 'pending', now(), now() FROM generate_series(1, $2::integer)",
+            &[&id, &(backlog as i32)],
+        )?;
+        client.batch_execute("NOTIFY postmand_deliveries")?;
+        // Let the dead endpoint take what it can before measuring.
+        thread::sleep(Duration::from_millis(500));
+        dead_webhook = Some(id);
+    }
+    let agent = agent();
+    let url = format!("http://{}/v1/deliveries", server.api);
+    let total = plan.live_rate * plan.live_secs;
+    let interval = Duration::from_secs_f64(1.0 / plan.live_rate as f64);
+    let mut created: HashMap<u64, Instant> = HashMap::new();
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let started = Instant::now();
+    for seq in 0..total {
+        let due = started + interval * seq as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let payload = format!("{run_id}-{seq}");
+        let body = format!("{{\"webhook_id\":\"{webhook}\",\"payload\":\"{payload}\"}}");
+        let response = agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())?;
+        if response.status().as_u16() != 201 {
+            return Err(format!("create answered {}", response.status()).into());
+        }
+        created.insert(seq, Instant::now());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut latencies = Vec::with_capacity(total as usize);
+    loop {
+        latencies.clear();
+        let arrivals = receiver
+            .arrivals
+            .lock()
+            .map_err(|_| "receiver lock poisoned")?;
+        for seq in 0..total {
+            if let (Some(at), Some(sent)) =
+                (arrivals.get(&format!("{run_id}-{seq}")), created.get(&seq))
+            {
+                latencies.push(at.saturating_duration_since(*sent).as_secs_f64() * 1000.0);
+            }
+        }
+        drop(arrivals);
+        if latencies.len() == total as usize || Instant::now() > deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    if latencies.len() < total as usize {
+        return Err(format!(
+            "only {} of {total} live deliveries arrived",
+            latencies.len()
+        )
+        .into());
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    client.execute(
+        "UPDATE webhooks SET active = false WHERE id = $1",
+        &[&webhook],
+    )?;
+    if let Some(id) = dead_webhook {
+        client.execute("UPDATE webhooks SET active = false WHERE id = $1", &[&id])?;
+    }
+    Ok(Latency {
+        p50: percentile(&latencies, 0.50),
+        p95: percentile(&latencies, 0.95),
+        p99: percentile(&latencies, 0.99),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figure 3: API throughput.
+
+struct ApiFigures {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    errors: u64,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// `api_clients` keep-alive clients create deliveries (for an inactive webhook, so dispatchers
+/// stay out of the way) as fast as they can for `api_secs`.
+fn api_throughput(db: &Database, server: &Postmand, plan: &Plan) -> Result<ApiFigures> {
+    let mut client = db.client()?;
+    let webhook = insert_webhook(&mut client, "http://127.0.0.1:9/", false, 5)?;
+    let url = format!("http://{}/v1/deliveries", server.api);
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for _ in 0..plan.api_clients {
+        let url = url.clone();
+        let stop = Arc::clone(&stop);
+        let errors = Arc::clone(&errors);
+        threads.push(thread::spawn(move || {
+            let agent = agent();
+            let body = format!("{{\"webhook_id\":\"{webhook}\",\"payload\":\"{{\\\"event\\\":\\\"api-bench\\\"}}\"}}");
+            let mut latencies = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let ok = agent
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .send(body.as_bytes())
+                    .map(|mut r| {
+                        let _ = r.body_mut().read_to_vec();
+                        r.status().as_u16() == 201
+                    })
+                    .unwrap_or(false);
+                if ok {
+                    latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies
+        }));
+    }
+    let started = Instant::now();
+    thread::sleep(Duration::from_secs(plan.api_secs));
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for t in threads {
+        latencies.extend(t.join().map_err(|_| "client thread panicked")?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    Ok(ApiFigures {
+        rate: latencies.len() as f64 / elapsed,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        errors: errors.load(Ordering::Relaxed),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figure 6: the pgbench ceiling.
+
+/// The claim (as `store::deliveries::CLAIM_DUE`, parameters inlined) and the record (as
+/// `RECORD_ATTEMPT`) in one transaction, run by pgbench with the dispatchers' concurrency.
+const PGBENCH_SCRIPT: &str = r#"BEGIN;
+SELECT d.id AS claimed_id, d.webhook_id AS claimed_webhook, d.payload, d.delivery_attempts, w.url, w.content_type, w.valid_status_codes, w.secret_token, w.max_delivery_attempts, w.delivery_attempt_timeout, w.retry_min_backoff, w.retry_max_backoff FROM unnest(ARRAY(SELECT c.id FROM webhooks aw CROSS JOIN LATERAL (SELECT p.id, p.scheduled_at FROM deliveries p WHERE p.webhook_id = aw.id AND p.status = 'pending' AND p.scheduled_at <= coalesce(NULL::timestamptz, now()) ORDER BY p.scheduled_at, p.id LIMIT 80) c WHERE aw.active AND aw.id <> ALL('{}'::uuid[]) ORDER BY c.scheduled_at, c.id LIMIT 80)) WITH ORDINALITY AS candidate(id, position) JOIN deliveries d ON d.id = candidate.id JOIN webhooks w ON w.id = d.webhook_id WHERE d.status = 'pending' AND d.scheduled_at <= coalesce(NULL::timestamptz, now()) ORDER BY candidate.position LIMIT 1 FOR UPDATE OF d SKIP LOCKED \aset
+WITH moved AS (UPDATE deliveries SET delivery_attempts = delivery_attempts + 1, status = 'succeeded', scheduled_at = scheduled_at, updated_at = clock_timestamp() WHERE id = :claimed_id AND status = 'pending' RETURNING id, webhook_id) INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, response_status_code, execution_duration, success, error, created_at) SELECT gen_random_uuid(), webhook_id, id, 'POST /hook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\r\n{"event":"bench"}', 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', 200, 1, true, '', clock_timestamp() FROM moved;
+COMMIT;
+"#;
+
+fn pgbench_ceiling(args: &Args, plan: &Plan) -> Result<f64> {
+    let db = Database::create(&args.admin_url, "bench_pgbench")?;
+    let migrate = Command::new(&args.postmand)
+        .arg("migrate")
+        .env("POSTMAND_DATABASE_URL", &db.url)
+        .env("POSTMAND_LOG_LEVEL", "warn")
+        .status()?;
+    if !migrate.success() {
+        return Err("postmand migrate failed".into());
+    }
+    let mut client = db.client()?;
+    let webhook = insert_webhook(&mut client, "http://127.0.0.1:9/", true, 5)?;
+    // Far more rows than the run can claim, so no transaction ever finds the queue empty.
+    let rows = if args.smoke { 50_000 } else { 400_000 };
+    client.execute(
+        "INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status, created_at, updated_at) \
+         SELECT gen_random_uuid(), $1, '{\"event\":\"bench\"}', now() - interval '1 hour', 0, 'pending', now(), now() \
+         FROM generate_series(1, $2::integer)",
+        &[&webhook, &rows],
+    )?;
+    client.batch_execute("VACUUM ANALYZE deliveries")?;
+    let script = std::env::temp_dir().join(format!("postmand-bench-{}.sql", std::process::id()));
+    std::fs::File::create(&script)?.write_all(PGBENCH_SCRIPT.as_bytes())?;
+    let output = Command::new(&args.pgbench)
+        // A claim that finds nothing (all candidates taken meanwhile) leaves the previous id in
+        // claimed_id, whose record then matches no pending row, as in postmand.
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-D",
+            "claimed_id=00000000-0000-0000-0000-000000000000",
+        ])
+        .args([
+            "-c",
+            &plan.concurrency.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &plan.pgbench_secs.to_string(),
+            "-f",
+        ])
+        .arg(&script)
+        .arg(&db.url)
+        .output()?;
+    let _ = std::fs::remove_file(&script);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "pgbench failed: {}{}",
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l["tps = ".len()..].split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("no tps in pgbench output: {text}").into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receivers.
+
+/// A fast receiver: tiny_http with several threads, answering 200 at once and noting when each
+/// payload arrived.
+struct Receiver {
+    addr: SocketAddr,
+    count: Arc<AtomicU64>,
+    arrivals: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl Receiver {
+    fn start(threads: usize) -> Result<Receiver> {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| e.to_string())?);
+        let addr = server.server_addr().to_ip().ok_or("receiver address")?;
+        let count = Arc::new(AtomicU64::new(0));
+        let arrivals = Arc::new(Mutex::new(HashMap::new()));
+        for _ in 0..threads {
+            let server = Arc::clone(&server);
+            let count = Arc::clone(&count);
+            let arrivals = Arc::clone(&arrivals);
+            thread::spawn(move || {
+                for mut request in server.incoming_requests() {
+                    let at = Instant::now();
+                    let mut body = String::new();
+                    let _ = request.as_reader().read_to_string(&mut body);
+                    if !body.starts_with('{')
+                        && let Ok(mut map) = arrivals.lock()
+                    {
+                        map.insert(body, at);
+                    }
+                    count.fetch_add(1, Ordering::Relaxed);
+                    let _ = request.respond(tiny_http::Response::from_string("ok"));
+                }
+            });
+        }
+        Ok(Receiver {
+            addr,
+            count,
+            arrivals,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+/// The receiver's own rate with 8 keep-alive clients, to show it is not the bottleneck.
+fn receiver_rate(receiver: &Receiver, secs: u64) -> Result<f64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let before = receiver.count();
+    let mut threads = Vec::new();
+    for _ in 0..8 {
+        let url = receiver.url();
+        let stop = Arc::clone(&stop);
+        threads.push(thread::spawn(move || {
+            let agent = agent();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = agent
+                    .post(&url)
+                    .send(b"{}".as_slice())
+                    .map(|mut r| r.body_mut().read_to_vec());
+            }
+        }));
+    }
+    let started = Instant::now();
+    thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok((receiver.count() - before) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// An endpoint that accepts connections and never answers.
+struct DeadReceiver {
+    addr: SocketAddr,
+}
+
+impl DeadReceiver {
+    fn start() -> Result<DeadReceiver> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+        Ok(DeadReceiver { addr })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/dead", self.addr)
+    }
+}

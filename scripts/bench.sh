@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The reproducible benchmark: builds postmand and the bench driver in release mode, starts a
+# throwaway PostgreSQL with its default durability settings (unless POSTMAND_BENCH_DATABASE_URL
+# names a server to use), runs every figure against a fast receiver on 127.0.0.1, prints one
+# table and writes it to BENCHMARK.md. Takes about 3 minutes on 2 cores.
+#   scripts/bench.sh            full run
+#   scripts/bench.sh --smoke    tiny loads, seconds (scripts/test.sh runs this)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/pg.sh
+
+smoke=0
+[ "${1:-}" = "--smoke" ] && smoke=1
+profile=release
+[ $smoke = 1 ] && profile=debug
+
+pg_find_bin
+if [ -z "${POSTMAND_BENCH_DATABASE_URL:-}" ]; then
+  PG_DIR=$(mktemp -d /tmp/postmand-bench-pg.XXXXXX)
+  PG_PORT=$(pg_free_port)
+  trap 'pg_stop "$PG_DIR"; rm -rf "$PG_DIR"' EXIT
+  pg_start "$PG_DIR" "$PG_PORT"
+  POSTMAND_BENCH_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+fi
+
+if [ $profile = release ]; then
+  cargo build --release --quiet --bin postmand --example bench
+else
+  cargo build --quiet --bin postmand --example bench
+fi
+
+args=(--admin-url "$POSTMAND_BENCH_DATABASE_URL" --postmand "target/$profile/postmand" --pgbench "$PG_BIN/pgbench")
+if [ $smoke = 1 ]; then
+  "target/$profile/examples/bench" "${args[@]}" --smoke
+else
+  "target/$profile/examples/bench" "${args[@]}" --out BENCHMARK.md
+  echo "written to BENCHMARK.md"
+fi
