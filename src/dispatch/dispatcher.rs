@@ -113,7 +113,9 @@ impl Dispatcher {
                         self.index,
                         pause.as_millis()
                     );
-                    self.wait(pause);
+                    // Only shutdown cuts an error pause short: wake-ups from busy peers would
+                    // make a dispatcher hammer a database that is failing.
+                    self.shutdown.wait_timeout(pause);
                 }
             }
         }
