@@ -60,6 +60,9 @@ struct Args {
     pgbench: String,
     smoke: bool,
     out: Option<String>,
+    /// Run only the figures whose names contain this (receiver, pgbench, drain, live, api,
+    /// isolation), for profiling one at a time.
+    only: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Args> {
         pgbench: "pgbench".into(),
         smoke: false,
         out: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -78,6 +82,7 @@ fn parse_args() -> Result<Args> {
             "--pgbench" => args.pgbench = it.next().ok_or("--pgbench needs a value")?,
             "--out" => args.out = Some(it.next().ok_or("--out needs a value")?),
             "--smoke" => args.smoke = true,
+            "--only" => args.only = Some(it.next().ok_or("--only needs a value")?),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -131,16 +136,28 @@ fn run() -> Result<()> {
     let dead = DeadReceiver::start()?;
     let mut rows = Vec::new();
 
-    let rate = receiver_rate(&receiver, if args.smoke { 1 } else { 3 })?;
-    rows.push(row(
-        "Receiver alone (8 clients)",
-        rate,
-        "req/s",
-        "well above the drain rate",
-        None,
-    ));
+    let wants = |figure: &str| {
+        args.only
+            .as_deref()
+            .is_none_or(|only| figure.contains(only))
+    };
 
-    let ceiling = pgbench_ceiling(&args, &plan)?;
+    if wants("receiver") {
+        let rate = receiver_rate(&receiver, if args.smoke { 1 } else { 3 })?;
+        rows.push(row(
+            "Receiver alone (8 clients)",
+            rate,
+            "req/s",
+            "well above the drain rate",
+            None,
+        ));
+    }
+
+    let ceiling = if wants("pgbench drain") {
+        pgbench_ceiling(&args, &plan)?
+    } else {
+        f64::NAN
+    };
 
     let db = Database::create(&args.admin_url, "bench_drain")?;
     let mut peak_rss_kib = 0;
@@ -148,85 +165,94 @@ fn run() -> Result<()> {
         // 1. Drain, one endpoint then ten.
         let mut server = Postmand::start(&args, &db.url, &plan, "all")?;
         server.wait_ready()?;
-        let one = drain(&db, &receiver, plan.drain, 1)?;
-        rows.push(row(
-            "Drain, 1 endpoint",
-            one,
-            "deliveries/s",
-            ">= 3000",
-            Some(one >= 3000.0),
-        ));
-        let share = 100.0 * one / ceiling;
-        rows.push(row(
-            "Drain as share of the pgbench ceiling",
-            share,
-            "%",
-            ">= 60",
-            Some(share >= 60.0),
-        ));
-        let ten = drain(&db, &receiver, plan.drain, 10)?;
-        rows.push(row(
-            "Drain, 10 endpoints",
-            ten,
-            "deliveries/s",
-            ">= 3000",
-            Some(ten >= 3000.0),
-        ));
+        if wants("drain") {
+            let one = drain(&db, &receiver, plan.drain, 1)?;
+            rows.push(row(
+                "Drain, 1 endpoint",
+                one,
+                "deliveries/s",
+                ">= 3000",
+                Some(one >= 3000.0),
+            ));
+            let share = 100.0 * one / ceiling;
+            rows.push(row(
+                "Drain as share of the pgbench ceiling",
+                share,
+                "%",
+                ">= 60",
+                Some(share >= 60.0),
+            ));
+            let ten = drain(&db, &receiver, plan.drain, 10)?;
+            rows.push(row(
+                "Drain, 10 endpoints",
+                ten,
+                "deliveries/s",
+                ">= 3000",
+                Some(ten >= 3000.0),
+            ));
+        }
 
         // 2. Live latency.
-        let live = live_latency(&db, &server, &receiver, &plan, None)?;
-        push_latency(&mut rows, "Live latency", &live, 3.0, 10.0);
+        let mut live_p99 = f64::NAN;
+        if wants("live isolation") {
+            let live = live_latency(&db, &server, &receiver, &plan, None)?;
+            push_latency(&mut rows, "Live latency", &live, 3.0, 10.0);
+            live_p99 = live.p99;
+        }
 
         // 3. API throughput.
-        let api = api_throughput(&db, &server, &plan)?;
-        rows.push(row(
-            "API creates",
-            api.rate,
-            "req/s",
-            ">= 8000",
-            Some(api.rate >= 8000.0),
-        ));
-        rows.push(row("API create latency p50", api.p50, "ms", "", None));
-        rows.push(row(
-            "API create latency p99",
-            api.p99,
-            "ms",
-            "<= 15",
-            Some(api.p99 <= 15.0),
-        ));
-        rows.push(row(
-            "API errors",
-            api.errors as f64,
-            "requests",
-            "0",
-            Some(api.errors == 0),
-        ));
-
+        if wants("api") {
+            let api = api_throughput(&db, &server, &plan)?;
+            rows.push(row(
+                "API creates",
+                api.rate,
+                "req/s",
+                ">= 8000",
+                Some(api.rate >= 8000.0),
+            ));
+            rows.push(row("API create latency p50", api.p50, "ms", "", None));
+            rows.push(row(
+                "API create latency p99",
+                api.p99,
+                "ms",
+                "<= 15",
+                Some(api.p99 <= 15.0),
+            ));
+            rows.push(row(
+                "API errors",
+                api.errors as f64,
+                "requests",
+                "0",
+                Some(api.errors == 0),
+            ));
+        }
         peak_rss_kib = peak_rss_kib.max(server.peak_rss_kib());
 
         // 4. Isolation: live latency beside a dead endpoint's backlog.
-        let isolated = live_latency(
-            &db,
-            &server,
-            &receiver,
-            &plan,
-            Some((&dead, plan.dead_backlog)),
-        )?;
-        let limit = 2.0 * live.p99.max(1.0);
-        rows.push(row(
-            "Isolation: live latency p50",
-            isolated.p50,
-            "ms",
-            "",
-            None,
-        ));
-        rows.push(row(
-            "Isolation: live latency p99",
-            isolated.p99,
-            "ms",
-            &format!("<= {limit:.1} (2x live p99)"),
-            Some(isolated.p99 <= limit),
-        ));
+        if wants("isolation") {
+            let isolated = live_latency(
+                &db,
+                &server,
+                &receiver,
+                &plan,
+                Some((&dead, plan.dead_backlog)),
+            )?;
+            let limit = 2.0 * live_p99.max(1.0);
+            rows.push(row(
+                "Isolation: live latency p50",
+                isolated.p50,
+                "ms",
+                "",
+                None,
+            ));
+            rows.push(row(
+                "Isolation: live latency p99",
+                isolated.p99,
+                "ms",
+                &format!("<= {limit:.1} (2x live p99)"),
+                Some(isolated.p99 <= limit),
+            ));
+        }
         server.stop()?;
     }
     // 5. Memory.
@@ -368,8 +394,12 @@ impl Postmand {
             .env("POSTMAND_HTTP_PORT", port.to_string())
             .env("POSTMAND_HEALTH_CHECK_HTTP_PORT", free_port()?.to_string())
             .env("POSTMAND_BIND_ADDRESS", "127.0.0.1")
+            .envs(std::env::vars().filter(|(k, _)| k.starts_with("POSTMAND_EXPERIMENT")))
             .env("POSTMAND_WORKER_CONCURRENCY", plan.concurrency.to_string())
-            .env("POSTMAND_LOG_LEVEL", "warn")
+            .env(
+                "POSTMAND_LOG_LEVEL",
+                std::env::var("POSTMAND_BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .spawn()?;
         Ok(Postmand {
@@ -475,11 +505,19 @@ fn drain(db: &Database, receiver: &Receiver, n: usize, endpoints: usize) -> Resu
     )?;
     client.batch_execute("NOTIFY postmand_deliveries")?;
     let deadline = started + Duration::from_secs(300);
+    // Watch the receiver (free) rather than count pending rows (a query that would compete
+    // with the drain), then confirm in the database.
+    while receiver.count() - before < n as u64 {
+        if Instant::now() > deadline {
+            return Err("drain did not finish in 300 s".into());
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
     while pending(&mut client)? > 0 {
         if Instant::now() > deadline {
             return Err("drain did not finish in 300 s".into());
         }
-        thread::sleep(Duration::from_millis(20));
+        thread::sleep(Duration::from_millis(5));
     }
     let elapsed = started.elapsed().as_secs_f64();
     let delivered = receiver.count() - before;
@@ -650,6 +688,7 @@ fn api_throughput(db: &Database, server: &Postmand, plan: &Plan) -> Result<ApiFi
         let url = url.clone();
         let stop = Arc::clone(&stop);
         let errors = Arc::clone(&errors);
+        let run_started = Instant::now();
         threads.push(thread::spawn(move || {
             let agent = agent();
             let body = format!("{{\"webhook_id\":\"{webhook}\",\"payload\":\"{{\\\"event\\\":\\\"api-bench\\\"}}\"}}");
@@ -664,11 +703,17 @@ fn api_throughput(db: &Database, server: &Postmand, plan: &Plan) -> Result<ApiFi
                         let _ = r.body_mut().read_to_vec();
                         r.status().as_u16() == 201
                     })
-                    .unwrap_or(false);
-                if ok {
-                    latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-                } else {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                    .map_err(|e| e.to_string());
+                match ok {
+                    Ok(true) => latencies.push(started.elapsed().as_secs_f64() * 1000.0),
+                    Ok(false) | Err(_) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!(
+                                "bench: API create failed after {:.1} s of the run: {ok:?}",
+                                run_started.elapsed().as_secs_f64()
+                            );
+                        }
+                    }
                 }
             }
             latencies

@@ -5,12 +5,19 @@
 # table and writes it to BENCHMARK.md. Takes about 3 minutes on 2 cores.
 #   scripts/bench.sh            full run
 #   scripts/bench.sh --smoke    tiny loads, seconds (scripts/test.sh runs this)
+#   scripts/bench.sh --only api one figure (receiver, pgbench, drain, live, api, isolation)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/pg.sh
 
 smoke=0
-[ "${1:-}" = "--smoke" ] && smoke=1
+extra=()
+for arg in "$@"; do
+  case $arg in
+    --smoke) smoke=1 ;;
+    *) extra+=("$arg") ;;
+  esac
+done
 profile=release
 [ $smoke = 1 ] && profile=debug
 
@@ -31,8 +38,13 @@ fi
 
 args=(--admin-url "$POSTMAND_BENCH_DATABASE_URL" --postmand "target/$profile/postmand" --pgbench "$PG_BIN/pgbench")
 if [ $smoke = 1 ]; then
-  "target/$profile/examples/bench" "${args[@]}" --smoke
+  "target/$profile/examples/bench" "${args[@]}" --smoke "${extra[@]}"
 else
-  "target/$profile/examples/bench" "${args[@]}" --out BENCHMARK.md
-  echo "written to BENCHMARK.md"
+  if [ ${#extra[@]} -gt 0 ]; then
+    # A partial run (e.g. --only api) prints its rows and leaves BENCHMARK.md alone.
+    "target/$profile/examples/bench" "${args[@]}" "${extra[@]}"
+  else
+    "target/$profile/examples/bench" "${args[@]}" --out BENCHMARK.md
+    echo "written to BENCHMARK.md"
+  fi
 fi

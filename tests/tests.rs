@@ -30,3 +30,6 @@ mod dispatch_processes;
 
 // Running it: metrics, the API token, retention, OpenAPI and Swagger UI.
 mod operations;
+
+// Database faults: restarts (on private clusters) under load and under a worker, refused connections.
+mod faults_database;

@@ -19,7 +19,7 @@ use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tiny_http::{Header, Request, Response};
@@ -90,6 +90,7 @@ pub struct ApiServer {
     server: Arc<tiny_http::Server>,
     threads: Vec<thread::JoinHandle<()>>,
     notifier: thread::JoinHandle<()>,
+    nudger: thread::JoinHandle<()>,
     addr: SocketAddr,
 }
 
@@ -130,11 +131,13 @@ impl ApiServer {
                 .spawn(move || serve(&server, &context, &shutdown))?;
             threads.push(thread);
         }
+        let nudger = spawn_nudger(addr, shutdown.clone())?;
         log::info!("http-server-listen-and-serve addr={addr}");
         Ok(ApiServer {
             server,
             threads,
             notifier: notifier_thread,
+            nudger,
             addr,
         })
     }
@@ -158,8 +161,37 @@ impl ApiServer {
         if self.notifier.join().is_err() {
             log::error!("the notifier thread panicked");
         }
+        if self.nudger.join().is_err() {
+            log::error!("the nudger thread panicked");
+        }
         log::info!("http-server-shutdown-finished addr={}", self.addr);
     }
+}
+
+/// How often the nudger opens and closes a connection to the API.
+const NUDGE_EVERY: Duration = Duration::from_millis(50);
+
+/// Works around a lost wake-up in tiny_http 0.12's connection thread pool (`util::TaskPool`):
+/// when several connections arrive at once, `spawn` can queue a connection while counting a
+/// waiting thread that another connection has already claimed, and the queued connection is
+/// then served only when some other connection closes. With long-lived keep-alive clients that
+/// can be never: the first benchmark run saw requests sit unread in the socket for 10 s. A
+/// connection that opens and closes at once makes a pool thread finish a task and take the
+/// next queued one, so this thread bounds that stall to a few of its periods.
+fn spawn_nudger(addr: SocketAddr, shutdown: Shutdown) -> io::Result<thread::JoinHandle<()>> {
+    let target = if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    thread::Builder::new()
+        .name("api-nudger".into())
+        .spawn(move || {
+            while !shutdown.wait_timeout(NUDGE_EVERY) {
+                // Connecting is the whole point; a failure only means no nudge this time.
+                let _ = std::net::TcpStream::connect_timeout(&target, NUDGE_EVERY);
+            }
+        })
 }
 
 /// One request thread: take, answer, repeat until unblocked at shutdown.

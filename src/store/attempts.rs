@@ -1,6 +1,7 @@
 //! Every statement that reads `delivery_attempts`. Attempts are written by the dispatcher's
 //! record statement in `deliveries.rs`, together with the delivery's new state.
 
+use postgres::types::Type;
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
@@ -55,7 +56,10 @@ fn from_row(row: &Row) -> Attempt {
 
 /// One attempt by id.
 pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Attempt>, Error> {
-    Ok(client.query_opt(GET, &[&id])?.as_ref().map(from_row))
+    Ok(client
+        .query_typed_opt(GET, &[(&id, Type::UUID)])?
+        .as_ref()
+        .map(from_row))
 }
 
 /// One page of attempts, newest first.
@@ -65,18 +69,18 @@ pub fn list(
     page: Page,
 ) -> Result<Vec<Attempt>, Error> {
     let c = &filter.created;
-    let rows = client.query(
+    let rows = client.query_typed(
         LIST,
         &[
-            &filter.webhook_id,
-            &filter.delivery_id,
-            &filter.success,
-            &c.gt,
-            &c.gte,
-            &c.lt,
-            &c.lte,
-            &page.limit,
-            &page.offset,
+            (&filter.webhook_id, Type::UUID),
+            (&filter.delivery_id, Type::UUID),
+            (&filter.success, Type::BOOL),
+            (&c.gt, Type::TIMESTAMPTZ),
+            (&c.gte, Type::TIMESTAMPTZ),
+            (&c.lt, Type::TIMESTAMPTZ),
+            (&c.lte, Type::TIMESTAMPTZ),
+            (&page.limit, Type::INT8),
+            (&page.offset, Type::INT8),
         ],
     )?;
     Ok(rows.iter().map(from_row).collect())

@@ -1,5 +1,6 @@
 //! Every statement that touches `deliveries`.
 
+use postgres::types::Type;
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
@@ -84,7 +85,14 @@ pub fn insert(
     payload: String,
 ) -> Result<Delivery, Error> {
     let id = Uuid::new_v4();
-    let row = client.query_one(INSERT, &[&id, &webhook_id, &payload])?;
+    let row = client.query_typed_one(
+        INSERT,
+        &[
+            (&id, Type::UUID),
+            (&webhook_id, Type::UUID),
+            (&payload, Type::TEXT),
+        ],
+    )?;
     Ok(Delivery {
         id,
         webhook_id,
@@ -108,7 +116,7 @@ pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Delivery>
 
 /// Deletes a delivery and its attempts. Returns whether it existed.
 pub fn delete(client: &mut impl GenericClient, id: Uuid) -> Result<bool, Error> {
-    Ok(client.execute(DELETE, &[&id])? == 1)
+    Ok(client.execute_typed(DELETE, &[(&id, Type::UUID)])? == 1)
 }
 
 /// One page of deliveries, newest first.
@@ -119,17 +127,17 @@ pub fn list(
 ) -> Result<Vec<Delivery>, Error> {
     let c = &filter.created;
     let status = filter.status.map(DeliveryStatus::as_str);
-    let rows = client.query(
+    let rows = client.query_typed(
         LIST,
         &[
-            &filter.webhook_id,
-            &status,
-            &c.gt,
-            &c.gte,
-            &c.lt,
-            &c.lte,
-            &page.limit,
-            &page.offset,
+            (&filter.webhook_id, Type::UUID),
+            (&status, Type::VARCHAR),
+            (&c.gt, Type::TIMESTAMPTZ),
+            (&c.gte, Type::TIMESTAMPTZ),
+            (&c.lt, Type::TIMESTAMPTZ),
+            (&c.lte, Type::TIMESTAMPTZ),
+            (&page.limit, Type::INT8),
+            (&page.offset, Type::INT8),
         ],
     )?;
     rows.iter().map(from_row).collect()
@@ -137,7 +145,7 @@ pub fn list(
 
 /// Puts a succeeded or failed delivery back in the queue.
 pub fn retry(client: &mut impl GenericClient, id: Uuid) -> Result<RetryOutcome, Error> {
-    if let Some(row) = client.query_opt(RETRY, &[&id])? {
+    if let Some(row) = client.query_typed_opt(RETRY, &[(&id, Type::UUID)])? {
         return Ok(RetryOutcome::Requeued(from_row(&row)?));
     }
     Ok(match get(client, id)? {

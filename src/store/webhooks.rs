@@ -1,6 +1,7 @@
 //! Every statement that touches `webhooks`.
 
 use chrono::{DateTime, Utc};
+use postgres::types::Type;
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
@@ -136,12 +137,15 @@ pub fn update(
 
 /// Deletes a webhook and everything under it. Returns whether it existed.
 pub fn delete(client: &mut impl GenericClient, id: Uuid) -> Result<bool, Error> {
-    Ok(client.execute(DELETE, &[&id])? == 1)
+    Ok(client.execute_typed(DELETE, &[(&id, Type::UUID)])? == 1)
 }
 
 /// One webhook by id.
 pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Webhook>, Error> {
-    Ok(client.query_opt(GET, &[&id])?.as_ref().map(from_row))
+    Ok(client
+        .query_typed_opt(GET, &[(&id, Type::UUID)])?
+        .as_ref()
+        .map(from_row))
 }
 
 /// One page of webhooks, ordered by name then id.
@@ -151,16 +155,16 @@ pub fn list(
     page: Page,
 ) -> Result<Vec<Webhook>, Error> {
     let c = &filter.created;
-    let rows = client.query(
+    let rows = client.query_typed(
         LIST,
         &[
-            &filter.active,
-            &c.gt,
-            &c.gte,
-            &c.lt,
-            &c.lte,
-            &page.limit,
-            &page.offset,
+            (&filter.active, Type::BOOL),
+            (&c.gt, Type::TIMESTAMPTZ),
+            (&c.gte, Type::TIMESTAMPTZ),
+            (&c.lt, Type::TIMESTAMPTZ),
+            (&c.lte, Type::TIMESTAMPTZ),
+            (&page.limit, Type::INT8),
+            (&page.offset, Type::INT8),
         ],
     )?;
     Ok(rows.iter().map(from_row).collect())
