@@ -394,7 +394,11 @@ impl Postmand {
             .env("POSTMAND_HTTP_PORT", port.to_string())
             .env("POSTMAND_HEALTH_CHECK_HTTP_PORT", free_port()?.to_string())
             .env("POSTMAND_BIND_ADDRESS", "127.0.0.1")
-            .envs(std::env::vars().filter(|(k, _)| k.starts_with("POSTMAND_EXPERIMENT")))
+            // POSTMAND_BENCH_SET_X=v runs postmand with POSTMAND_X=v, to compare settings.
+            .envs(std::env::vars().filter_map(|(k, v)| {
+                k.strip_prefix("POSTMAND_BENCH_SET_")
+                    .map(|name| (format!("POSTMAND_{name}"), v.clone()))
+            }))
             .env("POSTMAND_WORKER_CONCURRENCY", plan.concurrency.to_string())
             .env(
                 "POSTMAND_LOG_LEVEL",
@@ -742,7 +746,7 @@ fn api_throughput(db: &Database, server: &Postmand, plan: &Plan) -> Result<ApiFi
 /// The claim (as `store::deliveries::CLAIM_DUE`, parameters inlined) and the record (as
 /// `RECORD_ATTEMPT`) in one transaction, run by pgbench with the dispatchers' concurrency.
 const PGBENCH_SCRIPT: &str = r#"BEGIN;
-SELECT d.id AS claimed_id, d.webhook_id AS claimed_webhook, d.payload, d.delivery_attempts, w.url, w.content_type, w.valid_status_codes, w.secret_token, w.max_delivery_attempts, w.delivery_attempt_timeout, w.retry_min_backoff, w.retry_max_backoff FROM unnest(ARRAY(SELECT c.id FROM webhooks aw CROSS JOIN LATERAL (SELECT p.id, p.scheduled_at FROM deliveries p WHERE p.webhook_id = aw.id AND p.status = 'pending' AND p.scheduled_at <= coalesce(NULL::timestamptz, now()) ORDER BY p.scheduled_at, p.id LIMIT 80) c WHERE aw.active AND aw.id <> ALL('{}'::uuid[]) ORDER BY c.scheduled_at, c.id LIMIT 80)) WITH ORDINALITY AS candidate(id, position) JOIN deliveries d ON d.id = candidate.id JOIN webhooks w ON w.id = d.webhook_id WHERE d.status = 'pending' AND d.scheduled_at <= coalesce(NULL::timestamptz, now()) ORDER BY candidate.position LIMIT 1 FOR UPDATE OF d SKIP LOCKED \aset
+SELECT d.id AS claimed_id, d.webhook_id AS claimed_webhook, d.payload, d.delivery_attempts, w.url, w.content_type, w.valid_status_codes, w.secret_token, w.max_delivery_attempts, w.delivery_attempt_timeout, w.retry_min_backoff, w.retry_max_backoff FROM unnest(ARRAY(SELECT c.id FROM webhooks aw CROSS JOIN LATERAL (SELECT p.id, p.scheduled_at FROM deliveries p WHERE p.webhook_id = aw.id AND p.status = 'pending' AND p.scheduled_at <= coalesce(NULL::timestamptz, now()) ORDER BY p.scheduled_at, p.id LIMIT 40) c WHERE aw.active AND aw.id <> ALL('{}'::uuid[]) ORDER BY c.scheduled_at, c.id LIMIT 80)) WITH ORDINALITY AS candidate(id, position) JOIN deliveries d ON d.id = candidate.id JOIN webhooks w ON w.id = d.webhook_id WHERE d.status = 'pending' AND d.scheduled_at <= coalesce(NULL::timestamptz, now()) ORDER BY candidate.position LIMIT 1 FOR UPDATE OF d SKIP LOCKED \aset
 WITH moved AS (UPDATE deliveries SET delivery_attempts = delivery_attempts + 1, status = 'succeeded', scheduled_at = scheduled_at, updated_at = clock_timestamp() WHERE id = :claimed_id AND status = 'pending' RETURNING id, webhook_id) INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, response_status_code, execution_duration, success, error, created_at) SELECT gen_random_uuid(), webhook_id, id, 'POST /hook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\r\n{"event":"bench"}', 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', 200, 1, true, '', clock_timestamp() FROM moved;
 COMMIT;
 "#;
@@ -845,6 +849,15 @@ impl Receiver {
                 }
             });
         }
+        // tiny_http 0.12 can strand a new connection when several arrive at once until another
+        // connection closes (see `spawn_nudger` in src/api/mod.rs); closing one every 20 ms keeps
+        // the receiver from stalling the dispatchers' connections.
+        thread::spawn(move || {
+            loop {
+                let _ = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(20));
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
         Ok(Receiver {
             addr,
             count,

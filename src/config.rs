@@ -75,7 +75,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "POSTMAND_WEBHOOK_MAX_IN_FLIGHT",
         default: "0",
-        doc: "Deliveries of one webhook in flight per worker; 0 means half of POSTMAND_WORKER_CONCURRENCY.",
+        doc: "Deliveries of one webhook in flight per worker; 0 means 3/4 of POSTMAND_WORKER_CONCURRENCY.",
     },
     Setting {
         name: "POSTMAND_DUMP_MAX_BYTES",
@@ -132,7 +132,7 @@ pub struct Config {
     /// `POSTMAND_WORKER_CONCURRENCY`: dispatcher threads. Defaults to 16.
     pub worker_concurrency: usize,
     /// `POSTMAND_WEBHOOK_MAX_IN_FLIGHT`: per-webhook dispatcher cap; 0 (the default) means
-    /// half of `worker_concurrency`. See [`Config::webhook_max_in_flight`].
+    /// three quarters of `worker_concurrency`. See [`Config::webhook_max_in_flight`].
     pub webhook_max_in_flight: usize,
     /// `POSTMAND_DUMP_MAX_BYTES`: cap of each raw dump. Defaults to 64 KiB.
     pub dump_max_bytes: usize,
@@ -290,11 +290,12 @@ impl Config {
         })
     }
 
-    /// Deliveries of one webhook a worker process attempts at once: the setting, or half of the
-    /// dispatchers (at least one) when it is 0.
+    /// Deliveries of one webhook a worker process attempts at once: the setting, or three
+    /// quarters of the dispatchers (at least one) when it is 0, so a slow endpoint leaves a
+    /// quarter of them to the others while a single busy endpoint still gets most of them.
     pub fn webhook_max_in_flight(&self) -> usize {
         match self.webhook_max_in_flight {
-            0 => self.worker_concurrency.div_ceil(2),
+            0 => (self.worker_concurrency - self.worker_concurrency / 4).max(1),
             n => n,
         }
     }

@@ -372,7 +372,8 @@ fn dead_endpoint_does_not_starve_a_healthy_one() {
         ..Answer::status(200)
     });
     let healthy = Receiver::status(200);
-    // Four dispatchers: the dead webhook may hold two of them, then only one once it keeps failing.
+    // Four dispatchers: the dead webhook may hold three of them, then only one once it keeps
+    // failing; the fourth keeps the healthy webhook flowing.
     let app = TestApp::start_all(
         "dispatch_isolation",
         &[NO_POLL, ("POSTMAND_WORKER_CONCURRENCY", "4")],
@@ -385,9 +386,9 @@ fn dead_endpoint_does_not_starve_a_healthy_one() {
     let stuck: Vec<String> = (0..20)
         .map(|i| deliver(&app, &dead_id, &format!("dead {i}")))
         .collect();
-    wait_until("the dead endpoint to hold two dispatchers", || {
+    wait_until("the dead endpoint to hold three dispatchers", || {
         let n = dead.in_progress.load(std::sync::atomic::Ordering::SeqCst);
-        if n == 2 { Ok(()) } else { Err(n) }
+        if n == 3 { Ok(()) } else { Err(n) }
     });
     let healthy_id = webhook(&app, &healthy.url("/ok"), json!({}));
     let flowing: Vec<String> = (0..30)
@@ -399,7 +400,7 @@ fn dead_endpoint_does_not_starve_a_healthy_one() {
     assert_eq!(
         dead.max_in_progress
             .load(std::sync::atomic::Ordering::SeqCst),
-        2
+        3
     );
     let pending = stuck
         .iter()
@@ -554,6 +555,11 @@ fn polling_picks_up_rows_inserted_without_notify() {
     });
 }
 
+const DEPTH: postmand::store::deliveries::Depth = postmand::store::deliveries::Depth {
+    per_webhook: 9,
+    total: 9,
+};
+
 #[test]
 fn claim_uses_the_pending_index_and_skips_inactive_backlog() {
     let db = TestDb::new("dispatch_claim_plan");
@@ -568,7 +574,7 @@ fn claim_uses_the_pending_index_and_skips_inactive_backlog() {
         )
         .unwrap();
     let mut tx = client.transaction().unwrap();
-    let claimed = postmand::store::deliveries::claim_due(&mut tx, None, &[], 9)
+    let claimed = postmand::store::deliveries::claim_due(&mut tx, None, &[], DEPTH)
         .unwrap()
         .expect("a claim");
     assert_eq!(
@@ -576,7 +582,7 @@ fn claim_uses_the_pending_index_and_skips_inactive_backlog() {
         "00000000-0000-4000-8000-000000000002"
     );
     tx.rollback().unwrap();
-    let plan = postmand::store::deliveries::explain_claim(&mut client, 9).unwrap();
+    let plan = postmand::store::deliveries::explain_claim(&mut client, DEPTH).unwrap();
     assert!(
         plan.contains("deliveries_pending_webhook_due_idx"),
         "{plan}"

@@ -46,8 +46,8 @@ pub struct Shared {
     pub limiter: Limiter,
     /// Fallback poll period.
     pub poll: Duration,
-    /// Candidates per webhook in the claim (see `deliveries::claim_due`).
-    pub claim_depth: i64,
+    /// Candidates the claim considers (see `deliveries::Depth`).
+    pub claim_depth: deliveries::Depth,
     /// Test hook.
     pub events: Option<Sender<DispatchEvent>>,
     /// Attempt counters.
@@ -87,16 +87,9 @@ impl Dispatcher {
     /// when there is none, back off (capped) after database errors.
     pub fn run(mut self) {
         let mut errors: u32 = 0;
-        let mut was_busy = false;
         while !self.shutdown.is_requested() {
             match self.run_once() {
-                Ok(Turn::Delivered | Turn::Deferred) => {
-                    errors = 0;
-                    was_busy = true;
-                }
-                // Under load a claim can come back empty while work remains: every candidate it
-                // saw was taken by others meanwhile. One more look before sleeping.
-                Ok(Turn::Idle) if was_busy => was_busy = false,
+                Ok(Turn::Delivered | Turn::Deferred) => errors = 0,
                 Ok(Turn::Idle) => {
                     errors = 0;
                     self.wait(self.shared.poll + jitter(self.shared.poll));

@@ -89,9 +89,13 @@ impl Workers {
             limiter: Limiter::new(config.webhook_max_in_flight()),
             poll: config.polling_interval,
             // Candidates must outnumber the rows other claimers hold or have just finished while
-            // this claim runs (its snapshot still shows them pending): room for this process's
-            // dispatchers several times over, and for other processes'.
-            claim_depth: (4 * config.worker_concurrency + 16) as i64,
+            // a claim runs (its snapshot still shows them pending): per webhook, room for its cap
+            // twice over; in all, for this process's dispatchers several times over, and for
+            // other processes'.
+            claim_depth: crate::store::deliveries::Depth {
+                per_webhook: (2 * config.webhook_max_in_flight() + 16) as i64,
+                total: (4 * config.worker_concurrency + 16) as i64,
+            },
             events,
             metrics,
         });

@@ -167,7 +167,7 @@ const NOTIFY: &str = "NOTIFY postmand_deliveries";
 ///
 /// How: for each active webhook not in `$2` (webhooks this worker already keeps busy enough), its
 /// `$3` earliest due deliveries are read from the partial index of pending rows (an index range
-/// each, so an inactive webhook's backlog is never read); the `$3` earliest of those become an
+/// each, so an inactive webhook's backlog is never read); the `$4` earliest of those become an
 /// ordered array of candidates, and the first one not locked by another claimer is locked and
 /// returned. Going through the array (primary-key lookups in array order) keeps the plan the same
 /// whatever the statistics say. Only the delivery row is locked (`FOR UPDATE OF d`): the original
@@ -183,7 +183,7 @@ const CLAIM_DUE: &str = "SELECT d.id, d.webhook_id, d.payload, d.delivery_attemp
               AND p.scheduled_at <= coalesce($1::timestamptz, now()) \
             ORDER BY p.scheduled_at, p.id LIMIT $3) c \
         WHERE aw.active AND aw.id <> ALL($2::uuid[]) \
-        ORDER BY c.scheduled_at, c.id LIMIT $3)) WITH ORDINALITY AS candidate(id, position) \
+        ORDER BY c.scheduled_at, c.id LIMIT $4)) WITH ORDINALITY AS candidate(id, position) \
     JOIN deliveries d ON d.id = candidate.id \
     JOIN webhooks w ON w.id = d.webhook_id \
     WHERE d.status = 'pending' AND d.scheduled_at <= coalesce($1::timestamptz, now()) \
@@ -244,15 +244,24 @@ pub struct AttemptRecord {
     pub error: String,
 }
 
+/// How many candidates the claim considers: per webhook, and in all. Each must exceed the
+/// deliveries in flight at once (per webhook, and in all, across processes) plus those finished
+/// while a claim runs, or claimers find nothing while work waits behind the locked ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Depth {
+    /// Candidates per webhook.
+    pub per_webhook: i64,
+    /// Candidates in all.
+    pub total: i64,
+}
+
 /// Locks and returns the earliest due delivery (see [`CLAIM_DUE`]), or `None` when nothing is
-/// due outside `excluded`. `depth` is how many candidates per webhook to consider; it must
-/// exceed the number of deliveries of one webhook in flight at once, or claimers find nothing
-/// while work waits behind the locked ones.
+/// due outside `excluded`.
 pub fn claim_due(
     client: &mut impl GenericClient,
     now: Option<chrono::DateTime<chrono::Utc>>,
     excluded: &[Uuid],
-    depth: i64,
+    depth: Depth,
 ) -> Result<Option<Claimed>, Error> {
     let statement = client.prepare(CLAIM_DUE)?;
     claim_with(client, &statement, now, excluded, depth)
@@ -263,9 +272,12 @@ fn claim_with(
     statement: &postgres::Statement,
     now: Option<chrono::DateTime<chrono::Utc>>,
     excluded: &[Uuid],
-    depth: i64,
+    depth: Depth,
 ) -> Result<Option<Claimed>, Error> {
-    let row = client.query_opt(statement, &[&now, &excluded, &depth])?;
+    let row = client.query_opt(
+        statement,
+        &[&now, &excluded, &depth.per_webhook, &depth.total],
+    )?;
     Ok(row.map(|row| Claimed {
         id: row.get(0),
         webhook_id: row.get(1),
@@ -307,7 +319,7 @@ impl Prepared {
         &self,
         client: &mut impl GenericClient,
         excluded: &[Uuid],
-        depth: i64,
+        depth: Depth,
     ) -> Result<Option<Claimed>, Error> {
         claim_with(client, &self.claim, None, excluded, depth)
     }
@@ -360,7 +372,7 @@ fn record_with(
 
 /// The plan of [`CLAIM_DUE`] as PostgreSQL ran it (`EXPLAIN ANALYZE`), inside a transaction
 /// that is rolled back so nothing stays locked. For tests and for diagnosing a slow claim.
-pub fn explain_claim(client: &mut postgres::Client, depth: i64) -> Result<String, Error> {
+pub fn explain_claim(client: &mut postgres::Client, depth: Depth) -> Result<String, Error> {
     let mut tx = client.transaction()?;
     let no_exclusions: &[Uuid] = &[];
     let rows = tx.query(
@@ -368,7 +380,8 @@ pub fn explain_claim(client: &mut postgres::Client, depth: i64) -> Result<String
         &[
             &None::<chrono::DateTime<chrono::Utc>>,
             &no_exclusions,
-            &depth,
+            &depth.per_webhook,
+            &depth.total,
         ],
     )?;
     tx.rollback()?;
