@@ -63,6 +63,11 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Threads serving API requests (1-256).",
     },
     Setting {
+        name: "POSTMAND_HTTP_TIMEOUT",
+        default: "10",
+        doc: "Seconds the servers wait for a client's next bytes or for it to take a response (1-3600); idle keep-alive connections close after it.",
+    },
+    Setting {
         name: "POSTMAND_MAX_BODY_BYTES",
         default: "1048576",
         doc: "Largest accepted request body in bytes; larger bodies get 413 (1-67108864).",
@@ -104,6 +109,7 @@ const MAX_OPEN_CONNS: (u64, u64) = (1, 1000);
 const POLLING_INTERVAL_MS: (u64, u64) = (10, 3_600_000);
 const PORT: (u64, u64) = (0, 65535);
 const HTTP_THREADS: (u64, u64) = (1, 256);
+const HTTP_TIMEOUT_SECS: (u64, u64) = (1, 3600);
 const MAX_BODY_BYTES: (u64, u64) = (1, 64 * 1024 * 1024);
 const WORKER_CONCURRENCY: (u64, u64) = (1, 256);
 const WEBHOOK_MAX_IN_FLIGHT: (u64, u64) = (0, 256);
@@ -127,6 +133,9 @@ pub struct Config {
     pub bind_address: IpAddr,
     /// `POSTMAND_HTTP_THREADS`: API request threads. Defaults to 8.
     pub http_threads: usize,
+    /// `POSTMAND_HTTP_TIMEOUT` (s): socket read and write timeout of both servers. Defaults to
+    /// 10 s.
+    pub http_timeout: Duration,
     /// `POSTMAND_MAX_BODY_BYTES`: request body cap. Defaults to 1 MiB.
     pub max_body_bytes: usize,
     /// `POSTMAND_WORKER_CONCURRENCY`: dispatcher threads. Defaults to 16.
@@ -279,6 +288,7 @@ impl Config {
             health_port: int("POSTMAND_HEALTH_CHECK_HTTP_PORT", PORT)? as u16,
             bind_address,
             http_threads: int("POSTMAND_HTTP_THREADS", HTTP_THREADS)? as usize,
+            http_timeout: Duration::from_secs(int("POSTMAND_HTTP_TIMEOUT", HTTP_TIMEOUT_SECS)?),
             max_body_bytes: int("POSTMAND_MAX_BODY_BYTES", MAX_BODY_BYTES)? as usize,
             worker_concurrency: int("POSTMAND_WORKER_CONCURRENCY", WORKER_CONCURRENCY)? as usize,
             webhook_max_in_flight: int("POSTMAND_WEBHOOK_MAX_IN_FLIGHT", WEBHOOK_MAX_IN_FLIGHT)?
@@ -316,6 +326,7 @@ impl fmt::Debug for Config {
             .field("health_port", &self.health_port)
             .field("bind_address", &self.bind_address)
             .field("http_threads", &self.http_threads)
+            .field("http_timeout", &self.http_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("worker_concurrency", &self.worker_concurrency)
             .field("webhook_max_in_flight", &self.webhook_max_in_flight)

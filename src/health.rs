@@ -38,8 +38,7 @@ impl HealthServer {
         metrics: Arc<Metrics>,
     ) -> io::Result<HealthServer> {
         let bind = SocketAddr::new(config.bind_address, config.health_port);
-        let server = tiny_http::Server::http(bind)
-            .map_err(|e| io::Error::new(io::ErrorKind::AddrInUse, format!("{bind}: {e}")))?;
+        let server = crate::listen::server(bind, config.http_timeout)?;
         let addr = server
             .server_addr()
             .to_ip()
@@ -93,6 +92,12 @@ fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown, metrics: 
                 continue;
             }
         };
+        // See ABSURD_BODY_BYTES in api/mod.rs: tiny_http would allocate the announced size.
+        if request.body_length().is_some_and(|n| n > 1 << 30) {
+            log::warn!("health-request-abandoned reason=\"Content-Length over 1 GiB\"");
+            std::mem::forget(request);
+            continue;
+        }
         let path = request.url().split('?').next().unwrap_or("");
         let mut content_type = "application/json; charset=utf-8";
         let (status, body) = match (request.method().as_str(), path) {

@@ -24,6 +24,7 @@ pub mod config;
 pub mod db;
 pub mod dispatch;
 pub mod health;
+mod listen;
 pub mod metrics;
 pub mod model;
 pub mod shutdown;

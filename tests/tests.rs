@@ -33,3 +33,9 @@ mod operations;
 
 // Database faults: restarts (on private clusters) under load and under a worker, refused connections.
 mod faults_database;
+
+// Hostile clients: fuzzed requests (no 5xx), slow clients, oversized heads and bodies, huge lengths.
+mod faults_clients;
+
+// Hostile receivers: early closes, endless headers, slow drips, invalid status lines; one attempt each.
+mod faults_receivers;

@@ -105,8 +105,7 @@ impl ApiServer {
         metrics: Arc<Metrics>,
     ) -> io::Result<ApiServer> {
         let bind = SocketAddr::new(config.bind_address, config.http_port);
-        let server = tiny_http::Server::http(bind)
-            .map_err(|e| io::Error::new(io::ErrorKind::AddrInUse, format!("{bind}: {e}")))?;
+        let server = crate::listen::server(bind, config.http_timeout)?;
         let addr = server
             .server_addr()
             .to_ip()
@@ -205,7 +204,32 @@ fn serve(server: &tiny_http::Server, context: &Context, shutdown: &Shutdown) {
     }
 }
 
-fn answer(context: &Context, mut request: Request) {
+/// Above this announced body size a request is abandoned without an answer. tiny_http 0.12
+/// discards an unread body when the request is dropped by allocating a buffer of the announced
+/// size: a `Content-Length` of 10^15 aborts the process, 2^64-1 panics the thread. Leaking such a
+/// request (its connection stays open until the client gives up) is the lesser harm.
+const ABSURD_BODY_BYTES: usize = 1 << 30;
+
+/// Answers one request; a panic in it is contained so the thread keeps serving.
+fn answer(context: &Context, request: Request) {
+    if request.body_length().is_some_and(|n| n > ABSURD_BODY_BYTES) {
+        log::warn!(
+            "request-abandoned method={} url={} reason=\"Content-Length over {ABSURD_BODY_BYTES}\"",
+            request.method(),
+            request.url()
+        );
+        std::mem::forget(request);
+        return;
+    }
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        answer_request(context, request)
+    }));
+    if outcome.is_err() {
+        log::error!("api-request-panicked: the request was dropped; the thread carries on");
+    }
+}
+
+fn answer_request(context: &Context, mut request: Request) {
     let started = Instant::now();
     let method = request.method().as_str().to_string();
     let url = request.url().to_string();
@@ -354,10 +378,10 @@ fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
         return Err(ApiError::BodyTooLarge { limit });
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit));
-    let read = request
-        .as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut body);
+    // Never read past a declared length: with `Connection: Upgrade` tiny_http hands over the
+    // raw socket as the body, and reading to its end would wait for the client to hang up.
+    let cap = declared.map_or(limit as u64 + 1, |n| n as u64);
+    let read = request.as_reader().take(cap).read_to_end(&mut body);
     match read {
         Ok(_) if body.len() > limit => Err(ApiError::BodyTooLarge { limit }),
         Ok(_) => Ok(body),

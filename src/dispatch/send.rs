@@ -41,7 +41,8 @@ pub struct AttemptResult {
     pub status_code: i32,
     /// Milliseconds from sending to the response headers (or to the failure).
     pub duration_ms: i32,
-    /// `Post "<url>": <cause>` when no response arrived; empty otherwise.
+    /// `Post "<url>": <cause>` when no response arrived or its body could not be read; empty
+    /// otherwise.
     pub error: String,
 }
 
@@ -116,7 +117,8 @@ impl Sender {
             .as_reader()
             .take(self.dump_cap as u64 + 1)
             .read_to_end(&mut body);
-        let complete = read.is_ok() && body.len() <= self.dump_cap;
+        // Cut by us only when more arrived than the cap; a broken body is noted separately.
+        let complete = body.len() <= self.dump_cap;
         let mut raw_response = dump::dump(
             first_line.trim_end(),
             &response_headers,
@@ -124,15 +126,21 @@ impl Sender {
             complete,
             self.dump_cap,
         );
-        if let Err(e) = read {
-            raw_response.push_str(&format!("\n[postmand: reading the body failed: {e}]"));
-        }
+        // A body that breaks off or times out makes the attempt a failure whatever the status
+        // (behaviour spec 4.5: failures to read the body are failures); the status is kept.
+        let error = match read {
+            Ok(_) => String::new(),
+            Err(e) => {
+                raw_response.push_str(&format!("\n[postmand: reading the body failed: {e}]"));
+                format!("Post {:?}: reading the response body: {e}", out.url)
+            }
+        };
         AttemptResult {
             raw_request,
             raw_response,
             status_code: i32::from(status.as_u16()),
             duration_ms,
-            error: String::new(),
+            error,
         }
     }
 }
