@@ -39,3 +39,6 @@ mod faults_clients;
 
 // Hostile receivers: early closes, endless headers, slow drips, invalid status lines; one attempt each.
 mod faults_receivers;
+
+// Process faults under load: workers killed again and again, three workers beside two APIs.
+mod faults_processes;
