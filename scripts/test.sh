@@ -23,3 +23,5 @@ cargo clippy --all-targets --quiet -- -D warnings
 cargo build --quiet
 cargo test --quiet -- "$@"
 bash scripts/check-swagger-ui.sh
+# The benchmark is not a test, but its driver must keep working: a smoke run on tiny loads.
+POSTMAND_BENCH_DATABASE_URL="$POSTMAND_TEST_DATABASE_URL" bash scripts/bench.sh --smoke
