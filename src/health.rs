@@ -87,6 +87,8 @@ fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown, metrics: 
         let request = match server.recv() {
             Ok(request) => request,
             Err(_) if shutdown.is_requested() => return,
+            // accept() timing out on the listening socket's timeout (listen.rs): nothing new.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 log::warn!("health-server-accept-error error={e}");
                 continue;

@@ -17,7 +17,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(&format!("configuration: {e}"), 2),
     };
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log_level.clone());
+    // tiny_http logs at error level each time accept() returns after the listening socket's
+    // timeout (listen.rs) with no new client; that is not an event.
+    let filter = std::env::var("RUST_LOG")
+        .unwrap_or_else(|_| format!("{},tiny_http=off", config.log_level));
     env_logger::Builder::new().parse_filters(&filter).init();
     match postmand::run(command, &config) {
         Ok(()) => ExitCode::SUCCESS,

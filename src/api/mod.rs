@@ -199,6 +199,8 @@ fn serve(server: &tiny_http::Server, context: &Context, shutdown: &Shutdown) {
         match server.recv() {
             Ok(request) => answer(context, request),
             Err(_) if shutdown.is_requested() => return,
+            // accept() timing out on the listening socket's timeout (listen.rs): nothing new.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => log::warn!("http-server-accept-error error={e}"),
         }
     }
