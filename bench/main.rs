@@ -139,7 +139,7 @@ fn run() -> Result<()> {
     let wants = |figure: &str| {
         args.only
             .as_deref()
-            .is_none_or(|only| figure.contains(only))
+            .is_none_or(|only| only.split(',').any(|o| figure.contains(o)))
     };
 
     if wants("receiver") {

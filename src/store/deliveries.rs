@@ -191,6 +191,10 @@ const CLAIM_DUE: &str = "SELECT d.id, d.webhook_id, d.payload, d.delivery_attemp
     LIMIT 1 \
     FOR UPDATE OF d SKIP LOCKED";
 
+/// Planner settings of a dispatcher's connection (see [`Prepared::new`]).
+const CLAIM_SESSION_SETTINGS: &str =
+    "SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_bitmapscan = off";
+
 /// Writes an attempt and the delivery's new state in one statement. Guarded by
 /// `status = 'pending'`: only a delivery this transaction claimed can move. The retry time and
 /// the attempt's time come from the database clock at the end of the attempt
@@ -306,8 +310,16 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Prepares both statements on `client`.
+    /// Prepares both statements on `client`, a connection a dispatcher keeps for itself.
+    ///
+    /// The claim must look up its candidates by primary key, one by one, in order. Given a
+    /// hash or bitmap plan instead, PostgreSQL scans every pending row of every webhook on each
+    /// claim (measured: healthy deliveries fell to 18/s beside 60,000 rows queued for an
+    /// inactive webhook), and which plan it picks depends on statistics of the moment. These
+    /// settings stay on the dispatcher's own connection; its other statement is a primary-key
+    /// update.
     pub fn new(client: &mut impl GenericClient) -> Result<Prepared, Error> {
+        client.batch_execute(CLAIM_SESSION_SETTINGS)?;
         Ok(Prepared {
             claim: client.prepare(CLAIM_DUE)?,
             record: client.prepare(RECORD_ATTEMPT)?,
@@ -374,6 +386,7 @@ fn record_with(
 /// that is rolled back so nothing stays locked. For tests and for diagnosing a slow claim.
 pub fn explain_claim(client: &mut postgres::Client, depth: Depth) -> Result<String, Error> {
     let mut tx = client.transaction()?;
+    tx.batch_execute(&CLAIM_SESSION_SETTINGS.replace("SET ", "SET LOCAL "))?;
     let no_exclusions: &[Uuid] = &[];
     let rows = tx.query(
         format!("EXPLAIN (ANALYZE, COSTS OFF) {CLAIM_DUE}").as_str(),
