@@ -19,8 +19,8 @@ fn main() -> ExitCode {
     };
     // tiny_http logs at error level each time accept() returns after the listening socket's
     // timeout (listen.rs) with no new client; that is not an event.
-    let filter = std::env::var("RUST_LOG")
-        .unwrap_or_else(|_| format!("{},tiny_http=off", config.log_level));
+    let filter =
+        std::env::var("RUST_LOG").unwrap_or_else(|_| format!("{},tiny_http=off", config.log_level));
     env_logger::Builder::new().parse_filters(&filter).init();
     match postmand::run(command, &config) {
         Ok(()) => ExitCode::SUCCESS,
