@@ -19,11 +19,6 @@ ALTER TABLE delivery_attempts
 ALTER TABLE deliveries
     ADD CONSTRAINT deliveries_status_check CHECK (status IN ('pending', 'succeeded', 'failed'));
 
--- The claim reads due pending deliveries oldest-due first; finished rows never enter this index,
--- so it stays as small as the queue however large the history grows.
-CREATE INDEX IF NOT EXISTS deliveries_pending_due_idx
-    ON deliveries (scheduled_at, id) WHERE status = 'pending';
-
 -- Lists page by (created_at DESC, id DESC) and webhooks by (name, id): btree indexes that serve
 -- both the order and the tie-breaker (the original's BRIN indexes serve neither).
 CREATE INDEX IF NOT EXISTS deliveries_created_at_id_idx ON deliveries (created_at DESC, id DESC);

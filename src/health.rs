@@ -151,7 +151,7 @@ fn queue_stats(pool: &Pool) -> Option<QueueStats> {
 
 fn ping(pool: &Pool) -> bool {
     match pool.get_timeout(PING_TIMEOUT) {
-        Ok(mut client) => match client.simple_query("SELECT 1") {
+        Ok(mut client) => match crate::db::ping(&mut client) {
             Ok(_) => true,
             Err(e) => {
                 log::warn!("database-ping-error error={}", crate::db::describe(&e));

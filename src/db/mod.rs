@@ -192,6 +192,11 @@ pub fn pool(url: &str, application_name: &str, size: u32) -> Result<Pool, Error>
         .map_err(Error::Checkout)
 }
 
+/// The cheapest statement that proves the database answers (the health check's ping).
+pub fn ping(client: &mut postgres::Client) -> Result<(), postgres::Error> {
+    client.simple_query("SELECT 1").map(|_| ())
+}
+
 /// Checks a connection out of the pool, waiting at most [`CHECKOUT_TIMEOUT`].
 pub fn checkout(pool: &Pool) -> Result<PooledClient, Error> {
     pool.get().map_err(Error::Checkout)

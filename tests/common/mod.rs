@@ -100,8 +100,9 @@ fn prepare_template() {
         let mut client = admin();
         let leftovers = client
             .query(
-                "SELECT datname FROM pg_database WHERE datname LIKE 't\\_%' OR datname = $1",
-                &[&TEMPLATE],
+                "SELECT datname FROM pg_database \
+                 WHERE (datname LIKE 't\\_%' AND datname NOT LIKE $2) OR datname = $1",
+                &[&TEMPLATE, &format!("t\\_%\\_{}\\_%", std::process::id())],
             )
             .expect("list databases");
         for row in leftovers {
@@ -161,6 +162,8 @@ impl TestDb {
 
     /// An empty database, not migrated.
     pub fn empty(test: &str) -> TestDb {
+        // Leftovers of earlier runs are dropped first, or that sweep could take this one.
+        prepare_template();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let mut name = format!("t_{n}_{}_{}", std::process::id(), test.to_lowercase());
         name.truncate(63);
