@@ -170,8 +170,9 @@ const NOTIFY: &str = "NOTIFY postmand_deliveries";
 /// each, so an inactive webhook's backlog is never read); the `$4` earliest of those become an
 /// ordered array of candidates, and the first one not locked by another claimer is locked and
 /// returned. Going through the array (primary-key lookups in array order) keeps the plan the same
-/// whatever the statistics say. Only the delivery row is locked (`FOR UPDATE OF d`): the original
-/// also locked the webhook row, so creating a delivery or editing a webhook waited for an HTTP
+/// whatever the statistics say; `d.status || ''` keeps the partial index of pending rows out of
+/// that lookup (with stale statistics the planner scanned it whole for every candidate). Only
+/// the delivery row is locked (`FOR UPDATE OF d`): the original also locked the webhook row, so creating a delivery or editing a webhook waited for an HTTP
 /// call (behaviour spec 4.3). `$1` is the time to judge "due" at; NULL means `now()`.
 const CLAIM_DUE: &str = "SELECT d.id, d.webhook_id, d.payload, d.delivery_attempts, \
     w.url, w.content_type, w.valid_status_codes, w.secret_token, w.max_delivery_attempts, \
@@ -186,7 +187,7 @@ const CLAIM_DUE: &str = "SELECT d.id, d.webhook_id, d.payload, d.delivery_attemp
         ORDER BY c.scheduled_at, c.id LIMIT $4)) WITH ORDINALITY AS candidate(id, position) \
     JOIN deliveries d ON d.id = candidate.id \
     JOIN webhooks w ON w.id = d.webhook_id \
-    WHERE d.status = 'pending' AND d.scheduled_at <= coalesce($1::timestamptz, now()) \
+    WHERE d.status || '' = 'pending' AND d.scheduled_at <= coalesce($1::timestamptz, now()) \
     ORDER BY candidate.position \
     LIMIT 1 \
     FOR UPDATE OF d SKIP LOCKED";
