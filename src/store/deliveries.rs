@@ -172,8 +172,8 @@ const NOTIFY: &str = "NOTIFY postmand_deliveries";
 /// returned. Going through the array (primary-key lookups in array order) keeps the plan the same
 /// whatever the statistics say; `d.status || ''` keeps the partial index of pending rows out of
 /// that lookup (with stale statistics the planner scanned it whole for every candidate). Only
-/// the delivery row is locked (`FOR UPDATE OF d`): the original also locked the webhook row, so creating a delivery or editing a webhook waited for an HTTP
-/// call (behaviour spec 4.3). `$1` is the time to judge "due" at; NULL means `now()`.
+/// the delivery row is locked (`FOR UPDATE OF d`): the original also locked the webhook row, so
+/// creating a delivery or editing a webhook waited for an HTTP call (behaviour spec 4.3). `$1` is the time to judge "due" at; NULL means `now()`.
 const CLAIM_DUE: &str = "SELECT d.id, d.webhook_id, d.payload, d.delivery_attempts, \
     w.url, w.content_type, w.valid_status_codes, w.secret_token, w.max_delivery_attempts, \
     w.delivery_attempt_timeout, w.retry_min_backoff, w.retry_max_backoff \
