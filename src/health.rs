@@ -102,6 +102,7 @@ fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown, metrics: 
         }
         let path = request.url().split('?').next().unwrap_or("");
         let mut content_type = "application/json; charset=utf-8";
+        let mut allow = None;
         let (status, body) = match (request.method().as_str(), path) {
             ("GET", "/metrics") => {
                 content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -114,10 +115,13 @@ fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown, metrics: 
                     (500, r#"{"success":false}"#.to_string())
                 }
             }
-            (_, "/healthz" | "/metrics") => (
-                405,
-                r#"{"code":12,"message":"method not allowed","details":"allowed: GET"}"#.into(),
-            ),
+            (_, "/healthz" | "/metrics") => {
+                allow = Some("GET");
+                (
+                    405,
+                    r#"{"code":12,"message":"method not allowed","details":"allowed: GET"}"#.into(),
+                )
+            }
             _ => (
                 404,
                 r#"{"code":13,"message":"route not found"}"#.to_string(),
@@ -126,6 +130,10 @@ fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown, metrics: 
         let mut response = Response::from_string(body).with_status_code(status);
         // This unwrap is OK, because the header is a constant of valid header text.
         response.add_header(Header::from_bytes("Content-Type", content_type).unwrap());
+        if let Some(allow) = allow {
+            // This unwrap is OK, because "Allow: GET" is valid header text.
+            response.add_header(Header::from_bytes("Allow", allow).unwrap());
+        }
         if let Err(e) = request.respond(response) {
             log::debug!("health-response-not-sent error={e}");
         }

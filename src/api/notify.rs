@@ -59,13 +59,14 @@ fn run(database_url: &str, pokes: &Receiver<()>, local: Option<&Sender<()>>, shu
             let _ = local.try_send(());
         }
         if client.is_none() {
-            client = match db::connect(database_url, "postmand-notifier").and_then(|mut c| {
-                // A NOTIFY commits a transaction; waiting for its WAL flush buys nothing, since
-                // a lost wake-up only costs one polling interval.
-                c.batch_execute("SET synchronous_commit = off")
-                    .map(|_| c)
-                    .map_err(db::Error::Bookkeeping)
-            }) {
+            let connected = db::connect(database_url, "postmand-notifier")
+                .map_err(|e| e.to_string())
+                .and_then(|mut c| {
+                    deliveries::prepare_notifier(&mut c)
+                        .map(|()| c)
+                        .map_err(|e| e.to_string())
+                });
+            client = match connected {
                 Ok(c) => Some(c),
                 Err(e) => {
                     // The dispatchers' poll picks the delivery up; nothing is lost.

@@ -1,7 +1,7 @@
 //! Isolation between webhooks inside one worker process: how many deliveries of one webhook may
 //! be in flight at once, so a slow or dead endpoint cannot take every dispatcher.
 //!
-//! A webhook may hold up to `max_in_flight` dispatchers (default: half of them). After
+//! A webhook may hold up to `max_in_flight` dispatchers (default: three quarters of them). After
 //! `DEGRADE_AFTER` failed attempts in a row it may hold only one, a probe, until an attempt
 //! succeeds again. A webhook at its cap is left out of the claim, so its backlog waits in the
 //! database while other webhooks flow.

@@ -94,7 +94,7 @@ impl Sender {
                     raw_response: String::new(),
                     status_code: 0,
                     duration_ms,
-                    error: format!("Post {:?}: {e}", out.url),
+                    error: format!("Post {:?}: {e}", without_userinfo(out.url)),
                 };
             }
         };
@@ -132,7 +132,10 @@ impl Sender {
             Ok(_) => String::new(),
             Err(e) => {
                 raw_response.push_str(&format!("\n[postmand: reading the body failed: {e}]"));
-                format!("Post {:?}: reading the response body: {e}", out.url)
+                format!(
+                    "Post {:?}: reading the response body: {e}",
+                    without_userinfo(out.url)
+                )
             }
         };
         AttemptResult {
@@ -203,6 +206,19 @@ fn after_scheme(url: &str) -> &str {
     url.split_once("://").map_or(url, |(_, rest)| rest)
 }
 
+/// The URL without `user:password@`, for error text that is logged and shown: credentials in a
+/// webhook URL are secrets.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}{}", &rest[authority_end..]),
+        None => url.to_string(),
+    }
+}
+
 /// `host[:port]` of a URL, without user info.
 fn host_of(url: &str) -> &str {
     let rest = after_scheme(url);
@@ -234,6 +250,8 @@ mod tests {
         assert_eq!(request_target("http://h:1?x=1#frag"), "/?x=1");
         assert_eq!(request_target("http://h/a/b?c=d#e"), "/a/b?c=d");
         assert_eq!(host_of("http://u:p@h.example:8080/x"), "h.example:8080");
+        assert_eq!(without_userinfo("https://u:p@h:1/x?y"), "https://h:1/x?y");
+        assert_eq!(without_userinfo("http://h/x@y"), "http://h/x@y");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use postgres::fallible_iterator::FallibleIterator;
 
 use crate::db;
 use crate::shutdown::Shutdown;
-use crate::store::deliveries::NOTIFY_CHANNEL;
+use crate::store::deliveries::{self, NOTIFY_CHANNEL};
 
 /// How often the listener looks up from waiting to check for shutdown and a dead connection.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
@@ -34,11 +34,14 @@ pub fn spawn_listener(
 fn listen(database_url: &str, wake: &Sender<()>, shutdown: &Shutdown) {
     let mut delay = Duration::from_millis(100);
     while !shutdown.is_requested() {
-        let mut client = match db::connect(database_url, "postmand-listener").and_then(|mut c| {
-            c.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
-                .map(|_| c)
-                .map_err(db::Error::Bookkeeping)
-        }) {
+        let connected = db::connect(database_url, "postmand-listener")
+            .map_err(|e| e.to_string())
+            .and_then(|mut c| {
+                deliveries::listen(&mut c)
+                    .map(|()| c)
+                    .map_err(|e| e.to_string())
+            });
+        let mut client = match connected {
             Ok(client) => client,
             Err(e) => {
                 log::warn!(

@@ -161,6 +161,9 @@ pub const NOTIFY_CHANNEL: &str = "postmand_deliveries";
 /// a NOTIFY takes a database-wide lock at commit and would serialise every insert.
 const NOTIFY: &str = "NOTIFY postmand_deliveries";
 
+/// Subscribes to [`NOTIFY`]'s channel.
+const LISTEN: &str = "LISTEN postmand_deliveries";
+
 /// At most one due delivery of an active webhook, with its webhook's settings, locked until this
 /// transaction ends; concurrent claimers skip it. If the process dies, the row is due again with
 /// its attempts unchanged.
@@ -404,6 +407,19 @@ pub fn explain_claim(client: &mut postgres::Client, depth: Depth) -> Result<Stri
         .map(|row| row.get::<_, String>(0))
         .collect::<Vec<_>>()
         .join("\n"))
+}
+
+/// Subscribes a listener's connection to [`NOTIFY_CHANNEL`].
+pub fn listen(client: &mut postgres::Client) -> Result<(), Error> {
+    client.batch_execute(LISTEN)?;
+    Ok(())
+}
+
+/// Readies the notifier's own connection: a NOTIFY commits a transaction, and waiting for its
+/// WAL flush buys nothing, since a lost wake-up only costs one polling interval.
+pub fn prepare_notifier(client: &mut postgres::Client) -> Result<(), Error> {
+    client.batch_execute("SET synchronous_commit = off")?;
+    Ok(())
 }
 
 /// Wakes idle dispatchers in every worker process (see [`NOTIFY`]).
