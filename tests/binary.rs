@@ -1,6 +1,7 @@
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 
+use crate::common::process::free_port;
 use crate::common::{TestDb, http, wait_until};
 
 /// The real binary with a clean environment, run from a directory without a `.env`.
@@ -25,14 +26,6 @@ fn output(command: &mut Command) -> (i32, String, String) {
         String::from_utf8_lossy(&stdout).into_owned(),
         String::from_utf8_lossy(&stderr).into_owned(),
     )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn schema_version(db: &TestDb) -> i64 {

@@ -5,128 +5,28 @@
 //! Rows are arranged in SQL; the receiver holds requests to stop a worker at an exact moment.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::common::process::Postmand;
 use crate::common::receiver::{Answer, Receiver};
 use crate::common::{TestDb, wait_until};
 
-/// A worker process. Dropping it kills (SIGKILL) and reaps it, so none outlives its test; if the
-/// test is failing, its log is printed.
-struct Worker {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    reader: Option<thread::JoinHandle<()>>,
-}
-
-impl Worker {
-    /// Starts `postmand --role worker` on `db` with `concurrency` dispatchers, polling every 50 ms,
-    /// both servers on free loopback ports. Its stderr (the log) is collected as it comes.
-    fn start(db: &TestDb, concurrency: usize) -> Worker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_postmand"))
-            .env_clear()
-            .current_dir(std::env::temp_dir())
-            .env("POSTMAND_DATABASE_URL", &db.url)
-            .env("POSTMAND_HTTP_PORT", "0")
-            .env("POSTMAND_HEALTH_CHECK_HTTP_PORT", "0")
-            .env("POSTMAND_BIND_ADDRESS", "127.0.0.1")
-            .env("POSTMAND_WORKER_CONCURRENCY", concurrency.to_string())
-            .env("POSTMAND_POLLING_INTERVAL", "50")
-            .env("POSTMAND_LOG_LEVEL", "info")
-            .args(["--role", "worker"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn postmand worker");
-        let stderr = child.stderr.take().expect("worker stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        // Reading as it comes also keeps a chatty worker from blocking on a full pipe.
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap_or_else(|p| p.into_inner());
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Worker {
-            child,
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    /// The log so far.
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Waits until the log contains `text`; panics early if the process exits first.
-    fn wait_for_log(&mut self, text: &str) {
-        wait_until(&format!("worker log line {text:?}"), || {
-            let log = self.log();
-            if log.contains(text) {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("worker exited ({status}) before logging {text:?}:\n{log}");
-            }
-            Err(log)
-        });
-    }
-
-    /// Waits until its dispatchers run.
-    fn wait_started(&mut self) {
-        self.wait_for_log("worker-started");
-    }
-
-    /// Sends SIGTERM, as an orchestrator stopping the process does.
-    fn sigterm(&self) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
-    }
-
-    /// SIGKILL, then reap: nothing of the process runs afterwards.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the worker");
-        self.child.wait().expect("reap the worker");
-    }
-
-    /// Waits for the process to exit by itself; returns its status and its whole log.
-    fn wait_exit(&mut self) -> (ExitStatus, String) {
-        let status = wait_until("the worker to exit", || match self.child.try_wait() {
-            Ok(Some(status)) => Ok(status),
-            other => Err(format!("{other:?}")),
-        });
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-        (status, self.log())
-    }
-
-    /// Whether it is still running.
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!("--- log of worker {} ---\n{}", self.child.id(), self.log());
-        }
-    }
+/// Starts `postmand --role worker` on `db` with `concurrency` dispatchers, polling every 50 ms,
+/// both servers on free loopback ports.
+fn start_worker(db: &TestDb, concurrency: usize) -> Postmand {
+    let concurrency = concurrency.to_string();
+    Postmand::start(
+        &db.url,
+        "worker",
+        &[
+            ("POSTMAND_HTTP_PORT", "0"),
+            ("POSTMAND_HEALTH_CHECK_HTTP_PORT", "0"),
+            ("POSTMAND_WORKER_CONCURRENCY", &concurrency),
+            ("POSTMAND_POLLING_INTERVAL", "50"),
+        ],
+    )
 }
 
 /// An active webhook posting to `url`: valid codes [200], 5 attempts, 5 s timeout.
@@ -246,9 +146,9 @@ fn two_worker_processes_share_one_queue_without_overlap() {
     let mut c = db.client();
     let webhook = insert_webhook(&mut c, &receiver.url("/hook"));
     // Both processes idle before the queue fills, so both get a share of it.
-    let mut workers = [Worker::start(&db, 4), Worker::start(&db, 4)];
+    let mut workers = [start_worker(&db, 4), start_worker(&db, 4)];
     for worker in &mut workers {
-        worker.wait_started();
+        worker.wait_for_log("worker-started");
     }
     let ids = insert_deliveries(&mut c, webhook, 300);
     c.batch_execute("NOTIFY postmand_deliveries").unwrap();
@@ -343,7 +243,7 @@ fn worker_killed_mid_attempt_loses_nothing() {
     let id = insert_deliveries(&mut c, webhook, 1)[0];
     let before = delivery_state(&mut c, id);
 
-    let mut first = Worker::start(&db, 1);
+    let mut first = start_worker(&db, 1);
     let arrival = receiver.next_arrival();
     assert_eq!(arrival.header("webhook-id"), Some(id.to_string().as_str()));
     first.kill();
@@ -357,7 +257,7 @@ fn worker_killed_mid_attempt_loses_nothing() {
     assert_eq!(before.attempt_rows, 0);
 
     drop(release);
-    let _second = Worker::start(&db, 1);
+    let _second = start_worker(&db, 1);
     wait_succeeded(&mut c, id);
     assert_eq!(outcome(&mut c, id), ("succeeded".to_string(), 1, 1));
     // At-least-once: the killed worker's request reached the receiver but was never recorded,
@@ -375,7 +275,7 @@ fn sigterm_lets_the_in_flight_attempt_commit_and_claims_nothing_new() {
     let (first, second) = (ids[0], ids[1]);
     let second_before = delivery_state(&mut c, second);
 
-    let mut worker = Worker::start(&db, 1);
+    let mut worker = start_worker(&db, 1);
     let arrival = receiver.next_arrival();
     assert_eq!(
         arrival.header("webhook-id"),
@@ -403,7 +303,7 @@ fn dropped_database_connection_mid_attempt_is_retried() {
     let webhook = insert_webhook(&mut c, &receiver.url("/hook"));
     let id = insert_deliveries(&mut c, webhook, 1)[0];
 
-    let mut worker = Worker::start(&db, 1);
+    let mut worker = start_worker(&db, 1);
     let arrival = receiver.next_arrival();
     assert_eq!(arrival.header("webhook-id"), Some(id.to_string().as_str()));
     // The dispatcher's pooled connection sits idle in its claim transaction while the request

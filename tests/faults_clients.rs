@@ -5,17 +5,17 @@
 //! Generated cases come from a seeded PRNG (SplitMix64): `POSTMAND_FUZZ_SEED=<u64>` replays a
 //! run, and a failing run prints its seed.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::common::process::Postmand;
 use crate::common::{Response, TestApp, TestDb, fixtures, test_timeout, wait_until};
 
 /// How long a plain request may take while hostile clients are at work and still count as
@@ -1524,91 +1524,17 @@ fn connection_upgrade_with_a_complete_body_is_answered() {
 // The real binary: requests that can take a thread or the whole process down.
 
 /// `postmand --role <role>` on `db`, both servers on free loopback ports, its log collected.
-struct Process {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    reader: Option<thread::JoinHandle<()>>,
-}
-
-impl Process {
-    fn start(db: &TestDb, role: &str) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_postmand"))
-            .env_clear()
-            .current_dir(std::env::temp_dir())
-            .env("POSTMAND_DATABASE_URL", &db.url)
-            .env("POSTMAND_HTTP_PORT", "0")
-            .env("POSTMAND_HEALTH_CHECK_HTTP_PORT", "0")
-            .env("POSTMAND_BIND_ADDRESS", "127.0.0.1")
-            .env("POSTMAND_HTTP_THREADS", "2")
-            .env("POSTMAND_WORKER_CONCURRENCY", "1")
-            .env("POSTMAND_LOG_LEVEL", "info")
-            .args(["--role", role])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn postmand");
-        let stderr = child.stderr.take().expect("postmand stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap_or_else(|p| p.into_inner());
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Process {
-            child,
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The address logged as `<server>-listen-and-serve addr=...`.
-    fn addr(&mut self, server: &str) -> SocketAddr {
-        let marker = format!("{server}-listen-and-serve addr=");
-        wait_until(&format!("postmand to log {marker}"), || {
-            let log = self.log();
-            if let Some(addr) = log
-                .lines()
-                .find_map(|l| l.split_once(&marker))
-                .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-            {
-                return Ok(addr);
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("postmand exited ({status}) before logging {marker}:\n{log}");
-            }
-            Err(log)
-        })
-    }
-
-    /// How the process ended, if it ends within `limit` (an abort takes a moment to be seen).
-    fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-                _ => return None,
-            }
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-    }
+fn start_process(db: &TestDb, role: &str) -> Postmand {
+    Postmand::start(
+        &db.url,
+        role,
+        &[
+            ("POSTMAND_HTTP_PORT", "0"),
+            ("POSTMAND_HEALTH_CHECK_HTTP_PORT", "0"),
+            ("POSTMAND_HTTP_THREADS", "2"),
+            ("POSTMAND_WORKER_CONCURRENCY", "1"),
+        ],
+    )
 }
 
 /// The last lines of a log that say why a thread or the process died.
@@ -1644,7 +1570,7 @@ fn huge_content_length_kills_neither_the_process_nor_its_threads() {
         ("worker", "health-server", "/healthz", "1000000000000000", 1),
     ];
     for (role, server, path, length, times) in cases {
-        let mut process = Process::start(&db, role);
+        let mut process = start_process(&db, role);
         let addr = process.addr(server);
         let case = format!("--role {role}, {times} x GET {path} with Content-Length: {length}");
         for _ in 0..times {

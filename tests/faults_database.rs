@@ -3,14 +3,14 @@
 //!
 //! Restarts run on a private PostgreSQL cluster of the test's own ([`Cluster`], started with
 //! `scripts/lib/pg.sh`), so the server the other tests share is never disturbed. The service is
-//! the real binary ([`Process`]), except for the refusal test, which only needs the API and runs
+//! the real binary ([`Postmand`]), except for the refusal test, which only needs the API and runs
 //! it in-process on the shared server as a login role of its own.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::common::fixtures::{self, merge, webhook_body};
+use crate::common::process::{Postmand, free_port};
 use crate::common::receiver::{Answer, Receiver};
 use crate::common::{TestApp, TestDb, admin_url, http, wait_until};
 
@@ -39,15 +40,6 @@ static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
 /// The error object of every request the database cannot serve.
 fn unavailable() -> Value {
     json!({"code": 11, "message": "service unavailable", "details": "the database is unavailable; try again"})
-}
-
-/// A TCP port nothing listened on a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("free port address")
-        .port()
 }
 
 /// A private PostgreSQL server on 127.0.0.1, its files in a directory under /tmp (which the
@@ -161,99 +153,6 @@ impl Drop for Cluster {
         }
         let _ = self.pg(r#"pg_stop "$0""#);
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A `postmand` process. Dropping it kills (SIGKILL) and reaps it; if the test is failing, its
-/// log is printed.
-struct Process {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Process {
-    /// Starts `postmand --role role` on `database_url` with a clean environment plus `envs`.
-    /// Its stderr (the log) is collected as it comes.
-    fn start(database_url: &str, role: &str, envs: &[(&str, &str)]) -> Process {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_postmand"));
-        command
-            .env_clear()
-            .current_dir(std::env::temp_dir())
-            .env("POSTMAND_DATABASE_URL", database_url)
-            .env("POSTMAND_BIND_ADDRESS", "127.0.0.1")
-            .env("POSTMAND_LOG_LEVEL", "info");
-        for (name, value) in envs {
-            command.env(name, value);
-        }
-        let mut child = command
-            .args(["--role", role])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn postmand");
-        let stderr = child.stderr.take().expect("postmand stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        // Reading as it comes also keeps a chatty process from blocking on a full pipe.
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap_or_else(|p| p.into_inner());
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Process { child, log }
-    }
-
-    /// The log so far.
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Whether it is still running.
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Panics with the log if the process has exited.
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("postmand exited ({status}):\n{}", self.log());
-        }
-    }
-
-    /// Waits until the log contains `text`; panics early if the process exits first.
-    fn wait_for_log(&mut self, text: &str) {
-        wait_until(&format!("log line {text:?}"), || {
-            self.assert_running();
-            let log = self.log();
-            if log.contains(text) { Ok(()) } else { Err(log) }
-        });
-    }
-
-    /// Waits until `addr` accepts connections; panics early if the process exits first.
-    fn wait_listening(&mut self, addr: SocketAddr) {
-        wait_until(&format!("postmand to listen on {addr}"), || {
-            self.assert_running();
-            TcpStream::connect(addr)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        });
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!(
-                "--- log of postmand {} ---\n{}",
-                self.child.id(),
-                self.log()
-            );
-        }
     }
 }
 
@@ -482,7 +381,7 @@ fn database_restart_under_load_loses_nothing() {
     let (api_port, health_port) = (free_port(), free_port());
     let api: SocketAddr = ([127, 0, 0, 1], api_port).into();
     let health: SocketAddr = ([127, 0, 0, 1], health_port).into();
-    let mut service = Process::start(
+    let mut service = Postmand::start(
         &url,
         "all",
         &[
@@ -846,7 +745,7 @@ fn worker_survives_database_restart() {
     let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect to postmand");
     let webhook = insert_webhook(&mut c, &receiver.url("/hook"));
     // Polling once a minute: within this test, only wake-ups start work.
-    let mut worker = Process::start(
+    let mut worker = Postmand::start(
         &url,
         "worker",
         &[

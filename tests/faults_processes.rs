@@ -2,8 +2,7 @@
 //! drains, and three workers beside two API processes over one database.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -12,65 +11,43 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::common::process::{Postmand, free_port};
 use crate::common::receiver::{Answer, Receiver};
 use crate::common::{TestDb, fixtures, http, wait_until};
 
-/// A postmand process; killed (SIGKILL) and reaped on drop so none outlives its test.
+/// A postmand process with its API port (killed and reaped on drop, like every [`Postmand`]).
 struct Process {
-    child: Child,
+    postmand: Postmand,
     api: SocketAddr,
 }
 
 impl Process {
     fn start(db: &TestDb, role: &str) -> Process {
         let api_port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_postmand"))
-            .env_clear()
-            .current_dir(std::env::temp_dir())
-            .env("POSTMAND_DATABASE_URL", &db.url)
-            .env("POSTMAND_HTTP_PORT", api_port.to_string())
-            .env("POSTMAND_HEALTH_CHECK_HTTP_PORT", "0")
-            .env("POSTMAND_BIND_ADDRESS", "127.0.0.1")
-            .env("POSTMAND_WORKER_CONCURRENCY", "4")
-            .env("POSTMAND_POLLING_INTERVAL", "100")
-            .env("POSTMAND_LOG_LEVEL", "warn")
-            .args(["--role", role])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn postmand");
+        let postmand = Postmand::start(
+            &db.url,
+            role,
+            &[
+                ("POSTMAND_HTTP_PORT", &api_port.to_string()),
+                ("POSTMAND_HEALTH_CHECK_HTTP_PORT", "0"),
+                ("POSTMAND_WORKER_CONCURRENCY", "4"),
+                ("POSTMAND_POLLING_INTERVAL", "100"),
+                ("POSTMAND_LOG_LEVEL", "warn"),
+            ],
+        );
         Process {
-            child,
+            postmand,
             api: SocketAddr::from(([127, 0, 0, 1], api_port)),
         }
     }
 
-    fn wait_listening(&self) {
-        wait_until("the API to listen", || {
-            std::net::TcpStream::connect(self.api)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        });
+    fn wait_listening(&mut self) {
+        self.postmand.wait_listening(self.api);
     }
 
     fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL postmand");
-        self.child.wait().expect("reap postmand");
+        self.postmand.kill();
     }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Counts arrivals per delivery id (the `webhook-id` header).
@@ -166,8 +143,8 @@ fn three_workers_and_two_apis_under_load_deliver_each_once() {
     });
     let db = TestDb::new("faults_three_workers");
     let workers: Vec<Process> = (0..3).map(|_| Process::start(&db, "worker")).collect();
-    let apis: Vec<Process> = (0..2).map(|_| Process::start(&db, "api")).collect();
-    for api in &apis {
+    let mut apis: Vec<Process> = (0..2).map(|_| Process::start(&db, "api")).collect();
+    for api in &mut apis {
         api.wait_listening();
     }
     let body = fixtures::merge(

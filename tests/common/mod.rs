@@ -3,6 +3,7 @@
 
 pub mod fixtures;
 pub mod http;
+pub mod process;
 pub mod receiver;
 
 use std::net::SocketAddr;
