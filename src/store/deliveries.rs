@@ -195,9 +195,13 @@ const CLAIM_DUE: &str = "SELECT d.id, d.webhook_id, d.payload, d.delivery_attemp
     LIMIT 1 \
     FOR UPDATE OF d SKIP LOCKED";
 
-/// Planner settings of a dispatcher's connection (see [`Prepared::new`]).
-const CLAIM_SESSION_SETTINGS: &str =
-    "SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_bitmapscan = off";
+/// Planner settings of a dispatcher's connection (see [`Prepared::new`]). The claim is planned
+/// once per connection (`force_generic_plan`): left to choose, PostgreSQL re-planned it on every
+/// call (its generic cost looks high only because the LIMITs are parameters), and planning took
+/// ~1 ms against 0.1 ms of execution: a third of the database's CPU during a drain. The join
+/// settings keep that one plan a walk of the per-webhook index whatever the statistics say.
+const CLAIM_SESSION_SETTINGS: &str = "SET enable_hashjoin = off; SET enable_mergejoin = off; \
+    SET enable_bitmapscan = off; SET plan_cache_mode = force_generic_plan";
 
 /// Writes an attempt and the delivery's new state in one statement. Guarded by
 /// `status = 'pending'`: only a delivery this transaction claimed can move. The retry time and
