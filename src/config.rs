@@ -78,6 +78,11 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Dispatcher threads per worker process (1-256).",
     },
     Setting {
+        name: "POSTMAND_WORKER_BATCH_SIZE",
+        default: "8",
+        doc: "Due deliveries of one webhook a dispatcher sends in one transaction (1-100); also the most a crash can make it send twice.",
+    },
+    Setting {
         name: "POSTMAND_WEBHOOK_MAX_IN_FLIGHT",
         default: "0",
         doc: "Deliveries of one webhook in flight per worker; 0 means 3/4 of POSTMAND_WORKER_CONCURRENCY.",
@@ -113,6 +118,7 @@ const HTTP_TIMEOUT_SECS: (u64, u64) = (1, 3600);
 const MAX_BODY_BYTES: (u64, u64) = (1, 64 * 1024 * 1024);
 const WORKER_CONCURRENCY: (u64, u64) = (1, 256);
 const WEBHOOK_MAX_IN_FLIGHT: (u64, u64) = (0, 256);
+const WORKER_BATCH_SIZE: (u64, u64) = (1, 100);
 const DUMP_MAX_BYTES: (u64, u64) = (1024, 16 * 1024 * 1024);
 const RETENTION_DAYS: (u64, u64) = (1, 36_500);
 
@@ -141,6 +147,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `POSTMAND_WORKER_CONCURRENCY`: dispatcher threads. Defaults to 16.
     pub worker_concurrency: usize,
+    /// `POSTMAND_WORKER_BATCH_SIZE`: deliveries of one webhook a dispatcher claims, sends and
+    /// commits together. Defaults to 8.
+    pub worker_batch_size: usize,
     /// `POSTMAND_WEBHOOK_MAX_IN_FLIGHT`: per-webhook dispatcher cap; 0 (the default) means
     /// three quarters of `worker_concurrency`. See [`Config::webhook_max_in_flight`].
     pub webhook_max_in_flight: usize,
@@ -292,6 +301,7 @@ impl Config {
             http_timeout: Duration::from_secs(int("POSTMAND_HTTP_TIMEOUT", HTTP_TIMEOUT_SECS)?),
             max_body_bytes: int("POSTMAND_MAX_BODY_BYTES", MAX_BODY_BYTES)? as usize,
             worker_concurrency: int("POSTMAND_WORKER_CONCURRENCY", WORKER_CONCURRENCY)? as usize,
+            worker_batch_size: int("POSTMAND_WORKER_BATCH_SIZE", WORKER_BATCH_SIZE)? as usize,
             webhook_max_in_flight: int("POSTMAND_WEBHOOK_MAX_IN_FLIGHT", WEBHOOK_MAX_IN_FLIGHT)?
                 as usize,
             dump_max_bytes: int("POSTMAND_DUMP_MAX_BYTES", DUMP_MAX_BYTES)? as usize,
@@ -330,6 +340,7 @@ impl fmt::Debug for Config {
             .field("http_timeout", &self.http_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("worker_concurrency", &self.worker_concurrency)
+            .field("worker_batch_size", &self.worker_batch_size)
             .field("webhook_max_in_flight", &self.webhook_max_in_flight)
             .field("dump_max_bytes", &self.dump_max_bytes)
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))

@@ -555,11 +555,6 @@ fn polling_picks_up_rows_inserted_without_notify() {
     });
 }
 
-const DEPTH: postmand::store::deliveries::Depth = postmand::store::deliveries::Depth {
-    per_webhook: 9,
-    total: 9,
-};
-
 #[test]
 fn claim_uses_the_pending_index_and_skips_inactive_backlog() {
     let db = TestDb::new("dispatch_claim_plan");
@@ -574,15 +569,19 @@ fn claim_uses_the_pending_index_and_skips_inactive_backlog() {
         )
         .unwrap();
     let mut tx = client.transaction().unwrap();
-    let claimed = postmand::store::deliveries::claim_due(&mut tx, None, &[], DEPTH)
-        .unwrap()
-        .expect("a claim");
-    assert_eq!(
-        claimed.webhook_id.to_string(),
-        "00000000-0000-4000-8000-000000000002"
-    );
+    let due = postmand::store::deliveries::due_webhooks(&mut tx, None, &[], 4).unwrap();
+    let due: Vec<String> = due.iter().map(|w| w.id.to_string()).collect();
+    assert_eq!(due, ["00000000-0000-4000-8000-000000000002"]);
+    let batch = postmand::store::deliveries::claim_batch(
+        &mut tx,
+        None,
+        "00000000-0000-4000-8000-000000000002".parse().unwrap(),
+        8,
+    )
+    .unwrap();
+    assert_eq!(batch.len(), 3);
     tx.rollback().unwrap();
-    let plan = postmand::store::deliveries::explain_claim(&mut client, DEPTH).unwrap();
+    let plan = postmand::store::deliveries::explain_claim(&mut client, 8).unwrap();
     assert!(
         plan.contains("deliveries_pending_webhook_due_idx"),
         "{plan}"

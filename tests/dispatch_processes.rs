@@ -266,6 +266,98 @@ fn worker_killed_mid_attempt_loses_nothing() {
 }
 
 #[test]
+fn worker_killed_mid_batch_loses_nothing() {
+    let db = TestDb::new("worker_killed_mid_batch");
+    // The first two requests are answered; the third is held, so the worker dies with two
+    // deliveries sent but not committed.
+    let (release, hold) = crossbeam_channel::unbounded::<()>();
+    let receiver = Receiver::start(move |n, _| Answer {
+        hold: (n == 2).then(|| hold.clone()),
+        ..Answer::status(200)
+    });
+    let mut c = db.client();
+    let webhook = insert_webhook(&mut c, &receiver.url("/hook"));
+    let ids = insert_deliveries(&mut c, webhook, 3);
+    let before: Vec<DeliveryState> = ids.iter().map(|id| delivery_state(&mut c, *id)).collect();
+
+    let mut first = start_worker(&db, 1);
+    for _ in 0..3 {
+        receiver.next_arrival();
+    }
+    first.kill();
+
+    // The batch was one transaction: it died whole, answered requests included.
+    let after: Vec<DeliveryState> = ids.iter().map(|id| delivery_state(&mut c, *id)).collect();
+    assert_eq!(after, before);
+    assert!(
+        after
+            .iter()
+            .all(|s| s.status == "pending" && s.attempt_rows == 0)
+    );
+
+    drop(release);
+    let _second = start_worker(&db, 1);
+    for id in &ids {
+        wait_succeeded(&mut c, *id);
+        assert_eq!(outcome(&mut c, *id), ("succeeded".to_string(), 1, 1));
+    }
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    assert_eq!(arrived_ids(&receiver), [ids.clone(), ids].concat());
+}
+
+#[test]
+fn a_failed_attempt_ends_its_batch_and_is_committed_first() {
+    let db = TestDb::new("failed_attempt_ends_batch");
+    // The first request is refused with a 500; the second is held while the test looks.
+    let (release, hold) = crossbeam_channel::unbounded::<()>();
+    let receiver = Receiver::start(move |n, _| match n {
+        0 => Answer::status(500),
+        1 => Answer {
+            hold: Some(hold.clone()),
+            ..Answer::status(200)
+        },
+        _ => Answer::status(200),
+    });
+    let mut c = db.client();
+    let webhook = insert_webhook(&mut c, &receiver.url("/hook"));
+    let ids = insert_deliveries(&mut c, webhook, 3);
+
+    let _worker = start_worker(&db, 1);
+    receiver.next_arrival();
+    let second = receiver.next_arrival();
+    assert_eq!(
+        second.header("webhook-id"),
+        Some(ids[1].to_string().as_str())
+    );
+    // The second request is out: the failed first attempt was already committed (it ended the
+    // batch it was in), with its retry 10 s away.
+    let failed = delivery_state(&mut c, ids[0]);
+    assert_eq!(
+        (
+            failed.status.as_str(),
+            failed.delivery_attempts,
+            failed.attempt_rows
+        ),
+        ("pending", 1, 1)
+    );
+    let retry_in: f64 = c
+        .query_one(
+            "SELECT extract(epoch FROM scheduled_at - now())::float8 FROM deliveries WHERE id = $1",
+            &[&ids[0]],
+        )
+        .unwrap()
+        .get(0);
+    assert!(retry_in > 5.0, "retry in {retry_in} s");
+
+    drop(release);
+    for id in &ids[1..] {
+        wait_succeeded(&mut c, *id);
+        assert_eq!(outcome(&mut c, *id), ("succeeded".to_string(), 1, 1));
+    }
+    assert_eq!(outcome(&mut c, ids[0]), ("pending".to_string(), 1, 1));
+}
+
+#[test]
 fn sigterm_lets_the_in_flight_attempt_commit_and_claims_nothing_new() {
     let db = TestDb::new("sigterm_in_flight_commits");
     let (receiver, release) = holding_receiver();

@@ -1,11 +1,15 @@
 //! The main loop of a dispatcher: [`Dispatcher::run`] loops until shutdown, and
-//! [`Dispatcher::run_once`] is one delivery from start to end: claim, send, record, commit.
-//! Read this file to follow a delivery.
+//! [`Dispatcher::run_once`] is one batch from start to end: claim up to
+//! `POSTMAND_WORKER_BATCH_SIZE` due deliveries of one webhook, send them one after another,
+//! record every attempt, commit. Read this file to follow a delivery.
 //!
 //! Everything between the claim and the commit happens in one transaction on the dispatcher's
 //! own connection. Nothing is visible before the commit: if the process dies earlier, PostgreSQL
-//! rolls back, the delivery stays pending with its attempts unchanged, and the next claimer sends
-//! it again (at-least-once). No database call is made while the HTTP request is in flight.
+//! rolls back, the batch's deliveries stay pending with their attempts unchanged, and the next
+//! claimer sends them again (at-least-once; a crash repeats at most one batch per dispatcher).
+//! No database call is made while an HTTP request is in flight. A batch stops at its first
+//! failed attempt (the endpoint is in trouble: the rest stay pending, untouched, for the next
+//! claim and the limiter's judgement) and at shutdown (what was sent is committed).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +22,7 @@ use super::limiter::Limiter;
 use super::send::{self, AttemptResult, Outgoing};
 use crate::db::{self, Pool, PooledClient};
 use crate::metrics::{AttemptOutcome, Metrics, Transition};
-use crate::model::DeliveryStatus;
+use crate::model::{DeliveryStatus, WebhookSettings};
 use crate::shutdown::Shutdown;
 use crate::store::{self, deliveries};
 
@@ -33,6 +37,10 @@ pub enum DispatchEvent {
     Committed(Uuid),
 }
 
+/// Webhooks with due work one claim looks at: when every due delivery of the first is held by
+/// other claimers, the next is tried.
+const WEBHOOKS_PER_CLAIM: i64 = 4;
+
 /// Longest pause after repeated database errors.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -46,8 +54,8 @@ pub struct Shared {
     pub limiter: Limiter,
     /// Fallback poll period.
     pub poll: Duration,
-    /// Candidates the claim considers (see `deliveries::Depth`).
-    pub claim_depth: deliveries::Depth,
+    /// Most deliveries one turn claims, sends and commits together.
+    pub batch_size: i64,
     /// Test hook.
     pub events: Option<Sender<DispatchEvent>>,
     /// Attempt counters.
@@ -74,9 +82,9 @@ pub struct Dispatcher {
 /// What one turn of the loop did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Turn {
-    /// A delivery was attempted and committed.
+    /// A batch was attempted and committed.
     Delivered,
-    /// A delivery was claimed but its webhook was at its cap; it was left for later.
+    /// Work was due but its webhooks were at their caps; it was left for later.
     Deferred,
     /// Nothing was due.
     Idle,
@@ -124,7 +132,7 @@ impl Dispatcher {
         }
     }
 
-    /// Claims, sends, records and commits one delivery.
+    /// Claims, sends, records and commits one batch.
     pub fn run_once(&mut self) -> Result<Turn, DispatchError> {
         if self.client.is_none() {
             let mut client = db::checkout(&self.shared.pool).map_err(DispatchError::Checkout)?;
@@ -137,74 +145,103 @@ impl Dispatcher {
         };
         let mut tx = client.transaction().map_err(store::Error::from)?;
         let excluded = shared.limiter.saturated();
-        let Some(claimed) = prepared.claim_due(&mut tx, &excluded, shared.claim_depth)? else {
-            return Ok(Turn::Idle);
-        };
-        if !shared.limiter.try_acquire(claimed.webhook_id) {
-            // Dropping the transaction unlocks the row for a dispatcher with room.
-            return Ok(Turn::Deferred);
+        let mut turn = Turn::Idle;
+        let mut claim = None;
+        for webhook in prepared.due_webhooks(&mut tx, &excluded, WEBHOOKS_PER_CLAIM)? {
+            if !shared.limiter.try_acquire(webhook.id) {
+                turn = Turn::Deferred;
+                continue;
+            }
+            let slot = Slot {
+                limiter: &shared.limiter,
+                webhook_id: webhook.id,
+                succeeded: None,
+            };
+            let size = if shared.limiter.is_probing(webhook.id) {
+                1
+            } else {
+                shared.batch_size
+            };
+            let batch = prepared.claim_batch(&mut tx, webhook.id, size)?;
+            if !batch.is_empty() {
+                claim = Some((webhook, slot, batch));
+                break;
+            }
         }
-        let mut slot = Slot {
-            limiter: &shared.limiter,
-            webhook_id: claimed.webhook_id,
-            succeeded: false,
+        // Dropping the transaction ends it; nothing was locked.
+        let Some((webhook, mut slot, batch)) = claim else {
+            return Ok(turn);
         };
         let _ = self.wake_tx.try_send(());
-        emit(&shared.events, DispatchEvent::Claimed(claimed.id));
 
-        let webhook = &claimed.webhook;
-        shared.metrics.dispatcher_busy(true);
-        let result = shared.sender.send(&Outgoing {
-            delivery_id: claimed.id,
-            url: &webhook.url,
-            content_type: &webhook.content_type,
-            secret: &webhook.secret_token,
-            payload: claimed.payload.as_bytes(),
-            timeout: Duration::from_secs(
-                u64::try_from(webhook.delivery_attempt_timeout).unwrap_or(1),
-            ),
-        });
-        shared.metrics.dispatcher_busy(false);
-        emit(&shared.events, DispatchEvent::Sent(claimed.id));
-
-        let record = outcome(&claimed, result);
-        slot.succeeded = record.success;
-        if !prepared.record_attempt(&mut tx, claimed.id, &record)? {
-            log::warn!("delivery-not-pending delivery_id={}", claimed.id);
-        }
-        tx.commit().map_err(store::Error::from)?;
-        emit(&shared.events, DispatchEvent::Committed(claimed.id));
-        shared.metrics.attempt(
-            if record.success {
-                AttemptOutcome::Success
-            } else if record.error.is_empty() {
-                AttemptOutcome::Rejected
-            } else {
-                AttemptOutcome::Error
-            },
-            match record.status {
-                DeliveryStatus::Succeeded => Transition::Succeeded,
-                DeliveryStatus::Failed => Transition::Failed,
-                DeliveryStatus::Pending => Transition::Retrying,
-            },
-            Duration::from_millis(u64::try_from(record.execution_duration).unwrap_or(0)),
-        );
-        log::info!(
-            "worker-delivery-attempt-created delivery_id={} webhook_id={} attempt_id={} \
-             response_status_code={} execution_duration={} success={} status={}{}",
-            claimed.id,
-            claimed.webhook_id,
-            record.attempt_id,
-            record.response_status_code,
-            record.execution_duration,
-            record.success,
-            record.status,
-            if record.error.is_empty() {
-                String::new()
-            } else {
-                format!(" error={:?}", record.error)
+        let mut records = Vec::with_capacity(batch.len());
+        for claimed in &batch {
+            if !records.is_empty() && self.shutdown.is_requested() {
+                break;
             }
-        );
+            emit(&shared.events, DispatchEvent::Claimed(claimed.id));
+            shared.metrics.dispatcher_busy(true);
+            let result = shared.sender.send(&Outgoing {
+                delivery_id: claimed.id,
+                url: &webhook.settings.url,
+                content_type: &webhook.settings.content_type,
+                secret: &webhook.settings.secret_token,
+                payload: claimed.payload.as_bytes(),
+                timeout: Duration::from_secs(
+                    u64::try_from(webhook.settings.delivery_attempt_timeout).unwrap_or(1),
+                ),
+            });
+            shared.metrics.dispatcher_busy(false);
+            emit(&shared.events, DispatchEvent::Sent(claimed.id));
+            let record = outcome(&webhook.settings, claimed, result);
+            let succeeded = record.success;
+            records.push(record);
+            if !succeeded {
+                break;
+            }
+        }
+        slot.succeeded = records.last().map(|record| record.success);
+
+        let moved = prepared.record_attempts(&mut tx, &records)?;
+        tx.commit().map_err(store::Error::from)?;
+        for record in &records {
+            if !moved.contains(&record.delivery_id) {
+                log::warn!("delivery-not-pending delivery_id={}", record.delivery_id);
+                continue;
+            }
+            emit(&shared.events, DispatchEvent::Committed(record.delivery_id));
+            shared.metrics.attempt(
+                if record.success {
+                    AttemptOutcome::Success
+                } else if record.error.is_empty() {
+                    AttemptOutcome::Rejected
+                } else {
+                    AttemptOutcome::Error
+                },
+                match record.status {
+                    DeliveryStatus::Succeeded => Transition::Succeeded,
+                    DeliveryStatus::Failed => Transition::Failed,
+                    DeliveryStatus::Pending => Transition::Retrying,
+                },
+                Duration::from_millis(u64::try_from(record.execution_duration).unwrap_or(0)),
+            );
+            log::info!(
+                "worker-delivery-attempt-created delivery_id={} webhook_id={} attempt_id={} \
+                 response_status_code={} execution_duration={} success={} status={}{}",
+                record.delivery_id,
+                webhook.id,
+                record.attempt_id,
+                record.response_status_code,
+                record.execution_duration,
+                record.success,
+                record.status,
+                if record.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(" error={:?}", record.error)
+                }
+            );
+        }
         Ok(Turn::Delivered)
     }
 }
@@ -244,11 +281,12 @@ impl std::fmt::Display for DispatchError {
     }
 }
 
-/// A held in-flight slot; released (with the attempt's outcome) however the turn ends.
+/// A held in-flight slot; released (with the last attempt's outcome, if one was made) however
+/// the turn ends.
 struct Slot<'a> {
     limiter: &'a Limiter,
     webhook_id: Uuid,
-    succeeded: bool,
+    succeeded: Option<bool>,
 }
 
 impl Drop for Slot<'_> {
@@ -259,8 +297,11 @@ impl Drop for Slot<'_> {
 
 /// Judges an exchange: succeeded when the status code is a valid one; otherwise failed once
 /// the attempts reach the webhook's maximum, else pending again after the backoff.
-pub fn outcome(claimed: &deliveries::Claimed, result: AttemptResult) -> deliveries::AttemptRecord {
-    let webhook = &claimed.webhook;
+pub fn outcome(
+    webhook: &WebhookSettings,
+    claimed: &deliveries::Claimed,
+    result: AttemptResult,
+) -> deliveries::AttemptRecord {
     let success =
         result.error.is_empty() && webhook.valid_status_codes.contains(&result.status_code);
     let attempts = claimed.delivery_attempts.saturating_add(1);
@@ -280,6 +321,7 @@ pub fn outcome(claimed: &deliveries::Claimed, result: AttemptResult) -> deliveri
         )
     };
     deliveries::AttemptRecord {
+        delivery_id: claimed.id,
         attempt_id: Uuid::new_v4(),
         status,
         retry_in_ms,
@@ -307,26 +349,27 @@ fn jitter(period: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::WebhookSettings;
 
-    fn claimed(attempts: i32, max: i32) -> deliveries::Claimed {
+    fn webhook(max: i32) -> WebhookSettings {
+        WebhookSettings {
+            name: String::new(),
+            url: String::new(),
+            content_type: String::new(),
+            valid_status_codes: vec![200, 201],
+            secret_token: String::new(),
+            active: true,
+            max_delivery_attempts: max,
+            delivery_attempt_timeout: 1,
+            retry_min_backoff: 10,
+            retry_max_backoff: 60,
+        }
+    }
+
+    fn claimed(attempts: i32) -> deliveries::Claimed {
         deliveries::Claimed {
             id: Uuid::nil(),
-            webhook_id: Uuid::nil(),
             payload: String::new(),
             delivery_attempts: attempts,
-            webhook: WebhookSettings {
-                name: String::new(),
-                url: String::new(),
-                content_type: String::new(),
-                valid_status_codes: vec![200, 201],
-                secret_token: String::new(),
-                active: true,
-                max_delivery_attempts: max,
-                delivery_attempt_timeout: 1,
-                retry_min_backoff: 10,
-                retry_max_backoff: 60,
-            },
         }
     }
 
@@ -342,7 +385,7 @@ mod tests {
 
     #[test]
     fn valid_status_succeeds() {
-        let record = outcome(&claimed(0, 5), result(201, ""));
+        let record = outcome(&webhook(5), &claimed(0), result(201, ""));
         assert_eq!(
             (record.status, record.success, record.retry_in_ms),
             (DeliveryStatus::Succeeded, true, None)
@@ -352,13 +395,13 @@ mod tests {
     #[test]
     fn other_status_retries_with_backoff_then_fails() {
         let retries: Vec<Option<i64>> = (0..4)
-            .map(|k| outcome(&claimed(k, 5), result(204, "")).retry_in_ms)
+            .map(|k| outcome(&webhook(5), &claimed(k), result(204, "")).retry_in_ms)
             .collect();
         assert_eq!(
             retries,
             [Some(10_000), Some(20_000), Some(40_000), Some(60_000)]
         );
-        let last = outcome(&claimed(4, 5), result(500, ""));
+        let last = outcome(&webhook(5), &claimed(4), result(500, ""));
         assert_eq!(
             (last.status, last.retry_in_ms),
             (DeliveryStatus::Failed, None)
@@ -367,7 +410,11 @@ mod tests {
 
     #[test]
     fn transport_error_counts_as_a_failed_attempt() {
-        let record = outcome(&claimed(0, 1), result(0, "Post \"http://x\": refused"));
+        let record = outcome(
+            &webhook(1),
+            &claimed(0),
+            result(0, "Post \"http://x\": refused"),
+        );
         assert_eq!(
             (record.status, record.success),
             (DeliveryStatus::Failed, false)

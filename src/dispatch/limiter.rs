@@ -70,15 +70,23 @@ impl Limiter {
         true
     }
 
-    /// Gives the slot back and records how the attempt went.
-    pub fn release(&self, webhook_id: Uuid, succeeded: bool) {
+    /// Whether `webhook_id` is held to one probe after failing: its dispatcher should send one
+    /// delivery at a time, not a batch.
+    pub fn is_probing(&self, webhook_id: Uuid) -> bool {
+        self.entries()
+            .get(&webhook_id)
+            .is_some_and(|entry| entry.consecutive_failures >= DEGRADE_AFTER)
+    }
+
+    /// Gives the slot back and records how its last attempt went (`None`: no attempt was made).
+    pub fn release(&self, webhook_id: Uuid, succeeded: Option<bool>) {
         let mut entries = self.entries();
         if let Some(entry) = entries.get_mut(&webhook_id) {
             entry.in_flight = entry.in_flight.saturating_sub(1);
-            entry.consecutive_failures = if succeeded {
-                0
-            } else {
-                entry.consecutive_failures.saturating_add(1)
+            entry.consecutive_failures = match succeeded {
+                Some(true) => 0,
+                Some(false) => entry.consecutive_failures.saturating_add(1),
+                None => entry.consecutive_failures,
             };
             if entry.in_flight == 0 && entry.consecutive_failures == 0 {
                 entries.remove(&webhook_id);
@@ -105,7 +113,7 @@ mod tests {
         assert!(limiter.try_acquire(id));
         assert_eq!(limiter.saturated(), vec![id]);
         assert!(!limiter.try_acquire(id));
-        limiter.release(id, true);
+        limiter.release(id, Some(true));
         assert!(limiter.saturated().is_empty());
     }
 
@@ -115,12 +123,17 @@ mod tests {
         let id = Uuid::new_v4();
         for _ in 0..DEGRADE_AFTER {
             assert!(limiter.try_acquire(id));
-            limiter.release(id, false);
+            limiter.release(id, Some(false));
         }
+        assert!(limiter.is_probing(id));
         assert!(limiter.try_acquire(id));
         assert!(!limiter.try_acquire(id));
         assert_eq!(limiter.saturated(), vec![id]);
-        limiter.release(id, true);
+        limiter.release(id, None);
+        assert!(limiter.is_probing(id), "no attempt, no change");
+        assert!(limiter.try_acquire(id));
+        limiter.release(id, Some(true));
+        assert!(!limiter.is_probing(id));
         assert!(limiter.try_acquire(id));
         assert!(limiter.try_acquire(id));
     }
@@ -130,7 +143,7 @@ mod tests {
         let limiter = Limiter::new(1);
         let id = Uuid::new_v4();
         assert!(limiter.try_acquire(id));
-        limiter.release(id, true);
+        limiter.release(id, Some(true));
         assert_eq!(limiter.entries().len(), 0);
         assert_eq!(limiter.in_flight(), 0);
     }

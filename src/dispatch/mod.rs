@@ -88,14 +88,7 @@ impl Workers {
             sender: send::Sender::new(config.dump_max_bytes),
             limiter: Limiter::new(config.webhook_max_in_flight()),
             poll: config.polling_interval,
-            // Candidates must outnumber the rows other claimers hold or have just finished while
-            // a claim runs (its snapshot still shows them pending): per webhook, room for its cap
-            // twice over; in all, for this process's dispatchers several times over, and for
-            // other processes'.
-            claim_depth: crate::store::deliveries::Depth {
-                per_webhook: (2 * config.webhook_max_in_flight() + 16) as i64,
-                total: (4 * config.worker_concurrency + 16) as i64,
-            },
+            batch_size: config.worker_batch_size as i64,
             events,
             metrics,
         });

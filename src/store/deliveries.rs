@@ -164,78 +164,101 @@ const NOTIFY: &str = "NOTIFY postmand_deliveries";
 /// Subscribes to [`NOTIFY`]'s channel.
 const LISTEN: &str = "LISTEN postmand_deliveries";
 
-/// At most one due delivery of an active webhook, with its webhook's settings, locked until this
-/// transaction ends; concurrent claimers skip it. If the process dies, the row is due again with
-/// its attempts unchanged.
+/// Active webhooks with due deliveries, the one whose earliest due delivery is earliest first,
+/// with their settings; nothing is locked. A claim then locks a batch of the first one's
+/// deliveries ([`CLAIM_BATCH`]), or of the next when all of the first's are taken.
 ///
-/// How: for each active webhook not in `$2` (webhooks this worker already keeps busy enough), its
-/// `$3` earliest due deliveries are read from the partial index of pending rows (an index range
-/// each, so an inactive webhook's backlog is never read); the `$4` earliest of those become an
-/// ordered array of candidates, and the first one not locked by another claimer is locked and
-/// returned. Going through the array (primary-key lookups in array order) keeps the plan the same
-/// whatever the statistics say; `d.status || ''` keeps the partial index of pending rows out of
-/// that lookup (with stale statistics the planner scanned it whole for every candidate). Only
-/// the delivery row is locked (`FOR UPDATE OF d`): the original also locked the webhook row, so
-/// creating a delivery or editing a webhook waited for an HTTP call (behaviour spec 4.3). `$1` is the time to judge "due" at; NULL means `now()`.
-const CLAIM_DUE: &str = "SELECT d.id, d.webhook_id, d.payload, d.delivery_attempts, \
-    w.url, w.content_type, w.valid_status_codes, w.secret_token, w.max_delivery_attempts, \
-    w.delivery_attempt_timeout, w.retry_min_backoff, w.retry_max_backoff \
-    FROM unnest(ARRAY( \
-        SELECT c.id FROM webhooks aw CROSS JOIN LATERAL ( \
-            SELECT p.id, p.scheduled_at FROM deliveries p \
-            WHERE p.webhook_id = aw.id AND p.status = 'pending' \
-              AND p.scheduled_at <= coalesce($1::timestamptz, now()) \
-            ORDER BY p.scheduled_at, p.id LIMIT $3) c \
-        WHERE aw.active AND aw.id <> ALL($2::uuid[]) \
-        ORDER BY c.scheduled_at, c.id LIMIT $4)) WITH ORDINALITY AS candidate(id, position) \
-    JOIN deliveries d ON d.id = candidate.id \
-    JOIN webhooks w ON w.id = d.webhook_id \
-    WHERE d.status || '' = 'pending' AND d.scheduled_at <= coalesce($1::timestamptz, now()) \
-    ORDER BY candidate.position \
-    LIMIT 1 \
+/// How: for each active webhook not in `$2` (webhooks this worker already keeps busy enough), the
+/// earliest due delivery is read from the partial index of pending rows (one index probe each,
+/// so an inactive webhook's backlog is never read), and the `$3` earliest webhooks are returned.
+/// `$1` is the time to judge "due" at; NULL means `now()`.
+const DUE_WEBHOOKS: &str = "SELECT w.id, w.url, w.content_type, w.valid_status_codes, \
+    w.secret_token, w.max_delivery_attempts, w.delivery_attempt_timeout, w.retry_min_backoff, \
+    w.retry_max_backoff \
+    FROM webhooks w CROSS JOIN LATERAL ( \
+        SELECT p.scheduled_at, p.id FROM deliveries p \
+        WHERE p.webhook_id = w.id AND p.status = 'pending' \
+          AND p.scheduled_at <= coalesce($1::timestamptz, now()) \
+        ORDER BY p.scheduled_at, p.id LIMIT 1) head \
+    WHERE w.active AND w.id <> ALL($2::uuid[]) \
+    ORDER BY head.scheduled_at, head.id \
+    LIMIT $3";
+
+/// Up to `$3` due deliveries of webhook `$1`, earliest first, locked until this transaction
+/// ends; rows other claimers hold are skipped, so concurrent dispatchers take consecutive
+/// batches of the same queue without waiting on each other. A row finished by another
+/// transaction since this statement's snapshot is re-checked and skipped (it is no longer
+/// pending). Only the delivery rows are locked (`FOR UPDATE OF d`): the original also locked the
+/// webhook row, so creating a delivery or editing a webhook waited for an HTTP call (behaviour
+/// spec 4.3). If the process dies, the rows are due again with their attempts unchanged.
+const CLAIM_BATCH: &str = "SELECT d.id, d.payload, d.delivery_attempts FROM deliveries d \
+    WHERE d.webhook_id = $1 AND d.status = 'pending' \
+      AND d.scheduled_at <= coalesce($2::timestamptz, now()) \
+    ORDER BY d.scheduled_at, d.id \
+    LIMIT $3 \
     FOR UPDATE OF d SKIP LOCKED";
 
 /// Planner settings of a dispatcher's connection (see [`Prepared::new`]). The claim is planned
 /// once per connection (`force_generic_plan`): left to choose, PostgreSQL re-planned it on every
 /// call (its generic cost looks high only because the LIMITs are parameters), and planning took
-/// ~1 ms against 0.1 ms of execution: a third of the database's CPU during a drain. The join
-/// settings keep that one plan a walk of the per-webhook index whatever the statistics say.
+/// ~1 ms against 0.1 ms of execution: a third of the database's CPU during a drain. The join,
+/// bitmap and sort settings keep that one plan a walk of the per-webhook pending index (the only
+/// one that yields a webhook's due rows in order without a sort) whatever the statistics say:
+/// the plan is made when the dispatcher connects, often while the queue is empty.
 const CLAIM_SESSION_SETTINGS: &str = "SET enable_hashjoin = off; SET enable_mergejoin = off; \
-    SET enable_bitmapscan = off; SET plan_cache_mode = force_generic_plan";
+    SET enable_bitmapscan = off; SET enable_sort = off; SET plan_cache_mode = force_generic_plan";
 
-/// Writes an attempt and the delivery's new state in one statement. Guarded by
-/// `status = 'pending'`: only a delivery this transaction claimed can move. The retry time and
-/// the attempt's time come from the database clock at the end of the attempt
+/// Writes a batch of attempts and their deliveries' new states in one statement, from parallel
+/// arrays. Guarded by `status = 'pending'`: only deliveries this transaction claimed can move.
+/// Retry times and attempt times come from the database clock when the batch is recorded
 /// (`clock_timestamp()`), as the original counted the backoff from the end of the attempt.
-const RECORD_ATTEMPT: &str = "WITH moved AS ( \
-        UPDATE deliveries SET delivery_attempts = delivery_attempts + 1, status = $2, \
-            scheduled_at = CASE WHEN $3::bigint IS NULL THEN scheduled_at \
-                ELSE clock_timestamp() + $3::bigint * interval '1 millisecond' END, \
+/// Returns the ids of the deliveries that moved.
+const RECORD_ATTEMPTS: &str = "WITH input AS ( \
+        SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::bigint[], $4::uuid[], $5::text[], \
+            $6::text[], $7::integer[], $8::integer[], $9::boolean[], $10::text[]) \
+        AS i(delivery_id, status, retry_in_ms, attempt_id, raw_request, raw_response, \
+            response_status_code, execution_duration, success, error)), \
+    moved AS ( \
+        UPDATE deliveries d SET delivery_attempts = d.delivery_attempts + 1, status = i.status, \
+            scheduled_at = CASE WHEN i.retry_in_ms IS NULL THEN d.scheduled_at \
+                ELSE clock_timestamp() + i.retry_in_ms * interval '1 millisecond' END, \
             updated_at = clock_timestamp() \
-        WHERE id = $1 AND status = 'pending' \
-        RETURNING id, webhook_id) \
+        FROM input i \
+        WHERE d.id = i.delivery_id AND d.status = 'pending' \
+        RETURNING d.id, d.webhook_id) \
     INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, \
         response_status_code, execution_duration, success, error, created_at) \
-    SELECT $4, webhook_id, id, $5, $6, $7, $8, $9, $10, clock_timestamp() FROM moved";
+    SELECT i.attempt_id, m.webhook_id, m.id, i.raw_request, i.raw_response, \
+        i.response_status_code, i.execution_duration, i.success, i.error, clock_timestamp() \
+    FROM moved m JOIN input i ON i.delivery_id = m.id \
+    RETURNING delivery_id";
 
-/// A claimed delivery with everything needed to send it.
+/// An active webhook with due deliveries, and its settings as they are now (re-read on every
+/// claim, so an edit applies to the next batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueWebhook {
+    /// The webhook.
+    pub id: Uuid,
+    /// Its settings (`name` is left empty: sending does not need it).
+    pub settings: crate::model::WebhookSettings,
+}
+
+/// A claimed delivery with what is needed to send it; its webhook is the batch's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
     /// The delivery.
     pub id: Uuid,
-    /// Its webhook.
-    pub webhook_id: Uuid,
     /// The body to POST.
     pub payload: String,
     /// Attempts made before this one.
     pub delivery_attempts: i32,
-    /// The webhook's settings as they are now (re-read on every attempt).
-    pub webhook: crate::model::WebhookSettings,
 }
 
 /// What one attempt changes: the attempt row and the delivery's next state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptRecord {
+    /// The delivery attempted.
+    pub delivery_id: Uuid,
     /// Id of the new attempt row.
     pub attempt_id: Uuid,
     /// The delivery's status after this attempt.
@@ -256,156 +279,211 @@ pub struct AttemptRecord {
     pub error: String,
 }
 
-/// How many candidates the claim considers: per webhook, and in all. Each must exceed the
-/// deliveries in flight at once (per webhook, and in all, across processes) plus those finished
-/// while a claim runs, or claimers find nothing while work waits behind the locked ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Depth {
-    /// Candidates per webhook.
-    pub per_webhook: i64,
-    /// Candidates in all.
-    pub total: i64,
-}
-
-/// Locks and returns the earliest due delivery (see [`CLAIM_DUE`]), or `None` when nothing is
-/// due outside `excluded`.
-pub fn claim_due(
+/// Active webhooks with due deliveries outside `excluded`, earliest head first, at most `limit`
+/// (see [`DUE_WEBHOOKS`]). `now` is the time to judge "due" at; `None` means the database's.
+pub fn due_webhooks(
     client: &mut impl GenericClient,
     now: Option<chrono::DateTime<chrono::Utc>>,
     excluded: &[Uuid],
-    depth: Depth,
-) -> Result<Option<Claimed>, Error> {
-    let statement = client.prepare(CLAIM_DUE)?;
-    claim_with(client, &statement, now, excluded, depth)
+    limit: i64,
+) -> Result<Vec<DueWebhook>, Error> {
+    let statement = client.prepare(DUE_WEBHOOKS)?;
+    due_webhooks_with(client, &statement, now, excluded, limit)
 }
 
-fn claim_with(
+fn due_webhooks_with(
     client: &mut impl GenericClient,
     statement: &postgres::Statement,
     now: Option<chrono::DateTime<chrono::Utc>>,
     excluded: &[Uuid],
-    depth: Depth,
-) -> Result<Option<Claimed>, Error> {
-    let row = client.query_opt(
-        statement,
-        &[&now, &excluded, &depth.per_webhook, &depth.total],
-    )?;
-    Ok(row.map(|row| Claimed {
-        id: row.get(0),
-        webhook_id: row.get(1),
-        payload: row.get(2),
-        delivery_attempts: row.get(3),
-        webhook: crate::model::WebhookSettings {
-            name: String::new(),
-            url: row.get(4),
-            content_type: row.get(5),
-            valid_status_codes: row.get(6),
-            secret_token: row.get(7),
-            active: true,
-            max_delivery_attempts: row.get(8),
-            delivery_attempt_timeout: row.get(9),
-            retry_min_backoff: row.get(10),
-            retry_max_backoff: row.get(11),
-        },
-    }))
+    limit: i64,
+) -> Result<Vec<DueWebhook>, Error> {
+    let rows = client.query(statement, &[&now, &excluded, &limit])?;
+    Ok(rows
+        .iter()
+        .map(|row| DueWebhook {
+            id: row.get(0),
+            settings: crate::model::WebhookSettings {
+                name: String::new(),
+                url: row.get(1),
+                content_type: row.get(2),
+                valid_status_codes: row.get(3),
+                secret_token: row.get(4),
+                active: true,
+                max_delivery_attempts: row.get(5),
+                delivery_attempt_timeout: row.get(6),
+                retry_min_backoff: row.get(7),
+                retry_max_backoff: row.get(8),
+            },
+        })
+        .collect())
+}
+
+/// Locks and returns up to `limit` due deliveries of `webhook_id`, earliest first (see
+/// [`CLAIM_BATCH`]); empty when every due one is held by another claimer.
+pub fn claim_batch(
+    client: &mut impl GenericClient,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    webhook_id: Uuid,
+    limit: i64,
+) -> Result<Vec<Claimed>, Error> {
+    let statement = client.prepare(CLAIM_BATCH)?;
+    claim_batch_with(client, &statement, now, webhook_id, limit)
+}
+
+fn claim_batch_with(
+    client: &mut impl GenericClient,
+    statement: &postgres::Statement,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+    webhook_id: Uuid,
+    limit: i64,
+) -> Result<Vec<Claimed>, Error> {
+    let rows = client.query(statement, &[&webhook_id, &now, &limit])?;
+    Ok(rows
+        .iter()
+        .map(|row| Claimed {
+            id: row.get(0),
+            payload: row.get(1),
+            delivery_attempts: row.get(2),
+        })
+        .collect())
 }
 
 /// The claim and record statements prepared on one connection, so a dispatcher parses them once
 /// and PostgreSQL can reuse their plans. Valid only on the connection that prepared them.
 pub struct Prepared {
-    claim: postgres::Statement,
+    due_webhooks: postgres::Statement,
+    claim_batch: postgres::Statement,
     record: postgres::Statement,
 }
 
 impl Prepared {
-    /// Prepares both statements on `client`, a connection a dispatcher keeps for itself.
-    ///
-    /// The claim must look up its candidates by primary key, one by one, in order. Given a
-    /// hash or bitmap plan instead, PostgreSQL scans every pending row of every webhook on each
-    /// claim (measured: healthy deliveries fell to 18/s beside 60,000 rows queued for an
-    /// inactive webhook), and which plan it picks depends on statistics of the moment. These
-    /// settings stay on the dispatcher's own connection; its other statement is a primary-key
-    /// update.
+    /// Prepares the statements on `client`, a connection a dispatcher keeps for itself, with
+    /// the planner settings of [`CLAIM_SESSION_SETTINGS`]. Given a hash or bitmap plan, or a
+    /// sort of a webhook's whole history, PostgreSQL would read every pending row of every
+    /// webhook on each claim (measured: healthy deliveries fell to 18/s beside 60,000 rows
+    /// queued for an inactive webhook), and which plan it picks depends on statistics of the
+    /// moment. These settings stay on the dispatcher's own connection.
     pub fn new(client: &mut impl GenericClient) -> Result<Prepared, Error> {
         client.batch_execute(CLAIM_SESSION_SETTINGS)?;
         Ok(Prepared {
-            claim: client.prepare(CLAIM_DUE)?,
-            record: client.prepare(RECORD_ATTEMPT)?,
+            due_webhooks: client.prepare(DUE_WEBHOOKS)?,
+            claim_batch: client.prepare(CLAIM_BATCH)?,
+            record: client.prepare(RECORD_ATTEMPTS)?,
         })
     }
 
-    /// [`claim_due`] with the prepared statement.
-    pub fn claim_due(
+    /// [`due_webhooks`] with the prepared statement, judged at the database's time.
+    pub fn due_webhooks(
         &self,
         client: &mut impl GenericClient,
         excluded: &[Uuid],
-        depth: Depth,
-    ) -> Result<Option<Claimed>, Error> {
-        claim_with(client, &self.claim, None, excluded, depth)
+        limit: i64,
+    ) -> Result<Vec<DueWebhook>, Error> {
+        due_webhooks_with(client, &self.due_webhooks, None, excluded, limit)
     }
 
-    /// [`record_attempt`] with the prepared statement.
-    pub fn record_attempt(
+    /// [`claim_batch`] with the prepared statement, judged at the database's time.
+    pub fn claim_batch(
         &self,
         client: &mut impl GenericClient,
-        delivery_id: Uuid,
-        record: &AttemptRecord,
-    ) -> Result<bool, Error> {
-        record_with(client, &self.record, delivery_id, record)
+        webhook_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<Claimed>, Error> {
+        claim_batch_with(client, &self.claim_batch, None, webhook_id, limit)
+    }
+
+    /// [`record_attempts`] with the prepared statement.
+    pub fn record_attempts(
+        &self,
+        client: &mut impl GenericClient,
+        records: &[AttemptRecord],
+    ) -> Result<Vec<Uuid>, Error> {
+        record_with(client, &self.record, records)
     }
 }
 
-/// Records an attempt and moves the delivery. Returns whether the delivery was still pending
-/// (false only if it was not claimed by this transaction).
-pub fn record_attempt(
+/// Records attempts and moves their deliveries, all in one statement. Returns the ids of the
+/// deliveries that moved: one missing was not pending (not claimed by this transaction).
+pub fn record_attempts(
     client: &mut impl GenericClient,
-    delivery_id: Uuid,
-    record: &AttemptRecord,
-) -> Result<bool, Error> {
-    let statement = client.prepare(RECORD_ATTEMPT)?;
-    record_with(client, &statement, delivery_id, record)
+    records: &[AttemptRecord],
+) -> Result<Vec<Uuid>, Error> {
+    let statement = client.prepare(RECORD_ATTEMPTS)?;
+    record_with(client, &statement, records)
 }
 
 fn record_with(
     client: &mut impl GenericClient,
     statement: &postgres::Statement,
-    delivery_id: Uuid,
-    record: &AttemptRecord,
-) -> Result<bool, Error> {
-    let rows = client.execute(
+    records: &[AttemptRecord],
+) -> Result<Vec<Uuid>, Error> {
+    let delivery_ids: Vec<Uuid> = records.iter().map(|r| r.delivery_id).collect();
+    let statuses: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
+    let retry_in_ms: Vec<Option<i64>> = records.iter().map(|r| r.retry_in_ms).collect();
+    let attempt_ids: Vec<Uuid> = records.iter().map(|r| r.attempt_id).collect();
+    let raw_requests: Vec<&str> = records.iter().map(|r| r.raw_request.as_str()).collect();
+    let raw_responses: Vec<&str> = records.iter().map(|r| r.raw_response.as_str()).collect();
+    let status_codes: Vec<i32> = records.iter().map(|r| r.response_status_code).collect();
+    let durations: Vec<i32> = records.iter().map(|r| r.execution_duration).collect();
+    let successes: Vec<bool> = records.iter().map(|r| r.success).collect();
+    let errors: Vec<&str> = records.iter().map(|r| r.error.as_str()).collect();
+    let rows = client.query(
         statement,
         &[
-            &delivery_id,
-            &record.status.as_str(),
-            &record.retry_in_ms,
-            &record.attempt_id,
-            &record.raw_request,
-            &record.raw_response,
-            &record.response_status_code,
-            &record.execution_duration,
-            &record.success,
-            &record.error,
+            &delivery_ids,
+            &statuses,
+            &retry_in_ms,
+            &attempt_ids,
+            &raw_requests,
+            &raw_responses,
+            &status_codes,
+            &durations,
+            &successes,
+            &errors,
         ],
     )?;
-    Ok(rows == 1)
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// The plan of [`CLAIM_DUE`] as PostgreSQL ran it (`EXPLAIN ANALYZE`), inside a transaction
-/// that is rolled back so nothing stays locked. For tests and for diagnosing a slow claim.
-pub fn explain_claim(client: &mut postgres::Client, depth: Depth) -> Result<String, Error> {
+/// The plans of a claim as PostgreSQL ran them (`EXPLAIN ANALYZE`, with the dispatchers'
+/// settings and generic plans): [`DUE_WEBHOOKS`], then [`CLAIM_BATCH`] for the first webhook it
+/// returned, inside a transaction that is rolled back so nothing stays locked. For tests and for
+/// diagnosing a slow claim.
+pub fn explain_claim(client: &mut postgres::Client, batch: i64) -> Result<String, Error> {
     let mut tx = client.transaction()?;
     tx.batch_execute(&CLAIM_SESSION_SETTINGS.replace("SET ", "SET LOCAL "))?;
     let no_exclusions: &[Uuid] = &[];
-    let rows = tx.query(
-        format!("EXPLAIN (ANALYZE, COSTS OFF) {CLAIM_DUE}").as_str(),
+    let mut plan = explain(
+        &mut tx,
+        DUE_WEBHOOKS,
         &[
             &None::<chrono::DateTime<chrono::Utc>>,
             &no_exclusions,
-            &depth.per_webhook,
-            &depth.total,
+            &8i64,
         ],
     )?;
+    if let Some(first) = due_webhooks(&mut tx, None, no_exclusions, 1)?.first() {
+        plan.push('\n');
+        plan.push_str(&explain(
+            &mut tx,
+            CLAIM_BATCH,
+            &[&first.id, &None::<chrono::DateTime<chrono::Utc>>, &batch],
+        )?);
+    }
     tx.rollback()?;
+    Ok(plan)
+}
+
+fn explain(
+    client: &mut impl GenericClient,
+    statement: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<String, Error> {
+    let rows = client.query(
+        format!("EXPLAIN (ANALYZE, COSTS OFF) {statement}").as_str(),
+        params,
+    )?;
     Ok(rows
         .iter()
         .map(|row| row.get::<_, String>(0))
