@@ -320,3 +320,130 @@ fn retry_unknown_delivery_returns_404() {
     assert_eq!(response.status, 404);
     assert_eq!(response.json()["code"], 6);
 }
+
+#[test]
+fn concurrent_creates_each_get_their_own_answer_and_row() {
+    // Creates that arrive together are written together (api/creates.rs): a batch that mixes
+    // good creates with ones naming an unknown webhook answers each on its own.
+    let app = TestApp::start("concurrent_creates");
+    let webhook_id = webhook_id(&app);
+    let unknown = "a6e9a525-ac5a-488c-b118-bd7327ce6d8d";
+    let answers: Vec<(usize, u16, serde_json::Value)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let (app, webhook_id) = (&app, &webhook_id);
+                scope.spawn(move || {
+                    (0..10)
+                        .map(|i| {
+                            let n = t * 10 + i;
+                            let target = if n % 3 == 0 {
+                                unknown
+                            } else {
+                                webhook_id.as_str()
+                            };
+                            let response = app.post(
+                                "/v1/deliveries",
+                                &json!({"webhook_id": target, "payload": format!("n{n}")}),
+                            );
+                            (n, response.status, response.json())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    let mut created = Vec::new();
+    for (n, status, body) in &answers {
+        if n % 3 == 0 {
+            assert_eq!(*status, 400, "{body}");
+            assert_eq!(body["details"], "webhook_id: webhook does not exist.");
+        } else {
+            assert_eq!(*status, 201, "{body}");
+            assert_eq!(body["payload"], format!("n{n}"));
+            assert_eq!(body["webhook_id"], json!(webhook_id));
+            let stored = app.get(&format!("/v1/deliveries/{}", body["id"].as_str().unwrap()));
+            assert_eq!(stored.json()["payload"], format!("n{n}"));
+            created.push(body["id"].as_str().unwrap().to_string());
+        }
+    }
+    let mut client = app.db.client();
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM deliveries", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows as usize, created.len());
+    assert_eq!(created.len(), 160 - 54);
+}
+
+#[test]
+fn create_for_a_webhook_deleted_meanwhile_is_400_and_others_still_commit() {
+    let app = TestApp::start("create_webhook_deleted_meanwhile");
+    let doomed = webhook_id(&app);
+    let kept = webhook_id(&app);
+    // An uncommitted delete of the webhook: a create naming it waits on the row lock, then
+    // fails its foreign key when the delete commits.
+    let mut deleter = app.db.client();
+    let mut tx = deleter.transaction().unwrap();
+    tx.execute("DELETE FROM webhooks WHERE id = $1::text::uuid", &[&doomed])
+        .unwrap();
+    let (doomed_answer, kept_answers) = std::thread::scope(|scope| {
+        let doomed_create = scope.spawn(|| {
+            app.post(
+                "/v1/deliveries",
+                &json!({"webhook_id": doomed, "payload": "doomed"}),
+            )
+        });
+        // Once that create is blocked on the lock, others queue behind it (or, if they come
+        // after the commit, go in the next batch: either way each gets its own answer).
+        let mut watcher = app.db.client();
+        crate::common::wait_until("the create to wait on the webhook's lock", || {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO deliveries%'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            if waiting > 0 { Ok(()) } else { Err(waiting) }
+        });
+        let kept_creates: Vec<_> = (0..4)
+            .map(|i| {
+                let kept = &kept;
+                let app = &app;
+                scope.spawn(move || {
+                    app.post(
+                        "/v1/deliveries",
+                        &json!({"webhook_id": kept, "payload": format!("kept{i}")}),
+                    )
+                })
+            })
+            .collect();
+        tx.commit().unwrap();
+        (
+            doomed_create.join().unwrap(),
+            kept_creates
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect::<Vec<_>>(),
+        )
+    });
+    assert_eq!(doomed_answer.status, 400, "{}", doomed_answer.text());
+    assert_eq!(
+        doomed_answer.json()["details"],
+        "webhook_id: webhook does not exist."
+    );
+    for answer in &kept_answers {
+        assert_eq!(answer.status, 201, "{}", answer.text());
+    }
+    let mut client = app.db.client();
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM deliveries", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 4);
+}

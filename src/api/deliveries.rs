@@ -33,14 +33,7 @@ pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
 /// does not exist.
 pub fn create(ctx: &Context, body: &[u8]) -> Result<Reply, ApiError> {
     let new = json::new_delivery(body)?;
-    let delivery =
-        deliveries::insert(&mut *ctx.client()?, new.webhook_id, new.payload).map_err(|e| {
-            if e.is_foreign_key_violation() {
-                ApiError::invalid("webhook_id", "webhook does not exist")
-            } else {
-                ApiError::from(e)
-            }
-        })?;
+    let delivery = ctx.creates.create(new.webhook_id, new.payload)?;
     ctx.notifier.poke();
     ctx.metrics.delivery_created();
     log::debug!(

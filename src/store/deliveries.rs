@@ -13,6 +13,16 @@ const INSERT: &str = "INSERT INTO deliveries (id, webhook_id, payload, scheduled
     VALUES ($1, $2, $3, now(), 0, 'pending', now(), now()) \
     RETURNING scheduled_at, created_at, updated_at";
 
+/// Several new deliveries in one statement, from parallel arrays; a row whose webhook does not
+/// exist is left out (the caller answers its request with 400). The rows of one call share
+/// their timestamps (one transaction).
+const INSERT_MANY: &str = "INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, \
+    delivery_attempts, status, created_at, updated_at) \
+    SELECT i.id, i.webhook_id, i.payload, now(), 0, 'pending', now(), now() \
+    FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS i(id, webhook_id, payload) \
+    WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = i.webhook_id) \
+    RETURNING id, scheduled_at, created_at, updated_at";
+
 /// One delivery by id; columns in the order [`from_row`] reads them.
 const GET: &str = "SELECT id, webhook_id, payload, scheduled_at, delivery_attempts, status, \
     created_at, updated_at FROM deliveries WHERE id = $1";
@@ -103,6 +113,44 @@ pub fn insert(
         created_at: row.get(1),
         updated_at: row.get(2),
     })
+}
+
+/// Queues several deliveries in one statement (and, outside a transaction, one commit). Each
+/// result is `None` when that delivery's webhook does not exist; the others are queued. A
+/// webhook deleted while the statement runs fails it as a foreign-key violation.
+pub fn insert_many(
+    client: &mut impl GenericClient,
+    new: &[(Uuid, String)],
+) -> Result<Vec<Option<Delivery>>, Error> {
+    let ids: Vec<Uuid> = new.iter().map(|_| Uuid::new_v4()).collect();
+    let webhook_ids: Vec<Uuid> = new.iter().map(|(webhook_id, _)| *webhook_id).collect();
+    let payloads: Vec<&str> = new.iter().map(|(_, payload)| payload.as_str()).collect();
+    let rows = client.query_typed(
+        INSERT_MANY,
+        &[
+            (&ids, Type::UUID_ARRAY),
+            (&webhook_ids, Type::UUID_ARRAY),
+            (&payloads, Type::TEXT_ARRAY),
+        ],
+    )?;
+    let mut inserted: std::collections::HashMap<Uuid, &Row> =
+        rows.iter().map(|row| (row.get(0), row)).collect();
+    Ok(new
+        .iter()
+        .zip(ids)
+        .map(|((webhook_id, payload), id)| {
+            inserted.remove(&id).map(|row| Delivery {
+                id,
+                webhook_id: *webhook_id,
+                payload: payload.clone(),
+                scheduled_at: row.get(1),
+                delivery_attempts: 0,
+                status: DeliveryStatus::Pending,
+                created_at: row.get(2),
+                updated_at: row.get(3),
+            })
+        })
+        .collect())
 }
 
 /// One delivery by id.
