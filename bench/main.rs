@@ -158,6 +158,7 @@ fn run() -> Result<()> {
     } else {
         Ceiling {
             one: f64::NAN,
+            batch: default_batch()?,
             batched_deliveries: f64::NAN,
         }
     };
@@ -283,7 +284,10 @@ fn run() -> Result<()> {
         None,
     ));
     rows.push(row(
-        "pgbench, same SQL, 8 deliveries per transaction",
+        &format!(
+            "pgbench, same SQL, {} deliveries per transaction",
+            ceiling.batch
+        ),
         ceiling.batched_deliveries,
         "deliveries/s",
         "",
@@ -763,7 +767,7 @@ fn api_throughput(db: &Database, server: &Postmand, plan: &Plan) -> Result<ApiFi
 /// A dispatcher's transaction as pgbench can run it: the claim (`DUE_WEBHOOKS`, then
 /// `CLAIM_BATCH` for `:batch` deliveries) and the record (`RECORD_ATTEMPTS`, every attempt a
 /// success) in one transaction, with the dispatchers' concurrency and session settings
-/// ([`PGBENCH_SESSION`]). Constants stand where postmand binds values it computed.
+/// ([`pgbench_session`]). Constants stand where postmand binds values it computed.
 const PGBENCH_SCRIPT: &str = r#"BEGIN;
 SELECT w.id AS due_webhook FROM webhooks w CROSS JOIN LATERAL (SELECT p.scheduled_at, p.id FROM deliveries p WHERE p.webhook_id = w.id AND p.status = 'pending' AND p.scheduled_at <= coalesce(NULL::timestamptz, now()) ORDER BY p.scheduled_at, p.id LIMIT 1) head WHERE w.active AND w.id <> ALL('{}'::uuid[]) ORDER BY head.scheduled_at, head.id LIMIT 1 \aset
 SELECT coalesce(array_agg(c.id), '{}') AS claimed_ids FROM (SELECT d.id, d.payload, d.delivery_attempts FROM deliveries d WHERE d.webhook_id = :due_webhook AND d.status = 'pending' AND d.scheduled_at <= coalesce(NULL::timestamptz, now()) ORDER BY d.scheduled_at, d.id LIMIT :batch FOR UPDATE OF d SKIP LOCKED) c \gset
@@ -771,24 +775,42 @@ WITH input AS (SELECT i.delivery_id, 'succeeded'::varchar AS status, NULL::bigin
 COMMIT;
 "#;
 
-/// The session settings of a dispatcher's connection (`db` and `store::deliveries`).
-const PGBENCH_SESSION: &str = "-c jit=off -c enable_hashjoin=off -c enable_mergejoin=off \
-    -c enable_bitmapscan=off -c enable_sort=off -c plan_cache_mode=force_generic_plan";
+/// The session settings of a dispatcher's connection as pgbench options: every pooled session
+/// has `jit = off` (`db`), a dispatcher's adds `store::deliveries::CLAIM_SESSION_SETTINGS`.
+fn pgbench_session() -> String {
+    let mut options = String::from("-c jit=off");
+    for setting in postmand::store::deliveries::CLAIM_SESSION_SETTINGS.split(';') {
+        if let Some(assignment) = setting.trim().strip_prefix("SET ") {
+            options.push_str(" -c ");
+            options.push_str(&assignment.replace(' ', ""));
+        }
+    }
+    options
+}
 
 /// Deliveries per transaction in postmand's default configuration (POSTMAND_WORKER_BATCH_SIZE).
-const DEFAULT_BATCH: u32 = 8;
+fn default_batch() -> Result<u32> {
+    postmand::config::SETTINGS
+        .iter()
+        .find(|setting| setting.name == "POSTMAND_WORKER_BATCH_SIZE")
+        .and_then(|setting| setting.default.parse().ok())
+        .ok_or_else(|| "no default for POSTMAND_WORKER_BATCH_SIZE".into())
+}
 
 /// What the database alone does with postmand's claim-and-record transaction: per second,
-/// with one delivery per transaction (the ceiling) and with batches of [`DEFAULT_BATCH`].
+/// with one delivery per transaction (the ceiling) and with postmand's default batches.
 struct Ceiling {
     one: f64,
+    batch: u32,
     batched_deliveries: f64,
 }
 
 fn pgbench_ceilings(args: &Args, plan: &Plan) -> Result<Ceiling> {
+    let batch = default_batch()?;
     Ok(Ceiling {
         one: pgbench_ceiling(args, plan, 1)?,
-        batched_deliveries: pgbench_ceiling(args, plan, DEFAULT_BATCH)? * f64::from(DEFAULT_BATCH),
+        batch,
+        batched_deliveries: pgbench_ceiling(args, plan, batch)? * f64::from(batch),
     })
 }
 
@@ -818,7 +840,7 @@ fn pgbench_ceiling(args: &Args, plan: &Plan, batch: u32) -> Result<f64> {
     std::fs::File::create(&script)?.write_all(PGBENCH_SCRIPT.as_bytes())?;
     let output = Command::new(&args.pgbench)
         // The queue never runs dry (see `rows`), so every batch is full.
-        .env("PGOPTIONS", PGBENCH_SESSION)
+        .env("PGOPTIONS", pgbench_session())
         .args([
             "-n",
             "-M",

@@ -38,7 +38,6 @@ use api::ApiServer;
 use cli::{Command, Role};
 use config::Config;
 use dispatch::Workers;
-use dispatch::dispatcher::DispatchEvent;
 use health::HealthServer;
 use metrics::Metrics;
 use shutdown::Shutdown;
@@ -166,16 +165,6 @@ impl Running {
 /// Starts the servers and threads of `role`. They run until `shutdown` is requested and
 /// [`Running::stop`] is called.
 pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running, Error> {
-    start_with_events(role, config, shutdown, None)
-}
-
-/// [`start`], with a channel that receives every dispatcher's [`DispatchEvent`]s (for tests).
-pub fn start_with_events(
-    role: Role,
-    config: &Config,
-    shutdown: &Shutdown,
-    events: Option<crossbeam_channel::Sender<DispatchEvent>>,
-) -> Result<Running, Error> {
     let mut size = 1;
     if role.runs_api() {
         size += config.database_max_open_conns;
@@ -200,7 +189,6 @@ pub fn start_with_events(
             pool.clone(),
             shutdown,
             wake,
-            events,
             Arc::clone(&metrics),
         )?)
     } else {

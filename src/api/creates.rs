@@ -1,9 +1,9 @@
 //! Group commit for `POST /v1/deliveries`: concurrent creates are written together.
 //!
-//! A handler hands its new delivery to [`Creates::create`] and waits. A few writer threads each
-//! take every create queued at that moment (up to [`MAX_BATCH`]), insert them with one
-//! statement and one commit, and answer each handler. Only then does a handler answer 201, so
-//! a 201 still means "committed". Under load a commit (and its WAL flush), a round trip and a
+//! A handler hands its new delivery to [`Creates::create`] and waits. A writer thread takes
+//! every create queued at that moment (up to [`MAX_BATCH`]), inserts them with one statement
+//! and one commit, and answers each handler. Only then does a handler answer 201, so a 201
+//! still means "committed". Under load a commit (and its WAL flush), a round trip and a
 //! parse serve many creates instead of one; a lone create waits for nobody, because a writer
 //! is idle and takes it at once.
 
@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 use uuid::Uuid;
 
 use super::errors::ApiError;
-use crate::db::{self, Pool};
+use crate::db::{self, Pool, PooledClient};
 use crate::model::Delivery;
 use crate::store::deliveries;
 
@@ -88,46 +88,33 @@ fn write_until_closed(pool: &Pool, queue: &Receiver<Job>) {
 
 /// Inserts a batch and answers every job in it.
 fn write(pool: &Pool, batch: Vec<Job>) {
-    let mut client = match db::checkout(pool) {
-        Ok(client) => client,
-        Err(e) => {
-            let error = ApiError::from(e);
-            for job in batch {
-                let _ = job.reply.send(Err(error.clone()));
-            }
-            return;
-        }
-    };
     let (new, replies): (Vec<(Uuid, String)>, Vec<Sender<_>>) = batch
         .into_iter()
         .map(|job| ((job.webhook_id, job.payload), job.reply))
         .unzip();
-    match deliveries::insert_many(&mut *client, &new) {
-        Ok(results) => {
-            for (result, reply) in results.into_iter().zip(replies) {
-                let _ = reply.send(result.ok_or_else(webhook_missing));
-            }
-        }
+    let answers = match db::checkout(pool) {
+        Ok(mut client) => insert(&mut client, &new),
+        Err(e) => vec![Err(ApiError::from(e)); new.len()],
+    };
+    for (answer, reply) in answers.into_iter().zip(replies) {
+        let _ = reply.send(answer);
+    }
+}
+
+/// One answer per new delivery, in order.
+fn insert(client: &mut PooledClient, new: &[(Uuid, String)]) -> Vec<Result<Delivery, ApiError>> {
+    match deliveries::insert_many(&mut **client, new) {
+        Ok(results) => results
+            .into_iter()
+            .map(|result| result.ok_or_else(webhook_missing))
+            .collect(),
         // A webhook was deleted while the statement ran: one at a time, so only the creates
         // that named it fail.
-        Err(e) if e.is_foreign_key_violation() => {
-            for ((webhook_id, payload), reply) in new.into_iter().zip(replies) {
-                let result = deliveries::insert(&mut *client, webhook_id, payload).map_err(|e| {
-                    if e.is_foreign_key_violation() {
-                        webhook_missing()
-                    } else {
-                        ApiError::from(e)
-                    }
-                });
-                let _ = reply.send(result);
-            }
+        Err(e) if e.is_foreign_key_violation() && new.len() > 1 => {
+            new.chunks(1).flat_map(|one| insert(client, one)).collect()
         }
-        Err(e) => {
-            let error = ApiError::from(e);
-            for reply in replies {
-                let _ = reply.send(Err(error.clone()));
-            }
-        }
+        Err(e) if e.is_foreign_key_violation() => vec![Err(webhook_missing())],
+        Err(e) => vec![Err(ApiError::from(e)); new.len()],
     }
 }
 

@@ -18,28 +18,13 @@ use crossbeam_channel::{Receiver, Sender, select};
 use uuid::Uuid;
 
 use super::backoff;
-use super::limiter::Limiter;
+use super::limiter::{Admission, Limiter};
 use super::send::{self, AttemptResult, Outgoing};
 use crate::db::{self, Pool, PooledClient};
 use crate::metrics::{AttemptOutcome, Metrics, Transition};
 use crate::model::{DeliveryStatus, WebhookSettings};
 use crate::shutdown::Shutdown;
 use crate::store::{self, deliveries};
-
-/// Moments of a delivery, sent to tests that ask for them (`None` in production).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DispatchEvent {
-    /// The delivery is claimed and locked; the request is about to go out.
-    Claimed(Uuid),
-    /// The exchange ended; the attempt is about to be recorded.
-    Sent(Uuid),
-    /// The attempt and the new state are committed.
-    Committed(Uuid),
-}
-
-/// Webhooks with due work one claim looks at: when every due delivery of the first is held by
-/// other claimers, the next is tried.
-const WEBHOOKS_PER_CLAIM: i64 = 4;
 
 /// Longest pause after repeated database errors.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
@@ -56,8 +41,6 @@ pub struct Shared {
     pub poll: Duration,
     /// Most deliveries one turn claims, sends and commits together.
     pub batch_size: i64,
-    /// Test hook.
-    pub events: Option<Sender<DispatchEvent>>,
     /// Attempt counters.
     pub metrics: Arc<Metrics>,
 }
@@ -147,20 +130,19 @@ impl Dispatcher {
         let excluded = shared.limiter.saturated();
         let mut turn = Turn::Idle;
         let mut claim = None;
-        for webhook in prepared.due_webhooks(&mut tx, &excluded, WEBHOOKS_PER_CLAIM)? {
-            if !shared.limiter.try_acquire(webhook.id) {
-                turn = Turn::Deferred;
-                continue;
-            }
+        for webhook in prepared.due_webhooks(&mut tx, &excluded, deliveries::WEBHOOKS_PER_CLAIM)? {
+            let size = match shared.limiter.try_acquire(webhook.id) {
+                None => {
+                    turn = Turn::Deferred;
+                    continue;
+                }
+                Some(Admission::Probe) => 1,
+                Some(Admission::Full) => shared.batch_size,
+            };
             let slot = Slot {
                 limiter: &shared.limiter,
                 webhook_id: webhook.id,
                 succeeded: None,
-            };
-            let size = if shared.limiter.is_probing(webhook.id) {
-                1
-            } else {
-                shared.batch_size
             };
             let batch = prepared.claim_batch(&mut tx, webhook.id, size)?;
             if !batch.is_empty() {
@@ -179,7 +161,6 @@ impl Dispatcher {
             if !records.is_empty() && self.shutdown.is_requested() {
                 break;
             }
-            emit(&shared.events, DispatchEvent::Claimed(claimed.id));
             shared.metrics.dispatcher_busy(true);
             let result = shared.sender.send(&Outgoing {
                 delivery_id: claimed.id,
@@ -192,7 +173,6 @@ impl Dispatcher {
                 ),
             });
             shared.metrics.dispatcher_busy(false);
-            emit(&shared.events, DispatchEvent::Sent(claimed.id));
             let record = outcome(&webhook.settings, claimed, result);
             let succeeded = record.success;
             records.push(record);
@@ -209,38 +189,7 @@ impl Dispatcher {
                 log::warn!("delivery-not-pending delivery_id={}", record.delivery_id);
                 continue;
             }
-            emit(&shared.events, DispatchEvent::Committed(record.delivery_id));
-            shared.metrics.attempt(
-                if record.success {
-                    AttemptOutcome::Success
-                } else if record.error.is_empty() {
-                    AttemptOutcome::Rejected
-                } else {
-                    AttemptOutcome::Error
-                },
-                match record.status {
-                    DeliveryStatus::Succeeded => Transition::Succeeded,
-                    DeliveryStatus::Failed => Transition::Failed,
-                    DeliveryStatus::Pending => Transition::Retrying,
-                },
-                Duration::from_millis(u64::try_from(record.execution_duration).unwrap_or(0)),
-            );
-            log::info!(
-                "worker-delivery-attempt-created delivery_id={} webhook_id={} attempt_id={} \
-                 response_status_code={} execution_duration={} success={} status={}{}",
-                record.delivery_id,
-                webhook.id,
-                record.attempt_id,
-                record.response_status_code,
-                record.execution_duration,
-                record.success,
-                record.status,
-                if record.error.is_empty() {
-                    String::new()
-                } else {
-                    format!(" error={:?}", record.error)
-                }
-            );
+            report(&shared.metrics, webhook.id, record);
         }
         Ok(Turn::Delivered)
     }
@@ -295,6 +244,41 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// Counts a committed attempt and logs it: one line per attempt, with its ids.
+fn report(metrics: &Metrics, webhook_id: Uuid, record: &deliveries::AttemptRecord) {
+    metrics.attempt(
+        if record.success {
+            AttemptOutcome::Success
+        } else if record.error.is_empty() {
+            AttemptOutcome::Rejected
+        } else {
+            AttemptOutcome::Error
+        },
+        match record.status {
+            DeliveryStatus::Succeeded => Transition::Succeeded,
+            DeliveryStatus::Failed => Transition::Failed,
+            DeliveryStatus::Pending => Transition::Retrying,
+        },
+        Duration::from_millis(u64::try_from(record.execution_duration).unwrap_or(0)),
+    );
+    log::info!(
+        "worker-delivery-attempt-created delivery_id={} webhook_id={} attempt_id={} \
+         response_status_code={} execution_duration={} success={} status={}{}",
+        record.delivery_id,
+        webhook_id,
+        record.attempt_id,
+        record.response_status_code,
+        record.execution_duration,
+        record.success,
+        record.status,
+        if record.error.is_empty() {
+            String::new()
+        } else {
+            format!(" error={:?}", record.error)
+        }
+    );
+}
+
 /// Judges an exchange: succeeded when the status code is a valid one; otherwise failed once
 /// the attempts reach the webhook's maximum, else pending again after the backoff.
 pub fn outcome(
@@ -331,12 +315,6 @@ pub fn outcome(
         execution_duration: result.duration_ms,
         success,
         error: result.error,
-    }
-}
-
-fn emit(events: &Option<Sender<DispatchEvent>>, event: DispatchEvent) {
-    if let Some(events) = events {
-        let _ = events.send(event);
     }
 }
 

@@ -20,6 +20,15 @@ struct Entry {
     consecutive_failures: u32,
 }
 
+/// What a slot of [`Limiter::try_acquire`] may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// A healthy webhook: a whole batch.
+    Full,
+    /// A webhook held to one probe after failing: one delivery.
+    Probe,
+}
+
 /// Per-webhook in-flight counts of this process.
 #[derive(Debug)]
 pub struct Limiter {
@@ -58,24 +67,20 @@ impl Limiter {
             .collect()
     }
 
-    /// Takes a slot for `webhook_id`; false when it is at its cap (another dispatcher got there
-    /// between the claim and now).
-    pub fn try_acquire(&self, webhook_id: Uuid) -> bool {
+    /// Takes a slot for `webhook_id`: `None` when it is at its cap (another dispatcher got
+    /// there since [`Limiter::saturated`]), else how much the slot may send.
+    pub fn try_acquire(&self, webhook_id: Uuid) -> Option<Admission> {
         let mut entries = self.entries();
         let entry = entries.entry(webhook_id).or_default();
         if entry.in_flight >= self.cap(entry) {
-            return false;
+            return None;
         }
         entry.in_flight += 1;
-        true
-    }
-
-    /// Whether `webhook_id` is held to one probe after failing: its dispatcher should send one
-    /// delivery at a time, not a batch.
-    pub fn is_probing(&self, webhook_id: Uuid) -> bool {
-        self.entries()
-            .get(&webhook_id)
-            .is_some_and(|entry| entry.consecutive_failures >= DEGRADE_AFTER)
+        Some(if entry.consecutive_failures >= DEGRADE_AFTER {
+            Admission::Probe
+        } else {
+            Admission::Full
+        })
     }
 
     /// Gives the slot back and records how its last attempt went (`None`: no attempt was made).
@@ -104,15 +109,18 @@ impl Limiter {
 mod tests {
     use super::*;
 
+    const FULL: Option<Admission> = Some(Admission::Full);
+    const PROBE: Option<Admission> = Some(Admission::Probe);
+
     #[test]
     fn cap_then_saturated() {
         let limiter = Limiter::new(2);
         let id = Uuid::new_v4();
-        assert!(limiter.try_acquire(id));
+        assert_eq!(limiter.try_acquire(id), FULL);
         assert!(limiter.saturated().is_empty());
-        assert!(limiter.try_acquire(id));
+        assert_eq!(limiter.try_acquire(id), FULL);
         assert_eq!(limiter.saturated(), vec![id]);
-        assert!(!limiter.try_acquire(id));
+        assert_eq!(limiter.try_acquire(id), None);
         limiter.release(id, Some(true));
         assert!(limiter.saturated().is_empty());
     }
@@ -122,27 +130,24 @@ mod tests {
         let limiter = Limiter::new(8);
         let id = Uuid::new_v4();
         for _ in 0..DEGRADE_AFTER {
-            assert!(limiter.try_acquire(id));
+            assert_eq!(limiter.try_acquire(id), FULL);
             limiter.release(id, Some(false));
         }
-        assert!(limiter.is_probing(id));
-        assert!(limiter.try_acquire(id));
-        assert!(!limiter.try_acquire(id));
+        assert_eq!(limiter.try_acquire(id), PROBE);
+        assert_eq!(limiter.try_acquire(id), None);
         assert_eq!(limiter.saturated(), vec![id]);
         limiter.release(id, None);
-        assert!(limiter.is_probing(id), "no attempt, no change");
-        assert!(limiter.try_acquire(id));
+        assert_eq!(limiter.try_acquire(id), PROBE, "no attempt, no change");
         limiter.release(id, Some(true));
-        assert!(!limiter.is_probing(id));
-        assert!(limiter.try_acquire(id));
-        assert!(limiter.try_acquire(id));
+        assert_eq!(limiter.try_acquire(id), FULL);
+        assert_eq!(limiter.try_acquire(id), FULL);
     }
 
     #[test]
     fn idle_healthy_webhooks_are_forgotten() {
         let limiter = Limiter::new(1);
         let id = Uuid::new_v4();
-        assert!(limiter.try_acquire(id));
+        assert_eq!(limiter.try_acquire(id), FULL);
         limiter.release(id, Some(true));
         assert_eq!(limiter.entries().len(), 0);
         assert_eq!(limiter.in_flight(), 0);

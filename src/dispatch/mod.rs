@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::db::{self, Pool};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use dispatcher::{DispatchEvent, Dispatcher, Shared};
+use dispatcher::{Dispatcher, Shared};
 use limiter::Limiter;
 
 /// The running dispatchers and listener.
@@ -69,7 +69,6 @@ impl Workers {
         pool: Pool,
         shutdown: &Shutdown,
         (wake_tx, wake_rx): (Sender<()>, Receiver<()>),
-        events: Option<Sender<DispatchEvent>>,
         metrics: Arc<Metrics>,
     ) -> Result<Workers, crate::Error> {
         let mut clients = Vec::with_capacity(config.worker_concurrency);
@@ -89,7 +88,6 @@ impl Workers {
             limiter: Limiter::new(config.webhook_max_in_flight()),
             poll: config.polling_interval,
             batch_size: config.worker_batch_size as i64,
-            events,
             metrics,
         });
         shared.metrics.set_dispatchers(config.worker_concurrency);

@@ -7,12 +7,6 @@ use uuid::Uuid;
 use super::{CreatedRange, Error, Page};
 use crate::model::{Delivery, DeliveryStatus};
 
-/// Queues a delivery, due now. The client never sets attempts, status or times (seed defect 4).
-const INSERT: &str = "INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, \
-    delivery_attempts, status, created_at, updated_at) \
-    VALUES ($1, $2, $3, now(), 0, 'pending', now(), now()) \
-    RETURNING scheduled_at, created_at, updated_at";
-
 /// Several new deliveries in one statement, from parallel arrays; a row whose webhook does not
 /// exist is left out (the caller answers its request with 400). The rows of one call share
 /// their timestamps (one transaction).
@@ -84,34 +78,6 @@ fn from_row(row: &Row) -> Result<Delivery, Error> {
         status: status.parse().map_err(Error::UnknownStatus)?,
         created_at: row.get(6),
         updated_at: row.get(7),
-    })
-}
-
-/// Queues a payload for a webhook. A webhook that does not exist is a foreign-key violation
-/// (see [`Error::is_foreign_key_violation`]).
-pub fn insert(
-    client: &mut impl GenericClient,
-    webhook_id: Uuid,
-    payload: String,
-) -> Result<Delivery, Error> {
-    let id = Uuid::new_v4();
-    let row = client.query_typed_one(
-        INSERT,
-        &[
-            (&id, Type::UUID),
-            (&webhook_id, Type::UUID),
-            (&payload, Type::TEXT),
-        ],
-    )?;
-    Ok(Delivery {
-        id,
-        webhook_id,
-        payload,
-        scheduled_at: row.get(0),
-        delivery_attempts: 0,
-        status: DeliveryStatus::Pending,
-        created_at: row.get(1),
-        updated_at: row.get(2),
     })
 }
 
@@ -232,6 +198,10 @@ const DUE_WEBHOOKS: &str = "SELECT w.id, w.url, w.content_type, w.valid_status_c
     ORDER BY head.scheduled_at, head.id \
     LIMIT $3";
 
+/// Webhooks with due work one claim looks at: when every due delivery of the first is held by
+/// other claimers, the next is tried.
+pub const WEBHOOKS_PER_CLAIM: i64 = 4;
+
 /// Up to `$3` due deliveries of webhook `$1`, earliest first, locked until this transaction
 /// ends; rows other claimers hold are skipped, so concurrent dispatchers take consecutive
 /// batches of the same queue without waiting on each other. A row finished by another
@@ -254,7 +224,7 @@ const CLAIM_BATCH: &str = "SELECT d.id, d.payload, d.delivery_attempts FROM deli
 /// claim walks the per-webhook pending index, the only one that yields a webhook's due rows in
 /// order without a sort; a record looks deliveries up by primary key): the plan is made when the
 /// dispatcher connects or after an ANALYZE, often while the queue is short.
-const CLAIM_SESSION_SETTINGS: &str = "SET enable_hashjoin = off; SET enable_mergejoin = off; \
+pub const CLAIM_SESSION_SETTINGS: &str = "SET enable_hashjoin = off; SET enable_mergejoin = off; \
     SET enable_bitmapscan = off; SET enable_sort = off; SET enable_seqscan = off; \
     SET plan_cache_mode = force_generic_plan";
 
@@ -447,57 +417,41 @@ impl Prepared {
         claim_batch_with(client, &self.claim_batch, None, webhook_id, limit)
     }
 
-    /// [`record_attempts`] with the prepared statement.
+    /// Records attempts and moves their deliveries, all in one statement ([`RECORD_ATTEMPTS`]).
+    /// Returns the ids of the deliveries that moved: one missing was not pending (not claimed
+    /// by this transaction).
     pub fn record_attempts(
         &self,
         client: &mut impl GenericClient,
         records: &[AttemptRecord],
     ) -> Result<Vec<Uuid>, Error> {
-        record_with(client, &self.record, records)
+        let delivery_ids: Vec<Uuid> = records.iter().map(|r| r.delivery_id).collect();
+        let statuses: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
+        let retry_in_ms: Vec<Option<i64>> = records.iter().map(|r| r.retry_in_ms).collect();
+        let attempt_ids: Vec<Uuid> = records.iter().map(|r| r.attempt_id).collect();
+        let raw_requests: Vec<&str> = records.iter().map(|r| r.raw_request.as_str()).collect();
+        let raw_responses: Vec<&str> = records.iter().map(|r| r.raw_response.as_str()).collect();
+        let status_codes: Vec<i32> = records.iter().map(|r| r.response_status_code).collect();
+        let durations: Vec<i32> = records.iter().map(|r| r.execution_duration).collect();
+        let successes: Vec<bool> = records.iter().map(|r| r.success).collect();
+        let errors: Vec<&str> = records.iter().map(|r| r.error.as_str()).collect();
+        let rows = client.query(
+            &self.record,
+            &[
+                &delivery_ids,
+                &statuses,
+                &retry_in_ms,
+                &attempt_ids,
+                &raw_requests,
+                &raw_responses,
+                &status_codes,
+                &durations,
+                &successes,
+                &errors,
+            ],
+        )?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
-}
-
-/// Records attempts and moves their deliveries, all in one statement. Returns the ids of the
-/// deliveries that moved: one missing was not pending (not claimed by this transaction).
-pub fn record_attempts(
-    client: &mut impl GenericClient,
-    records: &[AttemptRecord],
-) -> Result<Vec<Uuid>, Error> {
-    let statement = client.prepare(RECORD_ATTEMPTS)?;
-    record_with(client, &statement, records)
-}
-
-fn record_with(
-    client: &mut impl GenericClient,
-    statement: &postgres::Statement,
-    records: &[AttemptRecord],
-) -> Result<Vec<Uuid>, Error> {
-    let delivery_ids: Vec<Uuid> = records.iter().map(|r| r.delivery_id).collect();
-    let statuses: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
-    let retry_in_ms: Vec<Option<i64>> = records.iter().map(|r| r.retry_in_ms).collect();
-    let attempt_ids: Vec<Uuid> = records.iter().map(|r| r.attempt_id).collect();
-    let raw_requests: Vec<&str> = records.iter().map(|r| r.raw_request.as_str()).collect();
-    let raw_responses: Vec<&str> = records.iter().map(|r| r.raw_response.as_str()).collect();
-    let status_codes: Vec<i32> = records.iter().map(|r| r.response_status_code).collect();
-    let durations: Vec<i32> = records.iter().map(|r| r.execution_duration).collect();
-    let successes: Vec<bool> = records.iter().map(|r| r.success).collect();
-    let errors: Vec<&str> = records.iter().map(|r| r.error.as_str()).collect();
-    let rows = client.query(
-        statement,
-        &[
-            &delivery_ids,
-            &statuses,
-            &retry_in_ms,
-            &attempt_ids,
-            &raw_requests,
-            &raw_responses,
-            &status_codes,
-            &durations,
-            &successes,
-            &errors,
-        ],
-    )?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// The plans of a claim as PostgreSQL ran them (`EXPLAIN ANALYZE`, with the dispatchers'
