@@ -1,7 +1,7 @@
 //! Group commit for `POST /v1/deliveries`: concurrent creates are written together.
 //!
 //! A handler hands its new delivery to [`Creates::create`] and waits. A writer thread takes
-//! every create queued at that moment (up to [`MAX_BATCH`]), inserts them with one statement
+//! every create queued at that moment (up to [`MAX_BATCH`] and [`MAX_BATCH_BYTES`]), inserts them with one statement
 //! and one commit, and answers each handler. Only then does a handler answer 201, so a 201
 //! still means "committed". Under load a commit (and its WAL flush), a round trip and a
 //! parse serve many creates instead of one; a lone create waits for nobody, because a writer
@@ -19,6 +19,12 @@ use crate::store::deliveries;
 
 /// Creates written by one statement at most.
 pub const MAX_BATCH: usize = 64;
+
+/// Payload bytes one statement carries at most (a batch always takes at least one create).
+/// PostgreSQL refuses a parameter over 1 GB, and the payloads travel as one array: without
+/// this cap, concurrent large bodies (`POSTMAND_MAX_BODY_BYTES` allows 64 MiB) would fail every
+/// create of their batch.
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// One handler's create, and where its answer goes.
 struct Job {
@@ -74,16 +80,37 @@ impl Creates {
 }
 
 fn write_until_closed(pool: &Pool, queue: &Receiver<Job>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(job) => job,
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let (batch, left_over) = take_batch(first, queue);
+        next = left_over;
         write(pool, batch);
     }
+}
+
+/// `first` and what is queued behind it, within [`MAX_BATCH`] and [`MAX_BATCH_BYTES`]; the
+/// create that would cross the byte cap is handed back to start the next batch.
+fn take_batch(first: Job, queue: &Receiver<Job>) -> (Vec<Job>, Option<Job>) {
+    let mut bytes = first.payload.len();
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        let Ok(job) = queue.try_recv() else {
+            break;
+        };
+        if bytes + job.payload.len() > MAX_BATCH_BYTES {
+            return (batch, Some(job));
+        }
+        bytes += job.payload.len();
+        batch.push(job);
+    }
+    (batch, None)
 }
 
 /// Inserts a batch and answers every job in it.
@@ -120,4 +147,51 @@ fn insert(client: &mut PooledClient, new: &[(Uuid, String)]) -> Vec<Result<Deliv
 
 fn webhook_missing() -> ApiError {
     ApiError::invalid("webhook_id", "webhook does not exist")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(payload_bytes: usize) -> Job {
+        Job {
+            webhook_id: Uuid::nil(),
+            payload: "x".repeat(payload_bytes),
+            reply: crossbeam_channel::bounded(1).0,
+        }
+    }
+
+    fn sizes(batch: &[Job]) -> Vec<usize> {
+        batch.iter().map(|job| job.payload.len()).collect()
+    }
+
+    #[test]
+    fn a_batch_takes_what_is_queued_up_to_the_count() {
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        for _ in 0..MAX_BATCH + 5 {
+            jobs.send(job(1)).unwrap();
+        }
+        let (batch, left_over) = take_batch(job(1), &queue);
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert!(left_over.is_none());
+        assert_eq!(queue.len(), 6);
+    }
+
+    #[test]
+    fn large_payloads_split_batches_and_none_is_lost() {
+        let third = MAX_BATCH_BYTES / 3;
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        for size in [third, third, third, 7] {
+            jobs.send(job(size)).unwrap();
+        }
+        let (batch, left_over) = take_batch(job(10), &queue);
+        assert_eq!(sizes(&batch), [10, third, third]);
+        let left_over = left_over.expect("the create over the cap starts the next batch");
+        let (batch, left_over) = take_batch(left_over, &queue);
+        assert_eq!(sizes(&batch), [third, 7]);
+        assert!(left_over.is_none());
+        // A payload over the cap on its own still gets a batch of its own.
+        let (batch, _) = take_batch(job(MAX_BATCH_BYTES + 1), &queue);
+        assert_eq!(sizes(&batch), [MAX_BATCH_BYTES + 1]);
+    }
 }
