@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use tiny_http::{Header, Response};
+use tiny_http::Response;
 
+use crate::api::header;
 use crate::config::Config;
 use crate::db::Pool;
 use crate::metrics::{Metrics, QueueStats};
@@ -128,11 +129,9 @@ fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown, metrics: 
             ),
         };
         let mut response = Response::from_string(body).with_status_code(status);
-        // This unwrap is OK, because the header is a constant of valid header text.
-        response.add_header(Header::from_bytes("Content-Type", content_type).unwrap());
+        response.add_header(header("Content-Type", content_type));
         if let Some(allow) = allow {
-            // This unwrap is OK, because "Allow: GET" is valid header text.
-            response.add_header(Header::from_bytes("Allow", allow).unwrap());
+            response.add_header(header("Allow", allow));
         }
         if let Err(e) = request.respond(response) {
             log::debug!("health-response-not-sent error={e}");

@@ -412,9 +412,10 @@ fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
     }
 }
 
-/// A header from two strings known to be valid header text.
-fn header(name: &str, value: &str) -> Header {
+/// A header from two strings known to be valid header text (this server's and the health
+/// server's).
+pub(crate) fn header(name: &str, value: &str) -> Header {
     // This unwrap is OK, because every name and value passed here is ASCII without CR or LF:
-    // constants, the Allow list, and the Content-Type above.
+    // constants, the Allow lists, and the Content-Types.
     Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()
 }
