@@ -33,26 +33,14 @@ fn insert_attempt(
 }
 
 fn ids(response: &crate::common::Response) -> Vec<String> {
-    assert_eq!(response.status, 200, "{}", response.text());
-    response.json()["delivery_attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap().to_string())
-        .collect()
+    crate::common::ids_in(response, "delivery_attempts")
 }
 
 #[test]
 fn get_attempt_returns_every_field_in_order() {
     let app = TestApp::start("get_attempt_fields");
-    let webhook = fixtures::webhook(&app, json!({}))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let delivery = fixtures::delivery(&app, &webhook, "x")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let webhook = fixtures::webhook_id(&app, json!({}));
+    let delivery = fixtures::delivery_id(&app, &webhook, "x");
     let id = insert_attempt(&app, &webhook, &delivery, true, 0);
     let response = app.get(&format!("/v1/delivery-attempts/{id}"));
     assert_eq!(response.status, 200);
@@ -84,33 +72,21 @@ fn get_attempt_returns_every_field_in_order() {
 #[test]
 fn get_attempt_unknown_id_returns_404_code_7() {
     let app = TestApp::start("get_attempt_unknown");
-    let response = app.get("/v1/delivery-attempts/a6e9a525-ac5a-488c-b118-bd7327ce6d8d");
-    assert_eq!(response.status, 404);
-    assert_eq!(
-        response.json(),
-        json!({"code": 7, "message": "delivery attempt not found"})
+    app.assert_error(
+        "GET",
+        "/v1/delivery-attempts/a6e9a525-ac5a-488c-b118-bd7327ce6d8d",
+        404,
+        json!({"code": 7, "message": "delivery attempt not found"}),
     );
 }
 
 #[test]
 fn list_attempts_newest_first_with_filters() {
     let app = TestApp::start("list_attempts_filters");
-    let w1 = fixtures::webhook(&app, json!({}))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let w2 = fixtures::webhook(&app, json!({}))["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let d1 = fixtures::delivery(&app, &w1, "x")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let d2 = fixtures::delivery(&app, &w2, "y")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let w1 = fixtures::webhook_id(&app, json!({}));
+    let w2 = fixtures::webhook_id(&app, json!({}));
+    let d1 = fixtures::delivery_id(&app, &w1, "x");
+    let d2 = fixtures::delivery_id(&app, &w2, "y");
     let oldest = insert_attempt(&app, &w1, &d1, false, 30);
     let middle = insert_attempt(&app, &w2, &d2, true, 20);
     let newest = insert_attempt(&app, &w1, &d1, true, 10);

@@ -3,17 +3,10 @@ use serde_json::json;
 use crate::common::TestApp;
 use crate::common::fixtures;
 
-fn webhook_id(app: &TestApp) -> String {
-    fixtures::webhook(app, json!({}))["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn create_delivery_returns_201_pending_due_now() {
     let app = TestApp::start("create_delivery_201");
-    let webhook_id = webhook_id(&app);
+    let webhook_id = fixtures::webhook_id(&app, json!({}));
     let response = app.post(
         "/v1/deliveries",
         &json!({"webhook_id": webhook_id, "payload": "{\"success\": true}"}),
@@ -46,7 +39,7 @@ fn create_delivery_returns_201_pending_due_now() {
 fn create_delivery_ignores_client_attempts_status_and_schedule() {
     // See: seed defect 4 (client-set delivery_attempts changed the retry budget).
     let app = TestApp::start("create_delivery_ignores");
-    let webhook_id = webhook_id(&app);
+    let webhook_id = fixtures::webhook_id(&app, json!({}));
     let body = app
         .post(
             "/v1/deliveries",
@@ -63,7 +56,7 @@ fn create_delivery_ignores_client_attempts_status_and_schedule() {
 #[test]
 fn create_delivery_empty_payload_is_accepted() {
     let app = TestApp::start("create_delivery_empty_payload");
-    let webhook_id = webhook_id(&app);
+    let webhook_id = fixtures::webhook_id(&app, json!({}));
     let body = app
         .post("/v1/deliveries", &json!({"webhook_id": webhook_id}))
         .json();
@@ -87,7 +80,7 @@ fn create_delivery_for_unknown_webhook_returns_400() {
 #[test]
 fn create_delivery_validation_messages() {
     let app = TestApp::start("create_delivery_validation");
-    let webhook_id = webhook_id(&app);
+    let webhook_id = fixtures::webhook_id(&app, json!({}));
     let cases = [
         (json!({}), "webhook_id: must be a valid UUID v4."),
         (
@@ -129,49 +122,40 @@ fn create_delivery_validation_messages() {
 #[test]
 fn get_delivery_unknown_id_returns_404_code_6() {
     let app = TestApp::start("get_delivery_unknown");
-    let response = app.get("/v1/deliveries/a6e9a525-ac5a-488c-b118-bd7327ce6d8d");
-    assert_eq!(response.status, 404);
-    assert_eq!(
-        response.json(),
-        json!({"code": 6, "message": "delivery not found"})
+    app.assert_error(
+        "GET",
+        "/v1/deliveries/a6e9a525-ac5a-488c-b118-bd7327ce6d8d",
+        404,
+        json!({"code": 6, "message": "delivery not found"}),
     );
 }
 
 #[test]
 fn delete_delivery_then_404() {
     let app = TestApp::start("delete_delivery");
-    let webhook_id = webhook_id(&app);
-    let id = fixtures::delivery(&app, &webhook_id, "x")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let webhook_id = fixtures::webhook_id(&app, json!({}));
+    let id = fixtures::delivery_id(&app, &webhook_id, "x");
     let response = app.delete(&format!("/v1/deliveries/{id}"));
     assert_eq!(response.status, 204);
     assert!(response.body.is_empty());
     assert_eq!(app.get(&format!("/v1/deliveries/{id}")).status, 404);
-    let again = app.delete(&format!("/v1/deliveries/{id}"));
-    assert_eq!(again.status, 404);
-    assert_eq!(
-        again.json(),
-        json!({"code": 6, "message": "delivery not found"})
+    app.assert_error(
+        "DELETE",
+        &format!("/v1/deliveries/{id}"),
+        404,
+        json!({"code": 6, "message": "delivery not found"}),
     );
 }
 
 fn ids(response: &crate::common::Response) -> Vec<String> {
-    assert_eq!(response.status, 200, "{}", response.text());
-    response.json()["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap().to_string())
-        .collect()
+    crate::common::ids_in(response, "deliveries")
 }
 
 #[test]
 fn list_deliveries_newest_first_with_filters() {
     let app = TestApp::start("list_deliveries_filters");
-    let a = webhook_id(&app);
-    let b = webhook_id(&app);
+    let a = fixtures::webhook_id(&app, json!({}));
+    let b = fixtures::webhook_id(&app, json!({}));
     let first = fixtures::delivery(&app, &a, "1");
     let second = fixtures::delivery(&app, &b, "2");
     let third = fixtures::delivery(&app, &a, "3");
@@ -221,7 +205,7 @@ fn list_deliveries_newest_first_with_filters() {
 #[test]
 fn list_deliveries_same_created_at_pages_by_id() {
     let app = TestApp::start("list_deliveries_ties");
-    let webhook_id = webhook_id(&app);
+    let webhook_id = fixtures::webhook_id(&app, json!({}));
     let mut client = app.db.client();
     // One transaction: every row gets the same now().
     client
@@ -270,7 +254,7 @@ fn list_deliveries_bad_parameters_return_400() {
 #[test]
 fn retry_finished_delivery_requeues_with_fresh_budget() {
     let app = TestApp::start("retry_delivery_requeues");
-    let webhook_id = webhook_id(&app);
+    let webhook_id = fixtures::webhook_id(&app, json!({}));
     let created = fixtures::delivery(&app, &webhook_id, "x");
     let id = created["id"].as_str().unwrap();
     let uuid = uuid::Uuid::parse_str(id).unwrap();
@@ -296,11 +280,8 @@ fn retry_finished_delivery_requeues_with_fresh_budget() {
 #[test]
 fn retry_pending_delivery_returns_409() {
     let app = TestApp::start("retry_delivery_pending");
-    let webhook_id = webhook_id(&app);
-    let id = fixtures::delivery(&app, &webhook_id, "x")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let webhook_id = fixtures::webhook_id(&app, json!({}));
+    let id = fixtures::delivery_id(&app, &webhook_id, "x");
     let response = app.send("POST", &format!("/v1/deliveries/{id}/retry"), "");
     assert_eq!(response.status, 409);
     assert_eq!(
@@ -326,7 +307,7 @@ fn concurrent_creates_each_get_their_own_answer_and_row() {
     // Creates that arrive together are written together (api/creates.rs): a batch that mixes
     // good creates with ones naming an unknown webhook answers each on its own.
     let app = TestApp::start("concurrent_creates");
-    let webhook_id = webhook_id(&app);
+    let webhook_id = fixtures::webhook_id(&app, json!({}));
     let unknown = "a6e9a525-ac5a-488c-b118-bd7327ce6d8d";
     let answers: Vec<(usize, u16, serde_json::Value)> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..16)
@@ -382,8 +363,8 @@ fn concurrent_creates_each_get_their_own_answer_and_row() {
 #[test]
 fn create_for_a_webhook_deleted_meanwhile_is_400_and_others_still_commit() {
     let app = TestApp::start("create_webhook_deleted_meanwhile");
-    let doomed = webhook_id(&app);
-    let kept = webhook_id(&app);
+    let doomed = fixtures::webhook_id(&app, json!({}));
+    let kept = fixtures::webhook_id(&app, json!({}));
     // An uncommitted delete of the webhook: a create naming it waits on the row lock, then
     // fails its foreign key when the delete commits.
     let mut deleter = app.db.client();

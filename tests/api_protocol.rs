@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::common::{TestApp, http};
+use crate::common::{Response, TestApp, http};
 
 #[test]
 fn unknown_route_returns_404_error_object() {
@@ -10,12 +10,11 @@ fn unknown_route_returns_404_error_object() {
         "/v2/webhooks",
         "/v1/webhooks/a6e9a525-ac5a-488c-b118-bd7327ce6d8d/",
     ] {
-        let response = app.get(path);
-        assert_eq!(response.status, 404, "{path}");
-        assert_eq!(
-            response.json(),
+        app.assert_error(
+            "GET",
+            path,
+            404,
             json!({"code": 13, "message": "route not found"}),
-            "{path}"
         );
     }
 }
@@ -53,12 +52,11 @@ fn bad_path_id_returns_404_code_2() {
         } else {
             "GET"
         };
-        let response = http::request(app.api, method, path, &[], None);
-        assert_eq!(response.status, 404, "{path}");
-        assert_eq!(
-            response.json(),
+        app.assert_error(
+            method,
+            path,
+            404,
             json!({"code": 2, "message": "invalid id"}),
-            "{path}"
         );
     }
 }
@@ -107,6 +105,28 @@ fn json_content_type_with_parameters_is_accepted() {
     }
 }
 
+/// `POST /v1/webhooks` with `body` as `application/json`, sent in chunks of `chunk` bytes (the
+/// last one may be shorter).
+fn post_chunked(app: &TestApp, body: &[u8], chunk: usize) -> Response {
+    let mut chunked = Vec::new();
+    for part in body.chunks(chunk) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    http::request(
+        app.api,
+        "POST",
+        "/v1/webhooks",
+        &[
+            ("Content-Type", "application/json"),
+            ("Transfer-Encoding", "chunked"),
+        ],
+        Some(&chunked),
+    )
+}
+
 #[test]
 fn body_over_limit_returns_413_by_length_and_by_chunks() {
     let app = TestApp::start("body_over_limit_413");
@@ -117,23 +137,7 @@ fn body_over_limit_returns_413_by_length_and_by_chunks() {
         response.json(),
         json!({"code": 9, "message": "request body too large", "details": "the limit is 1048576 bytes"})
     );
-    let mut chunked = Vec::new();
-    for chunk in big.as_bytes().chunks(64 * 1024) {
-        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        chunked.extend_from_slice(chunk);
-        chunked.extend_from_slice(b"\r\n");
-    }
-    chunked.extend_from_slice(b"0\r\n\r\n");
-    let response = http::request(
-        app.api,
-        "POST",
-        "/v1/webhooks",
-        &[
-            ("Content-Type", "application/json"),
-            ("Transfer-Encoding", "chunked"),
-        ],
-        Some(&chunked),
-    );
+    let response = post_chunked(&app, big.as_bytes(), 64 * 1024);
     assert_eq!(response.status, 413);
     assert_eq!(response.json()["code"], 9);
 }
@@ -142,17 +146,7 @@ fn body_over_limit_returns_413_by_length_and_by_chunks() {
 fn chunked_body_under_limit_is_read() {
     let app = TestApp::start("chunked_body_ok");
     let body = crate::common::fixtures::webhook_body().to_string();
-    let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
-    let response = http::request(
-        app.api,
-        "POST",
-        "/v1/webhooks",
-        &[
-            ("Content-Type", "application/json"),
-            ("Transfer-Encoding", "chunked"),
-        ],
-        Some(chunked.as_bytes()),
-    );
+    let response = post_chunked(&app, body.as_bytes(), body.len());
     assert_eq!(response.status, 201, "{}", response.text());
 }
 

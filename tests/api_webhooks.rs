@@ -223,11 +223,11 @@ fn create_webhook_accepts_boundary_values() {
 #[test]
 fn get_webhook_unknown_id_returns_404_code_5() {
     let app = TestApp::start("get_webhook_unknown");
-    let response = app.get("/v1/webhooks/a6e9a525-ac5a-488c-b118-bd7327ce6d8d");
-    assert_eq!(response.status, 404);
-    assert_eq!(
-        response.json(),
-        json!({"code": 5, "message": "webhook not found"})
+    app.assert_error(
+        "GET",
+        "/v1/webhooks/a6e9a525-ac5a-488c-b118-bd7327ce6d8d",
+        404,
+        json!({"code": 5, "message": "webhook not found"}),
     );
 }
 
@@ -291,11 +291,11 @@ fn delete_webhook_cascades_and_second_delete_is_404() {
         app.get(&format!("/v1/deliveries/{delivery_id}")).status,
         404
     );
-    let again = app.delete(&format!("/v1/webhooks/{id}"));
-    assert_eq!(again.status, 404);
-    assert_eq!(
-        again.json(),
-        json!({"code": 5, "message": "webhook not found"})
+    app.assert_error(
+        "DELETE",
+        &format!("/v1/webhooks/{id}"),
+        404,
+        json!({"code": 5, "message": "webhook not found"}),
     );
 }
 
@@ -345,12 +345,7 @@ fn list_webhooks_empty_is_an_empty_array() {
 fn list_webhooks_same_name_pages_by_id_without_skips_or_repeats() {
     let app = TestApp::start("list_webhooks_ties");
     let mut ids: Vec<String> = (0..7)
-        .map(|_| {
-            fixtures::webhook(&app, json!({"name": "Same"}))["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|_| fixtures::webhook_id(&app, json!({"name": "Same"})))
         .collect();
     ids.sort();
     let mut seen = Vec::new();
@@ -423,12 +418,11 @@ fn list_webhooks_bad_parameters_return_400_naming_each() {
         ),
     ];
     for (query, details) in cases {
-        let response = app.get(&format!("/v1/webhooks?{query}"));
-        assert_eq!(response.status, 400, "{query}");
-        assert_eq!(
-            response.json(),
+        app.assert_error(
+            "GET",
+            &format!("/v1/webhooks?{query}"),
+            400,
             json!({"code": 4, "message": "request validation failed", "details": details}),
-            "{query}"
         );
     }
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::common::process::Postmand;
 use crate::common::receiver::{Answer, Receiver};
-use crate::common::{TestDb, wait_until};
+use crate::common::{TestDb, fixtures, wait_until};
 
 /// Starts `postmand --role worker` on `db` with `concurrency` dispatchers, polling every 50 ms,
 /// both servers on free loopback ports.
@@ -29,19 +29,10 @@ fn start_worker(db: &TestDb, concurrency: usize) -> Postmand {
     )
 }
 
-/// An active webhook posting to `url`: valid codes [200], 5 attempts, 5 s timeout.
+/// An active webhook posting to `url`: valid codes [200], 5 attempts, 10-60 s backoff, 5 s
+/// timeout.
 fn insert_webhook(c: &mut postgres::Client, url: &str) -> Uuid {
-    c.query_one(
-        "INSERT INTO webhooks (id, name, url, content_type, valid_status_codes, secret_token, \
-             active, max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, \
-             retry_max_backoff, created_at, updated_at) \
-         VALUES (gen_random_uuid(), 'Receiver', $1, 'application/json', '{200}', \
-             'my-secret-token', true, 5, 5, 10, 60, now(), now()) \
-         RETURNING id",
-        &[&url],
-    )
-    .expect("insert webhook")
-    .get(0)
+    fixtures::insert_webhook(c, url, 5, (10, 60))
 }
 
 /// `n` pending deliveries of `webhook`, all due, due one second apart; returns their ids in the

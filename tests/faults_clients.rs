@@ -1267,64 +1267,63 @@ fn stream_body(
     })
 }
 
+/// The head of a `POST /v1/webhooks` with a JSON body framed by the header `framing: value`
+/// (Content-Length or Transfer-Encoding); the body is the caller's to send.
+fn post_webhooks_head(framing: &str, value: impl ToString) -> Vec<u8> {
+    request_bytes(
+        "POST",
+        "/v1/webhooks",
+        &[
+            ("Content-Type".to_string(), "application/json".to_string()),
+            (framing.to_string(), value.to_string()),
+        ],
+        None,
+        false,
+    )
+}
+
+/// Asserts that `GET /v1/webhooks` with `headers` gets its 200 within `bound`, and logs how long
+/// it took; `what` names the case.
+fn assert_get_with_headers(
+    addr: SocketAddr,
+    headers: &[(String, String)],
+    what: &str,
+    bound: Duration,
+) {
+    let started = Instant::now();
+    let response = exchange(
+        addr,
+        &request_bytes("GET", "/v1/webhooks", headers, None, false),
+        false,
+        bound,
+    )
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(response.status, 200, "{}", response.text());
+    eprintln!("{what}: {} in {:?}", response.status, started.elapsed());
+}
+
 #[test]
 fn oversized_headers_and_bodies_are_refused_without_harm() {
     let app = TestApp::start("faults_oversized");
     let bound = Duration::from_secs(10);
-    let json = ("Content-Type".to_string(), "application/json".to_string());
 
     // tiny_http reads a head of any size (a line at a time, no limit), so a 1 MiB header value
     // and 10,000 headers are simply a request with headers the API ignores.
-    let started = Instant::now();
     let big = vec![("X-Big".to_string(), "a".repeat(1024 * 1024))];
-    let response = exchange(
-        app.api,
-        &request_bytes("GET", "/v1/webhooks", &big, None, false),
-        false,
-        bound,
-    )
-    .unwrap_or_else(|e| panic!("1 MiB header value: {e}"));
-    assert_eq!(response.status, 200, "{}", response.text());
-    eprintln!(
-        "1 MiB header value: {} in {:?}",
-        response.status,
-        started.elapsed()
-    );
+    assert_get_with_headers(app.api, &big, "1 MiB header value", bound);
     assert_served(app.api, "/v1/webhooks", "after a 1 MiB header");
 
-    let started = Instant::now();
     let many: Vec<(String, String)> = (0..10_000)
         .map(|i| (format!("X-Header-{i}"), format!("value {i}")))
         .collect();
-    let response = exchange(
-        app.api,
-        &request_bytes("GET", "/v1/webhooks", &many, None, false),
-        false,
-        bound,
-    )
-    .unwrap_or_else(|e| panic!("10,000 headers: {e}"));
-    assert_eq!(response.status, 200, "{}", response.text());
-    eprintln!(
-        "10,000 headers: {} in {:?}",
-        response.status,
-        started.elapsed()
-    );
+    assert_get_with_headers(app.api, &many, "10,000 headers", bound);
     assert_served(app.api, "/v1/webhooks", "after 10,000 headers");
 
     // 50 MiB announced and streamed: 413 from the Content-Length alone, before the body is read.
     let stop = Arc::new(AtomicBool::new(false));
     let announced = 50 * 1024 * 1024;
     let mut stream = TcpStream::connect(app.api).unwrap();
-    let head = request_bytes(
-        "POST",
-        "/v1/webhooks",
-        &[
-            json.clone(),
-            ("Content-Length".to_string(), announced.to_string()),
-        ],
-        None,
-        false,
-    );
+    let head = post_webhooks_head("Content-Length", announced);
     let started = Instant::now();
     let writer = stream_body(
         stream.try_clone().unwrap(),
@@ -1350,16 +1349,7 @@ fn oversized_headers_and_bodies_are_refused_without_harm() {
     // 50 MiB announced, 64 KiB sent, the connection held open: the 413 still comes at once, and
     // the other API threads go on serving.
     let mut held = TcpStream::connect(app.api).unwrap();
-    let mut bytes = request_bytes(
-        "POST",
-        "/v1/webhooks",
-        &[
-            json.clone(),
-            ("Content-Length".to_string(), announced.to_string()),
-        ],
-        None,
-        false,
-    );
+    let mut bytes = post_webhooks_head("Content-Length", announced);
     bytes.extend(std::iter::repeat_n(b'x', 64 * 1024));
     held.write_all(&bytes).unwrap();
     let started = Instant::now();
@@ -1377,16 +1367,7 @@ fn oversized_headers_and_bodies_are_refused_without_harm() {
     // A chunked body that goes on past the limit: 413 once the limit is read; then the
     // connection closes (the request said Connection: close), which ends the writer.
     let mut stream = TcpStream::connect(app.api).unwrap();
-    let head = request_bytes(
-        "POST",
-        "/v1/webhooks",
-        &[
-            json.clone(),
-            ("Transfer-Encoding".to_string(), "chunked".to_string()),
-        ],
-        None,
-        false,
-    );
+    let head = post_webhooks_head("Transfer-Encoding", "chunked");
     let started = Instant::now();
     let writer = stream_body(
         stream.try_clone().unwrap(),
@@ -1434,7 +1415,6 @@ fn unfinished_request_bodies_hold_threads_only_until_the_read_timeout() {
     let app = TestApp::start_with(db, &config, postmand::cli::Role::Api);
     // Twice as many connections as the API has threads (4 in the test configuration): two
     // kinds, both sent at once and then left hanging.
-    let json = ("Content-Type".to_string(), "application/json".to_string());
     let mut held = Vec::new();
     for i in 0..8 {
         let mut stream = TcpStream::connect(app.api).unwrap();
@@ -1445,16 +1425,7 @@ fn unfinished_request_bodies_hold_threads_only_until_the_read_timeout() {
             // Within the limit: read_body waits for the other 1990 bytes.
             (2000, 10)
         };
-        let mut bytes = request_bytes(
-            "POST",
-            "/v1/webhooks",
-            &[
-                json.clone(),
-                ("Content-Length".to_string(), length.to_string()),
-            ],
-            None,
-            false,
-        );
+        let mut bytes = post_webhooks_head("Content-Length", length);
         bytes.extend(std::iter::repeat_n(b'{', sent));
         stream.write_all(&bytes).unwrap();
         held.push(stream);

@@ -308,22 +308,6 @@ impl Drop for Load {
     }
 }
 
-/// An active webhook posting to `url`, inserted in SQL: valid code 200, 50 attempts, 1-2 s
-/// backoff, 5 s timeout.
-fn insert_webhook(c: &mut postgres::Client, url: &str) -> Uuid {
-    c.query_one(
-        "INSERT INTO webhooks (id, name, url, content_type, valid_status_codes, secret_token, \
-             active, max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, \
-             retry_max_backoff, created_at, updated_at) \
-         VALUES (gen_random_uuid(), 'Receiver', $1, 'application/json', '{200}', \
-             'my-secret-token', true, 50, 5, 1, 2, now(), now()) \
-         RETURNING id",
-        &[&url],
-    )
-    .expect("insert webhook")
-    .get(0)
-}
-
 /// `n` due deliveries of `webhook` with payloads `{"phase":"<phase>","n":<i>}`, then a NOTIFY
 /// as the API sends one; returns their ids.
 fn queue(c: &mut postgres::Client, webhook: Uuid, phase: &str, n: i32) -> Vec<Uuid> {
@@ -392,25 +376,19 @@ fn database_restart_under_load_loses_nothing() {
         ],
     );
     service.wait_listening(api);
-    let created = http::request(
+    let created = http::post_json(
         api,
-        "POST",
         "/v1/webhooks",
-        &[("Content-Type", "application/json")],
-        Some(
-            merge(
-                webhook_body(),
-                json!({
-                    "url": receiver.url("/hook"),
-                    "valid_status_codes": [200],
-                    "max_delivery_attempts": 50,
-                    "delivery_attempt_timeout": 2,
-                    "retry_min_backoff": 1,
-                    "retry_max_backoff": 2
-                }),
-            )
-            .to_string()
-            .as_bytes(),
+        &merge(
+            webhook_body(),
+            json!({
+                "url": receiver.url("/hook"),
+                "valid_status_codes": [200],
+                "max_delivery_attempts": 50,
+                "delivery_attempt_timeout": 2,
+                "retry_min_backoff": 1,
+                "retry_max_backoff": 2
+            }),
         ),
     );
     assert_eq!(created.status, 201, "{}", created.text());
@@ -743,7 +721,8 @@ fn worker_survives_database_restart() {
         ..Answer::status(200)
     });
     let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect to postmand");
-    let webhook = insert_webhook(&mut c, &receiver.url("/hook"));
+    // Valid code 200, 50 attempts, 1-2 s backoff, 5 s timeout.
+    let webhook = fixtures::insert_webhook(&mut c, &receiver.url("/hook"), 50, (1, 2));
     // Polling once a minute: within this test, only wake-ups start work.
     let mut worker = Postmand::start(
         &url,

@@ -68,6 +68,17 @@ fn count_where(client: &mut postgres::Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).unwrap().get(0)
 }
 
+/// Waits until no delivery is left that has not succeeded.
+fn wait_all_succeeded(client: &mut postgres::Client) {
+    wait_until("every delivery to succeed", || {
+        let left = count_where(
+            client,
+            "SELECT count(*) FROM deliveries WHERE status <> 'succeeded'",
+        );
+        if left == 0 { Ok(()) } else { Err(left) }
+    });
+}
+
 #[test]
 fn worker_killed_repeatedly_under_load_loses_nothing() {
     const DELIVERIES: i64 = 400;
@@ -107,13 +118,7 @@ fn worker_killed_repeatedly_under_load_loses_nothing() {
         eprintln!("kill {kill}: {in_flight} request(s) in flight at the receiver");
     }
     let _last = Process::start(&db, "worker");
-    wait_until("every delivery to succeed", || {
-        let left = count_where(
-            &mut client,
-            "SELECT count(*) FROM deliveries WHERE status <> 'succeeded'",
-        );
-        if left == 0 { Ok(()) } else { Err(left) }
-    });
+    wait_all_succeeded(&mut client);
     let seen = arrivals(&receiver);
     let ids: Vec<String> = client
         .query("SELECT id::text FROM deliveries", &[])
@@ -159,13 +164,7 @@ fn three_workers_and_two_apis_under_load_deliver_each_once() {
         json!({"url": receiver.url("/three"), "max_delivery_attempts": 50,
                "retry_min_backoff": 1, "retry_max_backoff": 2, "delivery_attempt_timeout": 5}),
     );
-    let created = http::request(
-        apis[0].api,
-        "POST",
-        "/v1/webhooks",
-        &[("Content-Type", "application/json")],
-        Some(body.to_string().as_bytes()),
-    );
+    let created = http::post_json(apis[0].api, "/v1/webhooks", &body);
     assert_eq!(created.status, 201, "{}", created.text());
     let webhook_id = created.json()["id"].as_str().unwrap().to_string();
     // Two clients, one per API process, create deliveries at the same time.
@@ -179,13 +178,7 @@ fn three_workers_and_two_apis_under_load_deliver_each_once() {
             thread::spawn(move || {
                 for n in 0..PER_API {
                     let body = json!({"webhook_id": webhook_id, "payload": format!("{addr}-{n}")});
-                    let response = http::request(
-                        addr,
-                        "POST",
-                        "/v1/deliveries",
-                        &[("Content-Type", "application/json")],
-                        Some(body.to_string().as_bytes()),
-                    );
+                    let response = http::post_json(addr, "/v1/deliveries", &body);
                     assert_eq!(response.status, 201, "{}", response.text());
                     let id = response.json()["id"].as_str().unwrap().to_string();
                     accepted.lock().unwrap().push(id);
@@ -199,13 +192,7 @@ fn three_workers_and_two_apis_under_load_deliver_each_once() {
     let accepted = accepted.lock().unwrap().clone();
     assert_eq!(accepted.len(), 2 * PER_API);
     let mut client = db.client();
-    wait_until("every delivery to succeed", || {
-        let left = count_where(
-            &mut client,
-            "SELECT count(*) FROM deliveries WHERE status <> 'succeeded'",
-        );
-        if left == 0 { Ok(()) } else { Err(left) }
-    });
+    wait_all_succeeded(&mut client);
     let seen = arrivals(&receiver);
     // No crash happened, so at-least-once means exactly once: each id arrived one time, which
     // also means never twice at the same time.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::common::receiver::request_len;
 use crate::common::{TestApp, fixtures, wait_until};
 
 /// Polling so slow that only the creation's wake-up explains an attempt.
@@ -119,16 +120,8 @@ fn read_request(stream: &mut TcpStream, stop: &AtomicBool) -> bool {
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(_) => return false,
         }
-        if wanted.is_none()
-            && let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n")
-        {
-            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            wanted = Some(end + 4 + length);
+        if wanted.is_none() {
+            wanted = request_len(&request);
         }
     }
 }
@@ -178,17 +171,11 @@ fn webhook(app: &TestApp, url: &str, timeout_secs: u64) -> String {
         "delivery_attempt_timeout": timeout_secs,
         "valid_status_codes": [200],
     });
-    fixtures::webhook(app, body)["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    fixtures::webhook_id(app, body)
 }
 
 fn deliver(app: &TestApp, webhook_id: &str) -> String {
-    fixtures::delivery(app, webhook_id, "{\"hostile\": true}")["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    fixtures::delivery_id(app, webhook_id, "{\"hostile\": true}")
 }
 
 /// Waits until the delivery leaves `pending`; returns it and the time since `since`.

@@ -1,6 +1,8 @@
-//! Rows with sensible defaults, written through the API's own JSON so fixtures stay valid.
+//! Rows with sensible defaults, written through the API's own JSON so fixtures stay valid, and
+//! in SQL for tests that run no API.
 
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 /// A valid webhook body; override fields with `merge`.
 pub fn webhook_body() -> Value {
@@ -39,6 +41,11 @@ pub fn webhook(app: &super::TestApp, overrides: Value) -> Value {
     response.json()
 }
 
+/// Creates a webhook through the API and returns its id.
+pub fn webhook_id(app: &super::TestApp, overrides: Value) -> String {
+    id_of(&webhook(app, overrides))
+}
+
 /// Creates a delivery through the API and returns its JSON.
 pub fn delivery(app: &super::TestApp, webhook_id: &str, payload: &str) -> Value {
     let response = app.post(
@@ -47,4 +54,40 @@ pub fn delivery(app: &super::TestApp, webhook_id: &str, payload: &str) -> Value 
     );
     assert_eq!(response.status, 201, "{}", response.text());
     response.json()
+}
+
+/// Creates a delivery through the API and returns its id.
+pub fn delivery_id(app: &super::TestApp, webhook_id: &str, payload: &str) -> String {
+    id_of(&delivery(app, webhook_id, payload))
+}
+
+fn id_of(created: &Value) -> String {
+    created["id"].as_str().unwrap().to_string()
+}
+
+/// Inserts in SQL an active webhook posting to `url`: valid code 200, 5 s timeout, secret
+/// "my-secret-token", `max_delivery_attempts` attempts and a retry backoff of
+/// `retry_backoff` (min, max) seconds. Returns its id.
+pub fn insert_webhook(
+    c: &mut postgres::Client,
+    url: &str,
+    max_delivery_attempts: i32,
+    retry_backoff: (i32, i32),
+) -> Uuid {
+    c.query_one(
+        "INSERT INTO webhooks (id, name, url, content_type, valid_status_codes, secret_token, \
+             active, max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, \
+             retry_max_backoff, created_at, updated_at) \
+         VALUES (gen_random_uuid(), 'Receiver', $1, 'application/json', '{200}', \
+             'my-secret-token', true, $2::integer, 5, $3::integer, $4::integer, now(), now()) \
+         RETURNING id",
+        &[
+            &url,
+            &max_delivery_attempts,
+            &retry_backoff.0,
+            &retry_backoff.1,
+        ],
+    )
+    .expect("insert webhook")
+    .get(0)
 }

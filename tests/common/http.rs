@@ -63,6 +63,17 @@ pub fn request(
     raw(addr, &bytes)
 }
 
+/// `POST path` with `body` as `application/json`.
+pub fn post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> Response {
+    request(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        Some(body.to_string().as_bytes()),
+    )
+}
+
 /// Writes `bytes` as they are and parses what comes back.
 pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect to server");

@@ -62,6 +62,18 @@ pub fn assert_key_order(text: &str, keys: &[&str]) {
     );
 }
 
+/// The `id` of every item in the list `list` of a 200 answer (`GET /v1/deliveries` has its items
+/// in `deliveries`), in order.
+pub fn ids_in(response: &Response, list: &str) -> Vec<String> {
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// The server every test database lives on.
 pub fn admin_url() -> String {
     std::env::var("POSTMAND_TEST_DATABASE_URL").expect(
@@ -286,6 +298,20 @@ impl TestApp {
     /// `PUT path` with a JSON body.
     pub fn put(&self, path: &str, body: &serde_json::Value) -> Response {
         self.send("PUT", path, &body.to_string())
+    }
+
+    /// Asserts that `method path`, sent without a body, is answered `status` with exactly the
+    /// error object `error`.
+    #[track_caller]
+    pub fn assert_error(&self, method: &str, path: &str, status: u16, error: serde_json::Value) {
+        let response = http::request(self.api, method, path, &[], None);
+        assert_eq!(
+            response.status,
+            status,
+            "{method} {path}: {}",
+            response.text()
+        );
+        assert_eq!(response.json(), error, "{method} {path}");
     }
 
     /// `method path` with a raw body sent as `application/json`.

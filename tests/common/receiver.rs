@@ -246,14 +246,8 @@ fn answer_raw(mut stream: TcpStream, response: &[u8], chunk: usize, pause: Durat
             Ok(0) | Err(_) => return,
             Ok(n) => request.extend_from_slice(&buf[..n]),
         }
-        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            while request.len() < end + 4 + length {
+        if let Some(whole) = request_len(&request) {
+            while request.len() < whole {
                 match stream.read(&mut buf) {
                     Ok(0) | Err(_) => return,
                     Ok(n) => request.extend_from_slice(&buf[..n]),
@@ -271,4 +265,17 @@ fn answer_raw(mut stream: TcpStream, response: &[u8], chunk: usize, pause: Durat
         }
     }
     let _ = stream.flush();
+}
+
+/// The length of the whole request `received` starts with (its head, then as much body as its
+/// Content-Length says), once the head is complete.
+pub fn request_len(received: &[u8]) -> Option<usize> {
+    let end = received.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Some(end + 4 + length)
 }
