@@ -68,6 +68,11 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Seconds the servers wait for a client's next bytes or for it to take a response (1-3600); idle keep-alive connections close after it.",
     },
     Setting {
+        name: "POSTMAND_HTTP_MAX_CONNECTIONS",
+        default: "1024",
+        doc: "Connections each server (API, health) keeps open at most (1-65536); one past it is closed at once, the open ones keep being served.",
+    },
+    Setting {
         name: "POSTMAND_MAX_BODY_BYTES",
         default: "1048576",
         doc: "Largest accepted request body in bytes; larger bodies get 413 (1-67108864).",
@@ -115,6 +120,7 @@ const POLLING_INTERVAL_MS: (u64, u64) = (10, 3_600_000);
 const PORT: (u64, u64) = (0, 65535);
 const HTTP_THREADS: (u64, u64) = (1, 256);
 const HTTP_TIMEOUT_SECS: (u64, u64) = (1, 3600);
+const HTTP_MAX_CONNECTIONS: (u64, u64) = (1, 65536);
 const MAX_BODY_BYTES: (u64, u64) = (1, 64 * 1024 * 1024);
 const WORKER_CONCURRENCY: (u64, u64) = (1, 256);
 const WEBHOOK_MAX_IN_FLIGHT: (u64, u64) = (0, 256);
@@ -140,9 +146,11 @@ pub struct Config {
     /// `POSTMAND_HTTP_THREADS`: API request threads. Defaults to 16 (the benchmark's creates/s
     /// rose about 15% from 8; more did not help on 2 cores).
     pub http_threads: usize,
-    /// `POSTMAND_HTTP_TIMEOUT` (s): socket read and write timeout of both servers. Defaults to
-    /// 10 s.
+    /// `POSTMAND_HTTP_TIMEOUT` (s): read and write timeout of every connection to both
+    /// servers. Defaults to 10 s.
     pub http_timeout: Duration,
+    /// `POSTMAND_HTTP_MAX_CONNECTIONS`: open connections per server. Defaults to 1024.
+    pub http_max_connections: usize,
     /// `POSTMAND_MAX_BODY_BYTES`: request body cap. Defaults to 1 MiB.
     pub max_body_bytes: usize,
     /// `POSTMAND_WORKER_CONCURRENCY`: dispatcher threads. Defaults to 16.
@@ -299,6 +307,8 @@ impl Config {
             bind_address,
             http_threads: int("POSTMAND_HTTP_THREADS", HTTP_THREADS)? as usize,
             http_timeout: Duration::from_secs(int("POSTMAND_HTTP_TIMEOUT", HTTP_TIMEOUT_SECS)?),
+            http_max_connections: int("POSTMAND_HTTP_MAX_CONNECTIONS", HTTP_MAX_CONNECTIONS)?
+                as usize,
             max_body_bytes: int("POSTMAND_MAX_BODY_BYTES", MAX_BODY_BYTES)? as usize,
             worker_concurrency: int("POSTMAND_WORKER_CONCURRENCY", WORKER_CONCURRENCY)? as usize,
             worker_batch_size: int("POSTMAND_WORKER_BATCH_SIZE", WORKER_BATCH_SIZE)? as usize,
@@ -338,6 +348,7 @@ impl fmt::Debug for Config {
             .field("bind_address", &self.bind_address)
             .field("http_threads", &self.http_threads)
             .field("http_timeout", &self.http_timeout)
+            .field("http_max_connections", &self.http_max_connections)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("worker_concurrency", &self.worker_concurrency)
             .field("worker_batch_size", &self.worker_batch_size)

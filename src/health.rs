@@ -1,18 +1,26 @@
-//! The health server on `POSTMAND_HEALTH_CHECK_HTTP_PORT`, in every role: `GET /healthz` pings
-//! the database and answers `{"success":true}` (200) or `{"success":false}` (500), and
-//! `GET /metrics` renders the Prometheus metrics. Both stay open when an API token is set.
+//! The health server on `POSTMAND_HEALTH_CHECK_HTTP_PORT`, in every role: `GET /healthz`
+//! answers `{"success":true}` (200) when the process can do its work and `{"success":false}`
+//! (503) when it cannot, and `GET /metrics` renders the Prometheus metrics. Both stay open when
+//! an API token is set.
+//!
+//! "Can do its work" means: every part registered in [`Liveness`] for the role is whole (the
+//! API's request threads and create writer, the dispatchers, the LISTEN connection, this
+//! server's own threads) and the database answers a ping within [`PING_TIMEOUT`]. Every
+//! listener of the role is bound before the parts can be whole, so the first 200 comes only
+//! once the API accepts connections.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use tiny_http::Response;
 
-use crate::api::header;
 use crate::config::Config;
 use crate::db::Pool;
+use crate::listen::{self, header};
+use crate::liveness::Liveness;
 use crate::metrics::{Metrics, QueueStats};
 use crate::shutdown::Shutdown;
 use crate::store::deliveries;
@@ -23,6 +31,14 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Threads answering health requests; two, so one slow ping does not block the next probe.
 const THREADS: usize = 2;
 
+/// What the health threads read.
+struct Context {
+    pool: Pool,
+    metrics: Arc<Metrics>,
+    liveness: Arc<Liveness>,
+    max_body_bytes: usize,
+}
+
 /// The running health server.
 pub struct HealthServer {
     server: Arc<tiny_http::Server>,
@@ -31,30 +47,38 @@ pub struct HealthServer {
 }
 
 impl HealthServer {
-    /// Binds the health port and starts answering.
+    /// Starts answering on `listener` (bound by the caller, before any server starts).
     pub fn start(
         config: &Config,
+        listener: TcpListener,
         pool: Pool,
         shutdown: &Shutdown,
         metrics: Arc<Metrics>,
+        liveness: Arc<Liveness>,
     ) -> io::Result<HealthServer> {
-        let bind = SocketAddr::new(config.bind_address, config.health_port);
-        let server = crate::listen::server(bind, config.http_timeout)?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other("health server is not on an IP address"))?;
+        let server = listen::server(listener, config.http_timeout, config.http_max_connections)?;
+        let addr = listen::addr(&server)?;
         let server = Arc::new(server);
+        let part = liveness.register("health-server", THREADS);
+        let context = Arc::new(Context {
+            pool,
+            metrics,
+            liveness,
+            max_body_bytes: config.max_body_bytes,
+        });
         let mut threads = Vec::with_capacity(THREADS);
         for index in 0..THREADS {
             let server = Arc::clone(&server);
-            let pool = pool.clone();
+            let context = Arc::clone(&context);
             let shutdown = shutdown.clone();
-            let metrics = Arc::clone(&metrics);
+            let running = part.running();
             threads.push(
                 thread::Builder::new()
                     .name(format!("health-{index}"))
-                    .spawn(move || serve(&server, &pool, &shutdown, &metrics))?,
+                    .spawn(move || {
+                        let _running = running;
+                        serve(&server, &context, &shutdown)
+                    })?,
             );
         }
         log::info!("health-server-listen-and-serve addr={addr}");
@@ -83,22 +107,27 @@ impl HealthServer {
     }
 }
 
-fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown, metrics: &Metrics) {
+fn serve(server: &tiny_http::Server, context: &Context, shutdown: &Shutdown) {
     loop {
         let request = match server.recv() {
             Ok(request) => request,
             Err(_) if shutdown.is_requested() => return,
-            // accept() timing out on the listening socket's timeout (listen.rs): nothing new.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
-                log::warn!("health-server-accept-error error={e}");
+                log::warn!("health-server-receive-error error={e}");
                 continue;
             }
         };
-        // See ABSURD_BODY_BYTES in api/mod.rs: tiny_http would allocate the announced size.
-        if request.body_length().is_some_and(|n| n > 1 << 30) {
-            log::warn!("health-request-abandoned reason=\"Content-Length over 1 GiB\"");
-            std::mem::forget(request);
+        if listen::announces_body_over(&request, context.max_body_bytes) {
+            let body = format!(
+                r#"{{"code":9,"message":"request body too large","details":"the limit is {} bytes"}}"#,
+                context.max_body_bytes
+            );
+            let response = Response::from_string(body)
+                .with_status_code(413)
+                .with_header(header("Content-Type", "application/json; charset=utf-8"));
+            if let Err(e) = request.respond_and_close(response) {
+                log::debug!("health-response-not-sent error={e}");
+            }
             continue;
         }
         let path = request.url().split('?').next().unwrap_or("");
@@ -107,13 +136,17 @@ fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown, metrics: 
         let (status, body) = match (request.method().as_str(), path) {
             ("GET", "/metrics") => {
                 content_type = "text/plain; version=0.0.4; charset=utf-8";
-                (200, metrics.render(queue_stats(pool)))
+                let queue = queue_stats(&context.pool);
+                (
+                    200,
+                    context.metrics.render(queue, &context.liveness.parts()),
+                )
             }
             ("GET", "/healthz") => {
-                if ping(pool) {
+                if healthy(context) {
                     (200, r#"{"success":true}"#.to_string())
                 } else {
-                    (500, r#"{"success":false}"#.to_string())
+                    (503, r#"{"success":false}"#.to_string())
                 }
             }
             (_, "/healthz" | "/metrics") => {
@@ -137,6 +170,16 @@ fn serve(server: &tiny_http::Server, pool: &Pool, shutdown: &Shutdown, metrics: 
             log::debug!("health-response-not-sent error={e}");
         }
     }
+}
+
+/// Every part whole and the database answering.
+fn healthy(context: &Context) -> bool {
+    let missing = context.liveness.missing();
+    if !missing.is_empty() {
+        log::warn!("health-check-failed missing={}", missing.join(","));
+        return false;
+    }
+    ping(&context.pool)
 }
 
 /// The queue gauges, or `None` when the database does not answer in time.

@@ -25,6 +25,7 @@ pub mod db;
 pub mod dispatch;
 pub mod health;
 mod listen;
+pub mod liveness;
 pub mod metrics;
 pub mod model;
 pub mod shutdown;
@@ -39,6 +40,7 @@ use cli::{Command, Role};
 use config::Config;
 use dispatch::Workers;
 use health::HealthServer;
+use liveness::Liveness;
 use metrics::Metrics;
 use shutdown::Shutdown;
 
@@ -164,7 +166,20 @@ impl Running {
 
 /// Starts the servers and threads of `role`. They run until `shutdown` is requested and
 /// [`Running::stop`] is called.
+///
+/// Every listener is bound first, so a port that cannot be bound fails the start before
+/// anything runs, and a `/healthz` that answers 200 implies the API accepts connections.
 pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running, Error> {
+    let bind = |server: &'static str, port: u16| {
+        listen::bind(SocketAddr::new(config.bind_address, port))
+            .map_err(|source| Error::Bind { server, source })
+    };
+    let health_listener = bind("health server", config.health_port)?;
+    let api_listener = if role.runs_api() {
+        Some(bind("API", config.http_port)?)
+    } else {
+        None
+    };
     let mut size = 1;
     if role.runs_api() {
         size += config.database_max_open_conns;
@@ -176,11 +191,7 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
     let pool = db::pool(&config.database_url, "postmand", size)?;
     check_schema(&pool)?;
     let metrics = Arc::new(Metrics::default());
-    let health = HealthServer::start(config, pool.clone(), shutdown, Arc::clone(&metrics))
-        .map_err(|source| Error::Bind {
-            server: "health server",
-            source,
-        })?;
+    let liveness = Arc::new(Liveness::default());
     let wake = dispatch::wake_channel(config);
     let local_wake = role.runs_worker().then(|| wake.0.clone());
     let workers = if role.runs_worker() {
@@ -190,28 +201,49 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
             shutdown,
             wake,
             Arc::clone(&metrics),
+            &liveness,
         )?)
     } else {
         None
     };
-    let api = if role.runs_api() {
-        let api = ApiServer::start(config, pool.clone(), shutdown, local_wake, metrics);
-        match api {
-            Ok(api) => Some(api),
-            Err(source) => {
-                shutdown.request();
-                if let Some(workers) = workers {
-                    workers.join();
+    let stop_workers = |workers: Option<Workers>| {
+        shutdown.request();
+        if let Some(workers) = workers {
+            workers.join();
+        }
+    };
+    let api = match api_listener {
+        Some(listener) => {
+            let started = ApiServer::start(
+                config,
+                listener,
+                pool.clone(),
+                shutdown,
+                local_wake,
+                Arc::clone(&metrics),
+                &liveness,
+            );
+            match started {
+                Ok(api) => Some(api),
+                Err(e) => {
+                    stop_workers(workers);
+                    return Err(Error::Spawn(e));
                 }
-                health.stop();
-                return Err(Error::Bind {
-                    server: "API",
-                    source,
-                });
             }
         }
-    } else {
-        None
+        None => None,
+    };
+    let health = HealthServer::start(config, health_listener, pool, shutdown, metrics, liveness);
+    let health = match health {
+        Ok(health) => health,
+        Err(e) => {
+            if let Some(api) = api {
+                shutdown.request();
+                api.stop();
+            }
+            stop_workers(workers);
+            return Err(Error::Spawn(e));
+        }
     };
     Ok(Running {
         api,

@@ -1,54 +1,60 @@
-//! Listening sockets for both tiny_http servers, with read and write timeouts.
+//! What both tiny_http servers (the API and health) share: binding, the limits of their
+//! connections, and header building.
 //!
-//! tiny_http 0.12 sets no timeout on its connections, so a client that stops sending in the
-//! middle of a request head or body, or stops reading a response, holds a thread for ever. On
-//! Linux an accepted socket inherits `SO_RCVTIMEO` and `SO_SNDTIMEO` from the listening one, so
-//! setting them here bounds every connection: tiny_http answers a stalled head with 408 and
-//! closes, a stalled body read fails, and an idle keep-alive connection is closed.
+//! The listening socket has no timeout: tiny_http's accept loop (patched, see
+//! `vendor/tiny_http/PATCHES.md`) blocks in `accept` until a connection or shutdown. Each
+//! accepted connection gets `POSTMAND_HTTP_TIMEOUT` as its read and write timeout, so a client
+//! that stops sending in a request head (408) or body, or stops reading a response, frees its
+//! thread, and an idle keep-alive connection is closed. At most
+//! `POSTMAND_HTTP_MAX_CONNECTIONS` connections are open per server; one past it is closed at
+//! once while the open ones keep being served.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-/// Binds `addr` and sets `timeout` as the read and write timeout of every connection accepted.
-pub fn bind(addr: SocketAddr, timeout: Duration) -> io::Result<TcpListener> {
-    let listener = TcpListener::bind(addr)?;
-    // The socket options live on the descriptor; a TcpStream view of it is how std sets them.
-    let socket = TcpStream::from(OwnedFd::from(listener));
-    socket.set_read_timeout(Some(timeout))?;
-    socket.set_write_timeout(Some(timeout))?;
-    Ok(TcpListener::from(OwnedFd::from(socket)))
+use tiny_http::{ConnectionLimits, Header, Request};
+
+/// Binds `addr`. Every listener of a role is bound before any server answers, so a `/healthz`
+/// that says 200 means the API accepts connections too.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
 }
 
-/// A tiny_http server on `addr` whose connections time out after `timeout`.
-pub fn server(addr: SocketAddr, timeout: Duration) -> io::Result<tiny_http::Server> {
-    let listener = bind(addr, timeout)?;
-    tiny_http::Server::from_listener(listener, None)
-        .map_err(|e| io::Error::new(io::ErrorKind::AddrInUse, format!("{addr}: {e}")))
+/// A tiny_http server on `listener`.
+pub fn server(
+    listener: TcpListener,
+    timeout: Duration,
+    max_connections: usize,
+) -> io::Result<tiny_http::Server> {
+    let addr = listener.local_addr()?;
+    let limits = ConnectionLimits {
+        max_connections: Some(max_connections),
+        read_timeout: Some(timeout),
+        write_timeout: Some(timeout),
+    };
+    tiny_http::Server::from_listener_with_limits(listener, None, limits)
+        .map_err(|e| io::Error::other(format!("{addr}: {e}")))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Read;
+/// The server's IP address (a TCP listener always has one).
+pub fn addr(server: &tiny_http::Server) -> io::Result<SocketAddr> {
+    server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| io::Error::other("server is not on an IP address"))
+}
 
-    #[test]
-    fn accepted_connections_inherit_the_read_timeout() {
-        let listener = bind("127.0.0.1:0".parse().unwrap(), Duration::from_millis(200)).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _client = TcpStream::connect(addr).unwrap();
-        let (mut accepted, _) = listener.accept().unwrap();
-        let started = std::time::Instant::now();
-        let mut byte = [0u8; 1];
-        let error = accepted.read(&mut byte).unwrap_err();
-        assert!(
-            matches!(
-                error.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ),
-            "{error:?}"
-        );
-        assert!(started.elapsed() < Duration::from_secs(5));
-    }
+/// Whether the request announces a body over `limit` bytes. Such a request is answered at once
+/// with [`Request::respond_and_close`]: its body is never read, and its connection is closed
+/// rather than kept in step by reading it.
+pub fn announces_body_over(request: &Request, limit: usize) -> bool {
+    request.body_length().is_some_and(|n| n > limit)
+}
+
+/// A header from two strings known to be valid header text.
+pub fn header(name: &str, value: &str) -> Header {
+    // This unwrap is OK, because every name and value passed here is ASCII without CR or LF:
+    // constants, the Allow lists, and the Content-Types.
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()
 }

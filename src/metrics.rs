@@ -126,10 +126,25 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric; `queue` is absent when the database did
-    /// not answer (then `postmand_database_up` is 0).
-    pub fn render(&self, queue: Option<QueueStats>) -> String {
+    /// not answer (then `postmand_database_up` is 0). `parts` are the process's parts (see
+    /// `liveness`) with whether each is whole.
+    pub fn render(&self, queue: Option<QueueStats>, parts: &[(&str, bool)]) -> String {
         let mut out = String::new();
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        family(
+            &mut out,
+            "postmand_part_up",
+            "gauge",
+            "Whether every thread of a part of the process runs (1) or one is missing (0); /healthz is 503 while any is 0.",
+        );
+        for (part, up) in parts {
+            sample(
+                &mut out,
+                "postmand_part_up",
+                &format!("part=\"{part}\""),
+                f64::from(u8::from(*up)),
+            );
+        }
         family(
             &mut out,
             "postmand_database_up",
@@ -353,7 +368,7 @@ mod tests {
             Transition::Retrying,
             Duration::from_secs(3),
         );
-        let text = metrics.render(None);
+        let text = metrics.render(None, &[]);
         assert!(text.contains("postmand_attempt_duration_seconds_bucket{le=\"0.005\"} 0\n"));
         assert!(text.contains("postmand_attempt_duration_seconds_bucket{le=\"0.01\"} 1\n"));
         assert!(text.contains("postmand_attempt_duration_seconds_bucket{le=\"5\"} 2\n"));
@@ -369,7 +384,7 @@ mod tests {
         metrics.request("GET /v1/webhooks", 200);
         metrics.request("GET /v1/webhooks", 200);
         metrics.request("unknown", 404);
-        let text = metrics.render(None);
+        let text = metrics.render(None, &[]);
         assert!(
             text.contains(
                 "postmand_http_requests_total{route=\"GET /v1/webhooks\",code=\"200\"} 2\n"

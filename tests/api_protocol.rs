@@ -173,14 +173,14 @@ fn every_response_has_json_type_and_security_headers() {
 }
 
 #[test]
-fn healthz_reports_database_up_then_down() {
+fn healthz_reports_database_up_then_down_with_503() {
     let app = TestApp::start("healthz_up_down");
     let up = http::request(app.health, "GET", "/healthz", &[], None);
     assert_eq!(up.status, 200);
     assert_eq!(up.text(), r#"{"success":true}"#);
     drop_database(&app.db.name);
     let down = http::request(app.health, "GET", "/healthz", &[], None);
-    assert_eq!(down.status, 500);
+    assert_eq!(down.status, 503);
     assert_eq!(down.text(), r#"{"success":false}"#);
 }
 

@@ -419,7 +419,7 @@ fn database_restart_under_load_loses_nothing() {
     let probe = call(health, "GET", "/healthz", None);
     assert_eq!(
         (probe.status, probe.body.as_str()),
-        (500, r#"{"success":false}"#),
+        (503, r#"{"success":false}"#),
         "{probe:?}"
     );
     assert!(probe.took < REQUEST_BOUND, "{probe:?}");
@@ -680,7 +680,7 @@ fn database_refusing_connections_returns_503_then_recovers() {
     let probe = call(app.health, "GET", "/healthz", None);
     assert_eq!(
         (probe.status, probe.body.as_str()),
-        (500, r#"{"success":false}"#),
+        (503, r#"{"success":false}"#),
         "{probe:?}"
     );
     assert!(probe.took < REQUEST_BOUND, "{probe:?}");

@@ -40,5 +40,9 @@ mod faults_clients;
 // Hostile receivers: early closes, endless headers, slow drips, invalid status lines; one attempt each.
 mod faults_receivers;
 
+// Servers that never stop listening: idle ports, absurd lengths, fd exhaustion, readiness,
+// the connection cap, crowds of idle connections.
+mod servers;
+
 // Process faults under load: workers killed again and again, three workers beside two APIs.
 mod faults_processes;

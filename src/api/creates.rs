@@ -7,6 +7,7 @@
 //! parse serve many creates instead of one; a lone create waits for nobody, because a writer
 //! is idle and takes it at once.
 
+use std::sync::Arc;
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 use super::errors::ApiError;
 use crate::db::{self, Pool, PooledClient};
+use crate::liveness::Part;
 use crate::model::Delivery;
 use crate::store::deliveries;
 
@@ -44,16 +46,21 @@ impl Creates {
     pub fn start(
         pool: Pool,
         writers: usize,
+        part: &Arc<Part>,
     ) -> std::io::Result<(Creates, Vec<thread::JoinHandle<()>>)> {
         let (jobs, queue) = crossbeam_channel::unbounded();
         let mut threads = Vec::with_capacity(writers);
         for index in 0..writers.max(1) {
             let pool = pool.clone();
             let queue = queue.clone();
+            let running = part.running();
             threads.push(
                 thread::Builder::new()
                     .name(format!("api-writer-{index}"))
-                    .spawn(move || write_until_closed(&pool, &queue))?,
+                    .spawn(move || {
+                        let _running = running;
+                        write_until_closed(&pool, &queue)
+                    })?,
             );
         }
         Ok((Creates { jobs }, threads))

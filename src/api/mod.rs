@@ -17,16 +17,18 @@ pub mod router;
 mod webhooks;
 
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
-use tiny_http::{Header, Request, Response};
+use tiny_http::{Request, Response};
 
 use crate::config::Config;
 use crate::db::{self, Pool, PooledClient};
+use crate::listen::{self, header};
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use errors::ApiError;
@@ -94,30 +96,30 @@ pub struct ApiServer {
     threads: Vec<thread::JoinHandle<()>>,
     writers: Vec<thread::JoinHandle<()>>,
     notifier: thread::JoinHandle<()>,
-    nudger: thread::JoinHandle<()>,
     addr: SocketAddr,
 }
 
 impl ApiServer {
-    /// Binds `POSTMAND_BIND_ADDRESS:POSTMAND_HTTP_PORT` and starts the request threads.
-    /// `local_wake` is the wake channel of this process's dispatchers, if it runs any.
+    /// Starts the request threads on `listener` (bound by the caller, before any server
+    /// starts). `local_wake` is the wake channel of this process's dispatchers, if it runs
+    /// any.
     pub fn start(
         config: &Config,
+        listener: TcpListener,
         pool: Pool,
         shutdown: &Shutdown,
         local_wake: Option<crossbeam_channel::Sender<()>>,
         metrics: Arc<Metrics>,
+        liveness: &Liveness,
     ) -> io::Result<ApiServer> {
-        let bind = SocketAddr::new(config.bind_address, config.http_port);
-        let server = crate::listen::server(bind, config.http_timeout)?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| io::Error::other("API server is not on an IP address"))?;
+        let server = listen::server(listener, config.http_timeout, config.http_max_connections)?;
+        let addr = listen::addr(&server)?;
         let server = Arc::new(server);
         let (notifier, notifier_thread) =
             notify::spawn(config.database_url.clone(), local_wake, shutdown.clone())?;
-        let (creates, writers) = creates::Creates::start(pool.clone(), CREATE_WRITERS)?;
+        let writer_part = liveness.register("create-writer", CREATE_WRITERS);
+        let (creates, writers) =
+            creates::Creates::start(pool.clone(), CREATE_WRITERS, &writer_part)?;
         let context = Arc::new(Context {
             creates,
             pool,
@@ -126,24 +128,27 @@ impl ApiServer {
             api_token: config.api_token.clone(),
             metrics,
         });
+        let part = liveness.register("api-server", config.http_threads);
         let mut threads = Vec::with_capacity(config.http_threads);
         for index in 0..config.http_threads {
             let server = Arc::clone(&server);
             let context = Arc::clone(&context);
             let shutdown = shutdown.clone();
+            let running = part.running();
             let thread = thread::Builder::new()
                 .name(format!("api-{index}"))
-                .spawn(move || serve(&server, &context, &shutdown))?;
+                .spawn(move || {
+                    let _running = running;
+                    serve(&server, &context, &shutdown)
+                })?;
             threads.push(thread);
         }
-        let nudger = spawn_nudger(addr, shutdown.clone())?;
         log::info!("http-server-listen-and-serve addr={addr}");
         Ok(ApiServer {
             server,
             threads,
             writers,
             notifier: notifier_thread,
-            nudger,
             addr,
         })
     }
@@ -174,9 +179,6 @@ impl ApiServer {
         if self.notifier.join().is_err() {
             log::error!("the notifier thread panicked");
         }
-        if self.nudger.join().is_err() {
-            log::error!("the nudger thread panicked");
-        }
         log::info!("http-server-shutdown-finished addr={}", self.addr);
     }
 }
@@ -187,60 +189,21 @@ impl ApiServer {
 /// 7,300/s, 1 writer 8,800/s (p99 8 ms).
 const CREATE_WRITERS: usize = 1;
 
-/// How often the nudger opens and closes a connection to the API.
-const NUDGE_EVERY: Duration = Duration::from_millis(50);
-
-/// Works around a lost wake-up in tiny_http 0.12's connection thread pool (`util::TaskPool`):
-/// when several connections arrive at once, `spawn` can queue a connection while counting a
-/// waiting thread that another connection has already claimed, and the queued connection is
-/// then served only when some other connection closes. With long-lived keep-alive clients that
-/// can be never: the first benchmark run saw requests sit unread in the socket for 10 s. A
-/// connection that opens and closes at once makes a pool thread finish a task and take the
-/// next queued one, so this thread bounds that stall to a few of its periods.
-fn spawn_nudger(addr: SocketAddr, shutdown: Shutdown) -> io::Result<thread::JoinHandle<()>> {
-    let target = if addr.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-    } else {
-        addr
-    };
-    thread::Builder::new()
-        .name("api-nudger".into())
-        .spawn(move || {
-            while !shutdown.wait_timeout(NUDGE_EVERY) {
-                // Connecting is the whole point; a failure only means no nudge this time.
-                let _ = std::net::TcpStream::connect_timeout(&target, NUDGE_EVERY);
-            }
-        })
-}
-
 /// One request thread: take, answer, repeat until unblocked at shutdown.
 fn serve(server: &tiny_http::Server, context: &Context, shutdown: &Shutdown) {
     loop {
         match server.recv() {
             Ok(request) => answer(context, request),
             Err(_) if shutdown.is_requested() => return,
-            // accept() timing out on the listening socket's timeout (listen.rs): nothing new.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => log::warn!("http-server-accept-error error={e}"),
+            Err(e) => log::warn!("http-server-receive-error error={e}"),
         }
     }
 }
 
-/// Above this announced body size a request is abandoned without an answer. tiny_http 0.12
-/// discards an unread body when the request is dropped by allocating a buffer of the announced
-/// size: a `Content-Length` of 10^15 aborts the process, 2^64-1 panics the thread. Leaking such a
-/// request (its connection stays open until the client gives up) is the lesser harm.
-const ABSURD_BODY_BYTES: usize = 1 << 30;
-
 /// Answers one request; a panic in it is contained so the thread keeps serving.
 fn answer(context: &Context, request: Request) {
-    if request.body_length().is_some_and(|n| n > ABSURD_BODY_BYTES) {
-        log::warn!(
-            "request-abandoned method={} url={} reason=\"Content-Length over {ABSURD_BODY_BYTES}\"",
-            request.method(),
-            request.url()
-        );
-        std::mem::forget(request);
+    if listen::announces_body_over(&request, context.max_body_bytes) {
+        refuse_oversized(context, request);
         return;
     }
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -249,6 +212,24 @@ fn answer(context: &Context, request: Request) {
     if outcome.is_err() {
         log::error!("api-request-panicked: the request was dropped; the thread carries on");
     }
+}
+
+/// 413 from the announced length alone, before routing: the body is never read and the
+/// connection is closed, so however large the announcement, nothing is allocated or kept.
+fn refuse_oversized(context: &Context, request: Request) {
+    let error = ApiError::BodyTooLarge {
+        limit: context.max_body_bytes,
+    };
+    let method = request.method().as_str().to_string();
+    let url = request.url().to_string();
+    let response = json_response(error.status(), error.body().into_bytes(), None);
+    if let Err(e) = request.respond_and_close(response) {
+        log::debug!("http-response-not-sent method={method} url={url} error={e}");
+    }
+    context.metrics.request("unmatched", 413);
+    log::debug!(
+        "request-completed method={method} url={url} status=413 reason=\"announced body over the limit\""
+    );
 }
 
 fn answer_request(context: &Context, mut request: Request) {
@@ -288,17 +269,7 @@ fn answer_request(context: &Context, mut request: Request) {
             (error.status(), error.body().into_bytes(), allow)
         }
     };
-    let mut response = Response::from_data(body).with_status_code(status);
-    response.add_header(header("Content-Type", "application/json; charset=utf-8"));
-    for (name, value) in SECURITY_HEADERS {
-        response.add_header(header(name, value));
-    }
-    if let Some(allow) = allow {
-        response.add_header(header("Allow", &allow));
-    }
-    if status == 401 {
-        response.add_header(header("WWW-Authenticate", "Bearer"));
-    }
+    let response = json_response(status, body, allow.as_deref());
     respond(request, response, &method, &url);
     context.metrics.request(route_name, status);
     let took_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -311,6 +282,22 @@ fn answer_request(context: &Context, mut request: Request) {
             "request-completed method={method} url={url} status={status} took_ms={took_ms:.1}"
         );
     }
+}
+
+/// A JSON response with the security headers (and `Allow` for a 405, the challenge for a 401).
+fn json_response(status: u16, body: Vec<u8>, allow: Option<&str>) -> Response<io::Cursor<Vec<u8>>> {
+    let mut response = Response::from_data(body).with_status_code(status);
+    response.add_header(header("Content-Type", "application/json; charset=utf-8"));
+    for (name, value) in SECURITY_HEADERS {
+        response.add_header(header(name, value));
+    }
+    if let Some(allow) = allow {
+        response.add_header(header("Allow", allow));
+    }
+    if status == 401 {
+        response.add_header(header("WWW-Authenticate", "Bearer"));
+    }
+    response
 }
 
 fn respond<R: io::Read>(request: Request, response: Response<R>, method: &str, url: &str) {
@@ -410,12 +397,4 @@ fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
         // The client went away or sent a broken chunked body: nothing useful can be answered.
         Err(_) => Err(ApiError::MalformedBody),
     }
-}
-
-/// A header from two strings known to be valid header text (this server's and the health
-/// server's).
-pub(crate) fn header(name: &str, value: &str) -> Header {
-    // This unwrap is OK, because every name and value passed here is ASCII without CR or LF:
-    // constants, the Allow lists, and the Content-Types.
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap()
 }

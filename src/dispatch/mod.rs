@@ -23,6 +23,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::Config;
 use crate::db::{self, Pool};
+use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use dispatcher::{Dispatcher, Shared};
@@ -70,6 +71,7 @@ impl Workers {
         shutdown: &Shutdown,
         (wake_tx, wake_rx): (Sender<()>, Receiver<()>),
         metrics: Arc<Metrics>,
+        liveness: &Liveness,
     ) -> Result<Workers, crate::Error> {
         let mut clients = Vec::with_capacity(config.worker_concurrency);
         for _ in 0..config.worker_concurrency {
@@ -95,6 +97,7 @@ impl Workers {
             config.database_url.clone(),
             wake_tx.clone(),
             shutdown.clone(),
+            liveness.register("listener", 1),
         )
         .map_err(crate::Error::Spawn)?;
         let retention = match config.retention_days {
@@ -110,6 +113,7 @@ impl Workers {
             None => None,
         };
         let panicked = Arc::new(AtomicBool::new(false));
+        let part = liveness.register("dispatchers", clients.len());
         let mut threads = Vec::with_capacity(clients.len());
         for (index, client) in clients.into_iter().enumerate() {
             let dispatcher = Dispatcher {
@@ -125,9 +129,11 @@ impl Workers {
                 panicked: Arc::clone(&panicked),
                 index,
             };
+            let running = part.running();
             let thread = thread::Builder::new()
                 .name(format!("dispatcher-{index}"))
                 .spawn(move || {
+                    let _running = running;
                     let _guard = guard;
                     dispatcher.run();
                 })

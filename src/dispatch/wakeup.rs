@@ -3,6 +3,7 @@
 //! it is never the source of truth: dispatchers also poll, so a lost notification or a dropped
 //! listener connection delays a delivery by at most one polling interval.
 
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use crossbeam_channel::Sender;
 use postgres::fallible_iterator::FallibleIterator;
 
 use crate::db;
+use crate::liveness::Part;
 use crate::shutdown::Shutdown;
 use crate::store::deliveries::{self, NOTIFY_CHANNEL};
 
@@ -20,18 +22,22 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
 /// Starts the listener thread. It runs until shutdown, reconnecting with exponential backoff and
-/// one log line per failure.
+/// one log line per failure. `part` is up while the LISTEN connection is.
 pub fn spawn_listener(
     database_url: String,
     wake: Sender<()>,
     shutdown: Shutdown,
+    part: Arc<Part>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("listener".into())
-        .spawn(move || listen(&database_url, &wake, &shutdown))
+        .spawn(move || {
+            listen(&database_url, &wake, &shutdown, &part);
+            part.set_up(false);
+        })
 }
 
-fn listen(database_url: &str, wake: &Sender<()>, shutdown: &Shutdown) {
+fn listen(database_url: &str, wake: &Sender<()>, shutdown: &Shutdown, part: &Part) {
     let mut delay = Duration::from_millis(100);
     while !shutdown.is_requested() {
         let connected = db::connect(database_url, "postmand-listener")
@@ -54,6 +60,7 @@ fn listen(database_url: &str, wake: &Sender<()>, shutdown: &Shutdown) {
             }
         };
         log::debug!("listener-connected channel={NOTIFY_CHANNEL}");
+        part.set_up(true);
         delay = Duration::from_millis(100);
         // Deliveries may have been queued while no one listened.
         let _ = wake.try_send(());
@@ -71,5 +78,6 @@ fn listen(database_url: &str, wake: &Sender<()>, shutdown: &Shutdown) {
                 }
             }
         }
+        part.set_up(false);
     }
 }

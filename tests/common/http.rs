@@ -45,6 +45,45 @@ pub fn request(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Response {
+    raw(addr, &request_bytes(addr, method, path, headers, body))
+}
+
+/// [`request`], with a refused connection or an incomplete answer as an error instead of a
+/// panic (for polling a server that may not listen yet).
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<Response, String> {
+    let bytes = request_bytes(addr, method, path, headers, body);
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(super::test_timeout()))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(&bytes)
+        .map_err(|e| format!("write: {e}"))?;
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    if !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Err(format!(
+            "incomplete answer: {:?}",
+            String::from_utf8_lossy(&received)
+        ));
+    }
+    Ok(parse(&received))
+}
+
+/// The bytes of a request with `Connection: close`.
+fn request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Vec<u8> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -60,7 +99,7 @@ pub fn request(
     if let Some(body) = body {
         bytes.extend_from_slice(body);
     }
-    raw(addr, &bytes)
+    bytes
 }
 
 /// `POST path` with `body` as `application/json`.
@@ -87,7 +126,8 @@ pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Response {
     parse(&received)
 }
 
-fn parse(received: &[u8]) -> Response {
+/// Parses a whole response; panics when there is none.
+pub fn parse(received: &[u8]) -> Response {
     let split = received
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

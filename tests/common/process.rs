@@ -64,6 +64,32 @@ impl Postmand {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Descriptors the process has open now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|dir| dir.count())
+            .unwrap_or(0)
+    }
+
+    /// Waits until `GET /healthz` on `health` answers 200: every part of the role serves.
+    pub fn wait_ready(&mut self, health: SocketAddr) {
+        wait_until("postmand to be ready (/healthz 200)", || {
+            self.assert_running();
+            let status =
+                super::http::try_request(health, "GET", "/healthz", &[], None).map(|r| r.status);
+            if status.as_ref().is_ok_and(|s| *s == 200) {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        });
+    }
+
     /// The log so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
+use crate::util::{CloseFlag, CloseGate};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
 
@@ -20,14 +21,17 @@ pub struct ClientConnection {
 
     // sequence of Readers to the stream, so that the data is not read in
     //  the wrong order
-    source: SequentialReaderBuilder<BufReader<RefinedTcpStream>>,
+    source: SequentialReaderBuilder<CloseGate<BufReader<RefinedTcpStream>>>,
 
     // sequence of Writers to the stream, to avoid writing response #2 before
     //  response #1
     sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
 
     // Reader to read the next header from
-    next_header_source: SequentialReader<BufReader<RefinedTcpStream>>,
+    next_header_source: SequentialReader<CloseGate<BufReader<RefinedTcpStream>>>,
+
+    // postmand patch 3: set by a request to end this connection after its response
+    close_flag: CloseFlag,
 
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
@@ -55,7 +59,11 @@ impl ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
 
-        let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
+        let close_flag = CloseFlag::default();
+        let mut source = SequentialReaderBuilder::new(CloseGate::new(
+            BufReader::with_capacity(1024, read_socket),
+            close_flag.clone(),
+        ));
         let first_header = source.next().unwrap();
 
         ClientConnection {
@@ -65,6 +73,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            close_flag,
         }
     }
 
@@ -153,6 +162,7 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            self.close_flag.clone(),
         )
         .map_err(|e| {
             use crate::request;

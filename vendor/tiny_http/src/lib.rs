@@ -99,12 +99,12 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use client::ClientConnection;
 use connection::Connection;
@@ -161,6 +161,7 @@ impl From<Request> for Message {
 
 // this trait is to make sure that Server implements Share and Send
 #[doc(hidden)]
+#[allow(dead_code)] // postmand: silences a warning of modern rustc
 trait MustBeShareDummy: Sync + Send {}
 #[doc(hidden)]
 impl MustBeShareDummy for Server {}
@@ -177,6 +178,71 @@ pub struct ServerConfig {
 
     /// If `Some`, then the server will use SSL to encode the communications.
     pub ssl: Option<SslConfig>,
+}
+
+/// postmand patch 4: limits on the connections of one server. The default sets none, as
+/// upstream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectionLimits {
+    /// Most connections open at once. A connection accepted past it is closed at once, and
+    /// the open ones keep being served. `None`: no limit.
+    pub max_connections: Option<usize>,
+    /// Read timeout of every accepted connection: a client that stops sending in a request
+    /// head gets 408, one that stops in a body fails that read, an idle keep-alive connection
+    /// is closed. `None`: wait for ever.
+    pub read_timeout: Option<Duration>,
+    /// Write timeout of every accepted connection. `None`: wait for ever.
+    pub write_timeout: Option<Duration>,
+}
+
+/// postmand patch 1: how long the accept loop pauses after an error that is not about one
+/// connection (out of file descriptors, memory or buffers), so that it does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// postmand patch 1: least time between two warnings about failed accepts.
+const ACCEPT_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// postmand patch 1: an accept error that concerns only the connection being accepted (or the
+/// socket's own timeout), after which the next accept may succeed at once.
+fn accept_error_is_per_connection(error: &IoError) -> bool {
+    // EPROTO: a protocol error on the pending connection (Linux, accept(2)).
+    const EPROTO: i32 = 71;
+    matches!(
+        error.kind(),
+        IoErrorKind::WouldBlock
+            | IoErrorKind::TimedOut
+            | IoErrorKind::Interrupted
+            | IoErrorKind::ConnectionAborted
+            | IoErrorKind::ConnectionReset
+    ) || error.raw_os_error() == Some(EPROTO)
+}
+
+/// postmand patch 1 and 4: one warning per [`ACCEPT_WARNING_EVERY`], with how many were held
+/// back.
+struct RateLimitedWarning {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl RateLimitedWarning {
+    fn warn(&mut self, what: std::fmt::Arguments<'_>) {
+        if self.last.is_some_and(|at| at.elapsed() < ACCEPT_WARNING_EVERY) {
+            self.held_back += 1;
+            return;
+        }
+        log::warn!("{} ({} more since the last warning)", what, self.held_back);
+        self.last = Some(Instant::now());
+        self.held_back = 0;
+    }
+}
+
+/// postmand patch 4: counts a connection as open until its task ends.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Configuration of the server for SSL.
@@ -243,6 +309,15 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_limits(listener, ssl_config, ConnectionLimits::default())
+    }
+
+    /// postmand patch 4: `from_listener` with limits on the connections.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        limits: ConnectionLimits,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -289,12 +364,37 @@ impl Server {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
 
+            // postmand patch 1 and 4
+            let open_connections = Arc::new(AtomicUsize::new(0));
+            let mut accept_warning = RateLimitedWarning {
+                last: None,
+                held_back: 0,
+            };
+            let mut limit_warning = RateLimitedWarning {
+                last: None,
+                held_back: 0,
+            };
+
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
+                        // postmand patch 4: past the limit, close at once (drop).
+                        if let Some(max) = limits.max_connections {
+                            if open_connections.load(Ordering::Acquire) >= max {
+                                limit_warning.warn(format_args!(
+                                    "closed a new connection: {max} connections are open"
+                                ));
+                                continue;
+                            }
+                        }
+                        if let Err(e) = sock.set_timeouts(limits.read_timeout, limits.write_timeout)
+                        {
+                            log::debug!("closed a new connection: cannot set its timeouts: {e}");
+                            continue;
+                        }
+                        let streams = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
@@ -310,6 +410,20 @@ impl Server {
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
                         };
+                        // postmand patch 1: upstream unwrapped this clone, so EMFILE here
+                        // panicked the accept thread.
+                        let (read_closable, write_closable) = match streams {
+                            Ok(streams) => streams,
+                            Err(e) => {
+                                accept_warning.warn(format_args!(
+                                    "Error accepting new clients, retrying in {} ms: {}",
+                                    ACCEPT_ERROR_PAUSE.as_millis(),
+                                    e
+                                ));
+                                thread::sleep(ACCEPT_ERROR_PAUSE);
+                                continue;
+                            }
+                        };
 
                         Ok(ClientConnection::new(write_closable, read_closable))
                     }
@@ -319,9 +433,11 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
-                        let mut client = Some(client);
+                        open_connections.fetch_add(1, Ordering::AcqRel);
+                        let open = OpenConnection(Arc::clone(&open_connections));
+                        let mut client = Some((client, open));
                         tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
+                            if let Some((client, _open)) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
@@ -338,10 +454,19 @@ impl Server {
                         }));
                     }
 
+                    // postmand patch 1: upstream ended the accept loop on any error (tiny-http
+                    // issue #283, PR #284), leaving a process whose port refuses every
+                    // connection. Only the close trigger ends it now.
+                    Err(e) if accept_error_is_per_connection(&e) => {
+                        log::debug!("Error accepting new client: {}", e);
+                    }
                     Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        accept_warning.warn(format_args!(
+                            "Error accepting new clients, retrying in {} ms: {}",
+                            ACCEPT_ERROR_PAUSE.as_millis(),
+                            e
+                        ));
+                        thread::sleep(ACCEPT_ERROR_PAUSE);
                     }
                 }
             }

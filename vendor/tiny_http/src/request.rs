@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
-use crate::util::{EqualReader, FusedReader};
+use crate::util::{CloseFlag, DrainOnDrop, EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
 
@@ -74,6 +74,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // postmand patch 3: set to read no further request from this connection
+    close_flag: CloseFlag,
 }
 
 struct NotifyOnDrop<R> {
@@ -135,6 +138,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    close_flag: CloseFlag,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -213,12 +217,14 @@ where
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
             let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
+            let data_reader = DrainOnDrop::new(data_reader, close_flag.clone());
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        let data_reader = DrainOnDrop::new(Decoder::new(source_data), close_flag.clone());
+        Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
@@ -238,6 +244,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        close_flag,
     })
 }
 
@@ -438,6 +445,17 @@ impl Request {
             sender.send(()).unwrap();
         }
         res
+    }
+
+    /// postmand patch 3: sends `response` with `Connection: close`, then closes the connection
+    /// without reading what is left of the request body. For a body that will not be read,
+    /// such as one announced too large.
+    pub fn respond_and_close<R>(self, response: Response<R>) -> Result<(), IoError>
+    where
+        R: Read,
+    {
+        self.close_flag.set();
+        self.respond(response.with_connection_close())
     }
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>

@@ -285,6 +285,14 @@ where
         self.headers.push(header);
     }
 
+    /// postmand patch 3: adds `Connection: close`, which `add_header` refuses; only
+    /// `Request::respond_and_close` calls it, and it does close the connection.
+    pub(crate) fn with_connection_close(mut self) -> Response<R> {
+        self.headers
+            .push(Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap());
+        self
+    }
+
     /// Returns the same request, but with an additional header.
     ///
     /// Some headers cannot be modified and some other have a

@@ -5,15 +5,16 @@ use std::sync::mpsc::{Receiver, Sender};
 
 /// A `Reader` that reads exactly the number of bytes from a sub-reader.
 ///
-/// If the limit is reached, it returns EOF. If the limit is not reached
-/// when the destructor is called, the remaining bytes will be read and
-/// thrown away.
+/// If the limit is reached, it returns EOF. postmand patch 3: what is left unread when it is
+/// dropped is no longer read here (upstream allocated the whole remainder); see
+/// `body_drain::DrainOnDrop`.
 pub struct EqualReader<R>
 where
     R: Read,
 {
     reader: R,
     size: usize,
+    #[allow(dead_code)] // postmand patch 3: only the removed Drop sent on it
     last_read_signal: Sender<IoResult<()>>,
 }
 
@@ -59,33 +60,6 @@ where
     }
 }
 
-impl<R> Drop for EqualReader<R>
-where
-    R: Read,
-{
-    fn drop(&mut self) {
-        let mut remaining_to_read = self.size;
-
-        while remaining_to_read > 0 {
-            let mut buf = vec![0; remaining_to_read];
-
-            match self.reader.read(&mut buf) {
-                Err(e) => {
-                    self.last_read_signal.send(Err(e)).ok();
-                    break;
-                }
-                Ok(0) => {
-                    self.last_read_signal.send(Ok(())).ok();
-                    break;
-                }
-                Ok(other) => {
-                    remaining_to_read -= other;
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::EqualReader;
@@ -117,7 +91,9 @@ mod tests {
         let mut org_reader = Cursor::new("hello world".to_string().into_bytes());
 
         {
-            let (mut equal_reader, _) = EqualReader::new(org_reader.by_ref(), 5);
+            let (equal_reader, _) = EqualReader::new(org_reader.by_ref(), 5);
+            let mut equal_reader =
+                crate::util::DrainOnDrop::new(equal_reader, crate::util::CloseFlag::default());
 
             let mut vec = [0];
             equal_reader.read_exact(&mut vec).unwrap();

@@ -22,6 +22,18 @@ impl Clone for Stream {
     }
 }
 
+impl Stream {
+    /// postmand patch 1: `clone` without the unwrap; cloning needs a descriptor, which may be
+    /// the one the process does not have (EMFILE).
+    fn try_clone(&self) -> IoResult<Self> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.try_clone().map(Stream::Http),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(ssl_stream) => Ok(Stream::Https(ssl_stream.clone())),
+        }
+    }
+}
+
 impl From<Connection> for Stream {
     fn from(tcp_stream: Connection) -> Self {
         Stream::Http(tcp_stream)
@@ -89,13 +101,13 @@ pub struct RefinedTcpStream {
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> (RefinedTcpStream, RefinedTcpStream)
+    pub(crate) fn new<S>(stream: S) -> IoResult<(RefinedTcpStream, RefinedTcpStream)>
     where
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
 
-        let (read, write) = (stream.clone(), stream);
+        let (read, write) = (stream.try_clone()?, stream);
 
         let read = RefinedTcpStream {
             stream: read,
@@ -109,7 +121,7 @@ impl RefinedTcpStream {
             close_write: true,
         };
 
-        (read, write)
+        Ok((read, write))
     }
 
     /// Returns true if this struct wraps around a secure connection.

@@ -69,7 +69,12 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // postmand patch 2: a waiting thread stays counted in `waiting_tasks` until it has
+        // woken up and taken the lock again, so comparing it with zero let a second task be
+        // queued for a thread that was already promised to the first one; that task then waited
+        // until some other connection closed. Queue a task only for a waiting thread that no
+        // queued task has claimed yet.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
