@@ -311,3 +311,44 @@ fn issue_10_idle_and_stalled_connections_leave_a_normal_client_fast() {
     assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
     drop((idle, stalled));
 }
+
+#[test]
+fn issue_10_simultaneous_keep_alive_connections_are_each_served_at_once() {
+    // See: issue 10, vendor/tiny_http/PATCHES.md patch 2. tiny_http's pool could queue a
+    // connection for a thread already promised to another; with every client holding its
+    // connection open, that one was served only when some connection closed (here: after the
+    // 10 s idle timeout). The nudger used to paper over it.
+    let app = TestApp::start("servers_simultaneous");
+    for round in 0..5 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(64));
+        let clients: Vec<_> = (0..64)
+            .map(|_| {
+                let barrier = std::sync::Arc::clone(&barrier);
+                let addr = app.api;
+                std::thread::spawn(move || {
+                    let mut stream = TcpStream::connect(addr).expect("connect");
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(5)))
+                        .expect("set timeout");
+                    barrier.wait();
+                    let request = format!("GET /v1/webhooks HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+                    stream.write_all(request.as_bytes()).expect("send");
+                    let mut head = [0u8; 12];
+                    let answer = stream.read_exact(&mut head).map(|()| head);
+                    // Hold the connection until every client has its answer.
+                    (answer, stream)
+                })
+            })
+            .collect();
+        let answers: Vec<_> = clients
+            .into_iter()
+            .map(|c| c.join().expect("client thread"))
+            .collect();
+        for (answer, _stream) in &answers {
+            match answer {
+                Ok(head) => assert_eq!(head, b"HTTP/1.1 200", "round {round}"),
+                Err(e) => panic!("round {round}: a held keep-alive connection waited: {e}"),
+            }
+        }
+    }
+}
