@@ -825,14 +825,11 @@ COMMIT;
 "#;
 
 /// The session settings of a dispatcher's connection as pgbench options: every pooled session
-/// has `jit = off` (`db`), a dispatcher's adds `store::deliveries::CLAIM_SESSION_SETTINGS`.
+/// has `jit = off` (`db`), a dispatcher's adds `store::queue::SESSION_SETTINGS`.
 fn pgbench_session() -> String {
     let mut options = String::from("-c jit=off");
-    for setting in postmand::store::deliveries::CLAIM_SESSION_SETTINGS.split(';') {
-        if let Some(assignment) = setting.trim().strip_prefix("SET ") {
-            options.push_str(" -c ");
-            options.push_str(&assignment.replace(' ', ""));
-        }
+    for (name, value) in postmand::store::queue::SESSION_SETTINGS {
+        options.push_str(&format!(" -c {name}={value}"));
     }
     options
 }

@@ -23,7 +23,7 @@ use crate::listen::{self, header};
 use crate::liveness::Liveness;
 use crate::metrics::{Metrics, QueueStats};
 use crate::shutdown::Shutdown;
-use crate::store::deliveries;
+use crate::store::queue;
 
 /// A ping that takes longer than this counts as a failure, so a probe never hangs.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -185,7 +185,7 @@ fn healthy(context: &Context) -> bool {
 /// The queue gauges, or `None` when the database does not answer in time.
 fn queue_stats(pool: &Pool) -> Option<QueueStats> {
     let mut client = pool.get_timeout(PING_TIMEOUT).ok()?;
-    match deliveries::queue_stats(&mut *client) {
+    match queue::queue_stats(&mut *client) {
         Ok((pending, due, oldest_due_age_secs, deliveries_estimate)) => Some(QueueStats {
             pending,
             due,

@@ -9,6 +9,10 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+/// Longest `delivery_attempt_timeout` a webhook may have, in seconds: at most five minutes per
+/// attempt, as a dispatcher and its transaction are held that long.
+pub const MAX_ATTEMPT_TIMEOUT_SECS: i64 = 300;
+
 /// Where a delivery is in its life. The `deliveries_status_check` constraint enforces the same set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeliveryStatus {

@@ -569,10 +569,10 @@ fn claim_uses_the_pending_index_and_skips_inactive_backlog() {
         )
         .unwrap();
     let mut tx = client.transaction().unwrap();
-    let due = postmand::store::deliveries::due_webhooks(&mut tx, None, &[], 4).unwrap();
+    let due = postmand::store::queue::due_webhooks(&mut tx, None, &[], 4).unwrap();
     let due: Vec<String> = due.iter().map(|w| w.id.to_string()).collect();
     assert_eq!(due, ["00000000-0000-4000-8000-000000000002"]);
-    let batch = postmand::store::deliveries::claim_batch(
+    let batch = postmand::store::queue::claim_batch(
         &mut tx,
         None,
         "00000000-0000-4000-8000-000000000002".parse().unwrap(),
@@ -581,7 +581,7 @@ fn claim_uses_the_pending_index_and_skips_inactive_backlog() {
     .unwrap();
     assert_eq!(batch.len(), 3);
     tx.rollback().unwrap();
-    let plan = postmand::store::deliveries::explain_claim(&mut client, 8).unwrap();
+    let plan = postmand::store::queue::explain_claim(&mut client, 8).unwrap();
     assert!(
         plan.contains("deliveries_pending_webhook_due_idx"),
         "{plan}"

@@ -15,8 +15,7 @@ use crate::model::{Attempt, Delivery, Webhook, WebhookSettings};
 /// Upper bounds of the webhook's integers. The original had none below SMALLINT and answered
 /// 500 past it; these are documented in README.md and the OpenAPI document.
 pub const MAX_DELIVERY_ATTEMPTS: i64 = 1000;
-/// At most five minutes per attempt: a dispatcher and its transaction are held that long.
-pub const MAX_ATTEMPT_TIMEOUT_SECS: i64 = 300;
+pub use crate::model::MAX_ATTEMPT_TIMEOUT_SECS;
 /// A day.
 pub const MAX_RETRY_MIN_BACKOFF_SECS: i64 = 86_400;
 /// A week.

@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::db;
 use crate::shutdown::Shutdown;
-use crate::store::deliveries;
+use crate::store::queue;
 
 /// Least time between two NOTIFYs of one API process.
 pub const COOLDOWN: Duration = Duration::from_millis(2);
@@ -62,7 +62,7 @@ fn run(database_url: &str, pokes: &Receiver<()>, local: Option<&Sender<()>>, shu
             let connected = db::connect(database_url, "postmand-notifier")
                 .map_err(|e| e.to_string())
                 .and_then(|mut c| {
-                    deliveries::prepare_notifier(&mut c)
+                    queue::prepare_notifier(&mut c)
                         .map(|()| c)
                         .map_err(|e| e.to_string())
                 });
@@ -76,7 +76,7 @@ fn run(database_url: &str, pokes: &Receiver<()>, local: Option<&Sender<()>>, shu
             };
         }
         if let Some(c) = client.as_mut()
-            && let Err(e) = deliveries::notify(c)
+            && let Err(e) = queue::notify(c)
         {
             log::warn!("notifier-error error={e}");
             client = None;

@@ -9,10 +9,19 @@
 //! claimer sends them again (at-least-once; a crash repeats at most one batch per dispatcher).
 //! No database call is made while an HTTP request is in flight. A batch stops at its first
 //! failed attempt (the endpoint is in trouble: the rest stay pending, untouched, for the next
-//! claim and the limiter's judgement) and at shutdown (what was sent is committed).
+//! claim and the limiter's judgement), at shutdown (what was sent is committed), and at its
+//! time budget: it starts no attempt that, at the pace of the last one, would end more than one
+//! attempt timeout after the batch began. So a slow endpoint that does answer has its successes
+//! committed (and visible) within about one timeout, holds its rows and transaction no longer,
+//! and edits to its webhook apply to the next batch.
+//!
+//! The claim never idles while claimable work exists: webhooks whose due rows are all held by
+//! other claimers rank first (their oldest rows are the ones in flight), so the candidates that
+//! come back empty are excluded and the query is asked again, until a batch is claimed or no
+//! webhook with due work is left.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, select};
 use uuid::Uuid;
@@ -24,7 +33,7 @@ use crate::db::{self, Pool, PooledClient};
 use crate::metrics::{AttemptOutcome, Metrics, Transition};
 use crate::model::{DeliveryStatus, WebhookSettings};
 use crate::shutdown::Shutdown;
-use crate::store::{self, deliveries};
+use crate::store::{self, queue};
 
 /// Longest pause after repeated database errors.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
@@ -53,13 +62,46 @@ pub struct Dispatcher {
     pub shared: Arc<Shared>,
     /// Its connection and the statements prepared on it; `None` after a failure until a new
     /// one is checked out.
-    pub client: Option<(PooledClient, deliveries::Prepared)>,
+    pub session: Option<Session>,
     /// Tokens meaning "there may be due work".
     pub wake_rx: Receiver<()>,
     /// For passing a token on after a successful claim: where there was one, there may be more.
     pub wake_tx: Sender<()>,
     /// The stop request.
     pub shutdown: Shutdown,
+}
+
+/// A dispatcher's own connection, with its session settings and prepared statements. When it
+/// is dropped (after a database error, or at shutdown) the settings are undone before the
+/// connection goes back to the pool, so no API request ever plans with them.
+pub struct Session {
+    client: PooledClient,
+    prepared: queue::Prepared,
+}
+
+impl Session {
+    /// Checks a connection out of `pool` and readies it for dispatching.
+    pub fn open(pool: &Pool) -> Result<Session, DispatchError> {
+        let mut client = db::checkout(pool).map_err(DispatchError::Checkout)?;
+        let prepared = queue::Prepared::new(&mut *client)?;
+        Ok(Session { client, prepared })
+    }
+
+    /// The connection, for tests that check what goes back to the pool.
+    pub fn client(&mut self) -> &mut postgres::Client {
+        &mut self.client
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.client.is_closed() {
+            return;
+        }
+        if let Err(e) = queue::reset_dispatcher_session(&mut *self.client) {
+            log::warn!("dispatcher-session-reset-error error={e}");
+        }
+    }
 }
 
 /// What one turn of the loop did.
@@ -88,7 +130,7 @@ impl Dispatcher {
                 Err(e) => {
                     errors = errors.saturating_add(1);
                     if e.is_unavailable() {
-                        self.client = None;
+                        self.session = None;
                     }
                     let pause = (Duration::from_millis(100) * 2u32.saturating_pow(errors.min(8)))
                         .min(MAX_ERROR_BACKOFF);
@@ -117,37 +159,45 @@ impl Dispatcher {
 
     /// Claims, sends, records and commits one batch.
     pub fn run_once(&mut self) -> Result<Turn, DispatchError> {
-        if self.client.is_none() {
-            let mut client = db::checkout(&self.shared.pool).map_err(DispatchError::Checkout)?;
-            let prepared = deliveries::Prepared::new(&mut *client)?;
-            self.client = Some((client, prepared));
+        if self.session.is_none() {
+            self.session = Some(Session::open(&self.shared.pool)?);
         }
         let shared = Arc::clone(&self.shared);
-        let Some((client, prepared)) = self.client.as_mut() else {
+        let Some(Session { client, prepared }) = self.session.as_mut() else {
             return Ok(Turn::Idle);
         };
         let mut tx = client.transaction().map_err(store::Error::from)?;
-        let excluded = shared.limiter.saturated();
+        let mut excluded = shared.limiter.saturated();
         let mut turn = Turn::Idle;
         let mut claim = None;
-        for webhook in prepared.due_webhooks(&mut tx, &excluded, deliveries::WEBHOOKS_PER_CLAIM)? {
-            let size = match shared.limiter.try_acquire(webhook.id) {
-                None => {
-                    turn = Turn::Deferred;
-                    continue;
-                }
-                Some(Admission::Probe) => 1,
-                Some(Admission::Full) => shared.batch_size,
-            };
-            let slot = Slot {
-                limiter: &shared.limiter,
-                webhook_id: webhook.id,
-                succeeded: None,
-            };
-            let batch = prepared.claim_batch(&mut tx, webhook.id, size)?;
-            if !batch.is_empty() {
-                claim = Some((webhook, slot, batch));
+        'search: loop {
+            let candidates =
+                prepared.due_webhooks(&mut tx, &excluded, queue::WEBHOOKS_PER_CLAIM)?;
+            if candidates.is_empty() {
                 break;
+            }
+            for webhook in candidates {
+                // Asked again, the query must not return this one: it is at its cap, all its
+                // due rows are held by other claimers, or it is claimed now.
+                excluded.push(webhook.id);
+                let size = match shared.limiter.try_acquire(webhook.id) {
+                    None => {
+                        turn = Turn::Deferred;
+                        continue;
+                    }
+                    Some(Admission::Probe) => 1,
+                    Some(Admission::Full) => shared.batch_size,
+                };
+                let slot = Slot {
+                    limiter: &shared.limiter,
+                    webhook_id: webhook.id,
+                    succeeded: None,
+                };
+                let batch = prepared.claim_batch(&mut tx, webhook.id, size)?;
+                if !batch.is_empty() {
+                    claim = Some((webhook, slot, batch));
+                    break 'search;
+                }
             }
         }
         // Dropping the transaction ends it; nothing was locked.
@@ -156,22 +206,29 @@ impl Dispatcher {
         };
         let _ = self.wake_tx.try_send(());
 
+        let timeout = Duration::from_secs(
+            u64::try_from(webhook.settings.delivery_attempt_timeout).unwrap_or(1),
+        );
+        let started = Instant::now();
+        let mut last_took = Duration::ZERO;
         let mut records = Vec::with_capacity(batch.len());
         for claimed in &batch {
-            if !records.is_empty() && self.shutdown.is_requested() {
+            if !records.is_empty()
+                && (self.shutdown.is_requested() || started.elapsed() + last_took > timeout)
+            {
                 break;
             }
             shared.metrics.dispatcher_busy(true);
+            let sent = Instant::now();
             let result = shared.sender.send(&Outgoing {
                 delivery_id: claimed.id,
                 url: &webhook.settings.url,
                 content_type: &webhook.settings.content_type,
                 secret: &webhook.settings.secret_token,
                 payload: claimed.payload.as_bytes(),
-                timeout: Duration::from_secs(
-                    u64::try_from(webhook.settings.delivery_attempt_timeout).unwrap_or(1),
-                ),
+                timeout,
             });
+            last_took = sent.elapsed();
             shared.metrics.dispatcher_busy(false);
             let record = outcome(&webhook.settings, claimed, result);
             let succeeded = record.success;
@@ -181,6 +238,7 @@ impl Dispatcher {
             }
         }
         slot.succeeded = records.last().map(|record| record.success);
+        let slot_succeeded = slot.succeeded == Some(true);
 
         let moved = prepared.record_attempts(&mut tx, &records)?;
         tx.commit().map_err(store::Error::from)?;
@@ -190,6 +248,10 @@ impl Dispatcher {
                 continue;
             }
             report(&shared.metrics, webhook.id, record);
+        }
+        if records.len() < batch.len() && slot_succeeded {
+            // Stopped by its budget: the rest is due now, and another dispatcher may take it.
+            let _ = self.wake_tx.try_send(());
         }
         Ok(Turn::Delivered)
     }
@@ -245,7 +307,7 @@ impl Drop for Slot<'_> {
 }
 
 /// Counts a committed attempt and logs it: one line per attempt, with its ids.
-fn report(metrics: &Metrics, webhook_id: Uuid, record: &deliveries::AttemptRecord) {
+fn report(metrics: &Metrics, webhook_id: Uuid, record: &queue::AttemptRecord) {
     metrics.attempt(
         if record.success {
             AttemptOutcome::Success
@@ -283,9 +345,9 @@ fn report(metrics: &Metrics, webhook_id: Uuid, record: &deliveries::AttemptRecor
 /// the attempts reach the webhook's maximum, else pending again after the backoff.
 pub fn outcome(
     webhook: &WebhookSettings,
-    claimed: &deliveries::Claimed,
+    claimed: &queue::Claimed,
     result: AttemptResult,
-) -> deliveries::AttemptRecord {
+) -> queue::AttemptRecord {
     let success =
         result.error.is_empty() && webhook.valid_status_codes.contains(&result.status_code);
     let attempts = claimed.delivery_attempts.saturating_add(1);
@@ -304,7 +366,7 @@ pub fn outcome(
             Some(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
         )
     };
-    deliveries::AttemptRecord {
+    queue::AttemptRecord {
         delivery_id: claimed.id,
         attempt_id: Uuid::new_v4(),
         status,
@@ -315,6 +377,7 @@ pub fn outcome(
         execution_duration: result.duration_ms,
         success,
         error: result.error,
+        ended_at: Instant::now(),
     }
 }
 
@@ -343,8 +406,8 @@ mod tests {
         }
     }
 
-    fn claimed(attempts: i32) -> deliveries::Claimed {
-        deliveries::Claimed {
+    fn claimed(attempts: i32) -> queue::Claimed {
+        queue::Claimed {
             id: Uuid::nil(),
             payload: String::new(),
             delivery_attempts: attempts,

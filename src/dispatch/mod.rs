@@ -73,16 +73,16 @@ impl Workers {
         metrics: Arc<Metrics>,
         liveness: &Liveness,
     ) -> Result<Workers, crate::Error> {
-        let mut clients = Vec::with_capacity(config.worker_concurrency);
+        let mut sessions = Vec::with_capacity(config.worker_concurrency);
         for _ in 0..config.worker_concurrency {
-            let mut client = db::checkout(&pool)?;
-            let prepared = crate::store::deliveries::Prepared::new(&mut *client).map_err(|e| {
-                crate::Error::Db(db::Error::Unreachable {
+            let session = dispatcher::Session::open(&pool).map_err(|e| match e {
+                dispatcher::DispatchError::Checkout(e) => crate::Error::Db(e),
+                other => crate::Error::Db(db::Error::Unreachable {
                     target: config.redacted_database_url(),
-                    cause: e.to_string(),
-                })
+                    cause: other.to_string(),
+                }),
             })?;
-            clients.push((client, prepared));
+            sessions.push(session);
         }
         let shared = Arc::new(Shared {
             pool,
@@ -113,13 +113,13 @@ impl Workers {
             None => None,
         };
         let panicked = Arc::new(AtomicBool::new(false));
-        let part = liveness.register("dispatchers", clients.len());
-        let mut threads = Vec::with_capacity(clients.len());
-        for (index, client) in clients.into_iter().enumerate() {
+        let part = liveness.register("dispatchers", sessions.len());
+        let mut threads = Vec::with_capacity(sessions.len());
+        for (index, session) in sessions.into_iter().enumerate() {
             let dispatcher = Dispatcher {
                 index,
                 shared: Arc::clone(&shared),
-                client: Some(client),
+                session: Some(session),
                 wake_rx: wake_rx.clone(),
                 wake_tx: wake_tx.clone(),
                 shutdown: shutdown.clone(),

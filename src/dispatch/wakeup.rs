@@ -13,7 +13,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use crate::db;
 use crate::liveness::Part;
 use crate::shutdown::Shutdown;
-use crate::store::deliveries::{self, NOTIFY_CHANNEL};
+use crate::store::queue::{self, NOTIFY_CHANNEL};
 
 /// How often the listener looks up from waiting to check for shutdown and a dead connection.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
@@ -42,11 +42,7 @@ fn listen(database_url: &str, wake: &Sender<()>, shutdown: &Shutdown, part: &Par
     while !shutdown.is_requested() {
         let connected = db::connect(database_url, "postmand-listener")
             .map_err(|e| e.to_string())
-            .and_then(|mut c| {
-                deliveries::listen(&mut c)
-                    .map(|()| c)
-                    .map_err(|e| e.to_string())
-            });
+            .and_then(|mut c| queue::listen(&mut c).map(|()| c).map_err(|e| e.to_string()));
         let mut client = match connected {
             Ok(client) => client,
             Err(e) => {

@@ -6,6 +6,7 @@
 
 pub mod attempts;
 pub mod deliveries;
+pub mod queue;
 pub mod webhooks;
 
 use std::fmt;
