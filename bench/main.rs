@@ -214,7 +214,7 @@ fn run() -> Result<()> {
 
         // 2. Live latency.
         let mut live_p99 = f64::NAN;
-        if wants("live isolation") {
+        if wants("live isolation contention") {
             let live = live_latency(&db, &server, &receiver, &plan, None)?;
             push_latency(&mut rows, "Live latency", &live, 3.0, 10.0);
             live_p99 = live.p99;
@@ -229,7 +229,11 @@ fn run() -> Result<()> {
                 &server,
                 &receiver,
                 &plan,
-                Some((&dead, plan.dead_backlog)),
+                Some(Dead {
+                    receiver: &dead,
+                    webhooks: 1,
+                    backlog: plan.dead_backlog,
+                }),
             )?;
             let limit = 2.0 * live_p99.max(1.0);
             rows.push(row(
@@ -246,6 +250,46 @@ fn run() -> Result<()> {
                 &format!("<= {limit:.1} (2x live p99)"),
                 Some(isolated.p99 <= limit),
             ));
+        }
+
+        // 4b. Contention (issue 11): live latency beside 8 dead endpoints whose backlogs'
+        // oldest rows are in flight, so they rank first in every claim.
+        if wants("contention") {
+            let contended = live_latency(
+                &db,
+                &server,
+                &receiver,
+                &plan,
+                Some(Dead {
+                    receiver: &dead,
+                    webhooks: 8,
+                    backlog: plan.dead_backlog / 8,
+                }),
+            )?;
+            rows.push(row(
+                "Contention, 8 dead endpoints: live latency p50",
+                contended.p50,
+                "ms",
+                "",
+                None,
+            ));
+            rows.push(row(
+                "Contention, 8 dead endpoints: live latency p99",
+                contended.p99,
+                "ms",
+                "",
+                None,
+            ));
+            if live_p99.is_finite() {
+                let ratio = contended.p99 / live_p99;
+                rows.push(row(
+                    "Contention p99 / live p99 (same run)",
+                    ratio,
+                    "x",
+                    "<= 2",
+                    Some(ratio <= 2.0),
+                ));
+            }
         }
         server.stop()?;
     }
@@ -636,27 +680,37 @@ fn push_latency(rows: &mut Vec<Row>, name: &str, l: &Latency, p50_target: f64, p
 /// Creates deliveries through the API at a steady rate; latency is from the create call
 /// returning to the receiver getting the request. With `dead`, first queues a backlog for a
 /// webhook whose endpoint never answers.
+/// Dead endpoints beside a live-latency run: `webhooks` webhooks on a receiver that never
+/// answers, each with `backlog` due deliveries.
+struct Dead<'a> {
+    receiver: &'a DeadReceiver,
+    webhooks: usize,
+    backlog: usize,
+}
+
 fn live_latency(
     db: &Database,
     server: &Postmand,
     receiver: &Receiver,
     plan: &Plan,
-    dead: Option<(&DeadReceiver, usize)>,
+    dead: Option<Dead<'_>>,
 ) -> Result<Latency> {
     let mut client = db.client()?;
     let webhook = insert_webhook(&mut client, &receiver.url(), true, 5)?;
-    let mut dead_webhook = None;
-    if let Some((dead, backlog)) = dead {
-        let id = insert_webhook(&mut client, &dead.url(), true, 5)?;
-        client.execute(
-            "INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status, created_at, updated_at) \
-             SELECT gen_random_uuid(), $1, '{}', now(), 0, 'pending', now(), now() FROM generate_series(1, $2::integer)",
-            &[&id, &(backlog as i32)],
-        )?;
+    let mut dead_webhooks = Vec::new();
+    if let Some(dead) = dead {
+        for _ in 0..dead.webhooks {
+            let id = insert_webhook(&mut client, &dead.receiver.url(), true, 5)?;
+            client.execute(
+                "INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status, created_at, updated_at) \
+                 SELECT gen_random_uuid(), $1, '{}', now(), 0, 'pending', now(), now() FROM generate_series(1, $2::integer)",
+                &[&id, &(dead.backlog as i32)],
+            )?;
+            dead_webhooks.push(id);
+        }
         client.batch_execute("NOTIFY postmand_deliveries")?;
-        // Let the dead endpoint take what it can before measuring.
+        // Let the dead endpoints take what they can before measuring.
         thread::sleep(Duration::from_millis(500));
-        dead_webhook = Some(id);
     }
     let agent = agent();
     let url = format!("http://{}/v1/deliveries", server.api);
@@ -714,7 +768,7 @@ fn live_latency(
         "UPDATE webhooks SET active = false WHERE id = $1",
         &[&webhook],
     )?;
-    if let Some(id) = dead_webhook {
+    for id in dead_webhooks {
         client.execute("UPDATE webhooks SET active = false WHERE id = $1", &[&id])?;
     }
     Ok(Latency {

@@ -25,16 +25,31 @@ if [ -z "${POSTMAND_DATABASE_URL:-}" ]; then
   export POSTMAND_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postmand"
 fi
 
-cargo build --release --quiet
-./target/release/postmand migrate
+# POSTMAND_RUN_BINARY runs that binary instead of building one (the tests use the debug build).
+postmand=${POSTMAND_RUN_BINARY:-}
+if [ -z "$postmand" ]; then
+  echo "building postmand (release; the first build takes a few minutes)..."
+  cargo build --release --quiet
+  postmand=./target/release/postmand
+fi
+"$postmand" migrate
 
+# postmand runs in a session of its own, so Ctrl-C in a terminal reaches only this script,
+# which forwards one SIGTERM: a second signal would mean "exit now" and cut the attempt in
+# flight short.
 status=0
-./target/release/postmand "${@:---role=all}" &
+setsid "$postmand" "${@:---role=all}" &
 child=$!
-trap 'kill -TERM $child 2>/dev/null' INT TERM
-wait $child || status=$?
-# A signal interrupts the first wait; wait again for the graceful shutdown to finish.
-wait $child 2>/dev/null || true
+interrupted=0
+trap 'interrupted=1; kill -TERM "$child" 2>/dev/null || true' INT TERM
+# A trapped signal interrupts wait (which then returns 128+n); wait again until postmand has
+# really exited, and keep its own exit status. A second Ctrl-C forwards a second SIGTERM, which
+# postmand takes as "stop now".
+while :; do
+  interrupted=0
+  if wait "$child"; then status=0; else status=$?; fi
+  [ "$interrupted" = 1 ] || break
+done
 if [ $started_pg = 1 ]; then
   pg_stop "$PG_DIR"
 fi

@@ -142,6 +142,11 @@ impl Running {
         self.api.as_ref().map(ApiServer::addr)
     }
 
+    /// The API server, when this role serves it.
+    pub fn api(&self) -> Option<&ApiServer> {
+        self.api.as_ref()
+    }
+
     /// The health server's address.
     pub fn health_addr(&self) -> SocketAddr {
         self.health.addr()

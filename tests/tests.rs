@@ -40,6 +40,10 @@ mod faults_clients;
 // Hostile receivers: early closes, endless headers, slow drips, invalid status lines; one attempt each.
 mod faults_receivers;
 
+// Nothing waits on what it does not need: claims behind dead endpoints, creates behind a
+// delete, a panicking writer, slow batches, dispatcher sessions in the pool, Ctrl-C on run.sh.
+mod contention;
+
 // Servers that never stop listening: idle ports, absurd lengths, fd exhaustion, readiness,
 // the connection cap, crowds of idle connections.
 mod servers;

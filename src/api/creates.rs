@@ -1,16 +1,26 @@
 //! Group commit for `POST /v1/deliveries`: concurrent creates are written together.
 //!
-//! A handler hands its new delivery to [`Creates::create`] and waits. A writer thread takes
-//! every create queued at that moment (up to [`MAX_BATCH`] and [`MAX_BATCH_BYTES`]), inserts them with one statement
-//! and one commit, and answers each handler. Only then does a handler answer 201, so a 201
-//! still means "committed". Under load a commit (and its WAL flush), a round trip and a
-//! parse serve many creates instead of one; a lone create waits for nobody, because a writer
-//! is idle and takes it at once.
+//! A handler hands its new delivery to [`Creates::create`] and waits. The writer thread takes
+//! every create queued at that moment (up to [`MAX_BATCH`] and [`MAX_BATCH_BYTES`]), inserts
+//! them with one statement and one commit, and answers each handler. Only then does a handler
+//! answer 201, so a 201 still means "committed". Under load a commit (and its WAL flush), a
+//! round trip and a parse serve many creates instead of one; a lone create waits for nobody,
+//! because the writer is idle and takes it at once.
+//!
+//! Nothing one create does may stall the others:
+//! - The writer's session has a `lock_timeout`: a create naming a webhook whose delete is in
+//!   progress (the only lock a create meets) fails its statement; the batch is then written
+//!   one create at a time, the others commit, and only that one answers 503 (code 11).
+//! - A handler waits [`ANSWER_DEADLINE`] at most, then answers 503 (code 11) and logs why.
+//! - A supervisor thread restarts the writer if it panics: the panic is logged at ERROR, the
+//!   creates of the batch in hand answer 503, and everything still queued is written by the
+//!   new writer. While no writer runs, the `create-writer` part is missing from `/healthz`.
 
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use uuid::Uuid;
 
 use super::errors::ApiError;
@@ -28,6 +38,14 @@ pub const MAX_BATCH: usize = 64;
 /// create of their batch.
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
+/// Longest a handler waits for its create to be written. Past it the answer is 503: the writer
+/// is stuck (a statement waiting up to the statement timeout) or being replaced. The create may
+/// still be committed afterwards; a client that retries may then queue it twice.
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Pause before a writer that panicked is replaced, or a failed spawn is tried again.
+const RESTART_PAUSE: Duration = Duration::from_millis(50);
+
 /// One handler's create, and where its answer goes.
 struct Job {
     webhook_id: Uuid,
@@ -35,39 +53,37 @@ struct Job {
     reply: Sender<Result<Delivery, ApiError>>,
 }
 
+/// What the writer's queue carries.
+enum Message {
+    /// A create to write.
+    Create(Job),
+    /// Test hook: the writer panics on taking it, holding no create.
+    Panic,
+}
+
 /// The handlers' side: queues a create and waits for its commit.
 pub struct Creates {
-    jobs: Sender<Job>,
+    jobs: Sender<Message>,
 }
 
 impl Creates {
-    /// Starts `writers` writer threads on `pool`. They stop once every [`Creates`] is dropped
+    /// Starts the writer's supervisor, which starts the writer on `pool` and replaces it if it
+    /// panics. `part` is whole while a writer runs. They stop once every [`Creates`] is dropped
     /// and the queue is empty.
     pub fn start(
         pool: Pool,
-        writers: usize,
-        part: &Arc<Part>,
-    ) -> std::io::Result<(Creates, Vec<thread::JoinHandle<()>>)> {
+        part: Arc<Part>,
+    ) -> std::io::Result<(Creates, thread::JoinHandle<()>)> {
         let (jobs, queue) = crossbeam_channel::unbounded();
-        let mut threads = Vec::with_capacity(writers);
-        for index in 0..writers.max(1) {
-            let pool = pool.clone();
-            let queue = queue.clone();
-            let running = part.running();
-            threads.push(
-                thread::Builder::new()
-                    .name(format!("api-writer-{index}"))
-                    .spawn(move || {
-                        let _running = running;
-                        write_until_closed(&pool, &queue)
-                    })?,
-            );
-        }
-        Ok((Creates { jobs }, threads))
+        let supervisor = thread::Builder::new()
+            .name("api-writer-supervisor".into())
+            .spawn(move || supervise(&pool, &queue, &part))?;
+        Ok((Creates { jobs }, supervisor))
     }
 
     /// Queues a delivery and returns it once committed; 400 when its webhook does not exist,
-    /// 503 when the database is unavailable.
+    /// 503 when the database is unavailable, the webhook is locked by a delete in progress, or
+    /// no answer came within [`ANSWER_DEADLINE`].
     pub fn create(&self, webhook_id: Uuid, payload: String) -> Result<Delivery, ApiError> {
         let (reply, answer) = crossbeam_channel::bounded(1);
         let job = Job {
@@ -75,41 +91,129 @@ impl Creates {
             payload,
             reply,
         };
-        if self.jobs.send(job).is_err() {
-            log::error!("delivery-create-error error=\"the writer threads are gone\"");
-            return Err(ApiError::Internal);
+        if self.jobs.send(Message::Create(job)).is_err() {
+            log::error!(
+                "delivery-create-error webhook_id={webhook_id} error=\"the writer is gone\""
+            );
+            return Err(ApiError::Unavailable);
         }
-        answer.recv().unwrap_or_else(|_| {
-            log::error!("delivery-create-error error=\"a writer dropped the create\"");
-            Err(ApiError::Internal)
-        })
+        match answer.recv_timeout(ANSWER_DEADLINE) {
+            Ok(answer) => answer,
+            Err(RecvTimeoutError::Timeout) => {
+                log::warn!(
+                    "delivery-create-timeout webhook_id={webhook_id} waited_ms={} \
+                     error=\"the writer did not answer in time\"",
+                    ANSWER_DEADLINE.as_millis()
+                );
+                Err(ApiError::Unavailable)
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                log::warn!(
+                    "delivery-create-error webhook_id={webhook_id} \
+                     error=\"the writer stopped with this create in hand\""
+                );
+                Err(ApiError::Unavailable)
+            }
+        }
+    }
+
+    /// Test hook: makes the writer panic when it takes this message (creates queued behind it
+    /// are written by its replacement).
+    #[doc(hidden)]
+    pub fn panic_writer(&self) {
+        let _ = self.jobs.send(Message::Panic);
     }
 }
 
-fn write_until_closed(pool: &Pool, queue: &Receiver<Job>) {
+/// Runs writers one after another until the queue closes: a writer that panicked is replaced.
+fn supervise(pool: &Pool, queue: &Receiver<Message>, part: &Arc<Part>) {
+    loop {
+        let writer = {
+            let pool = pool.clone();
+            let queue = queue.clone();
+            let running = part.running();
+            thread::Builder::new()
+                .name("api-writer".into())
+                .spawn(move || {
+                    let _running = running;
+                    write_until_closed(&pool, &queue);
+                })
+        };
+        let finished = match writer {
+            Ok(writer) => writer.join(),
+            Err(e) => {
+                log::error!("create-writer-spawn-error error={e}: creates wait; retrying");
+                thread::sleep(RESTART_PAUSE);
+                continue;
+            }
+        };
+        match finished {
+            Ok(()) => return,
+            Err(_) => {
+                log::error!(
+                    "create-writer-panicked: its batch answered 503; a new writer takes over the queue"
+                );
+                thread::sleep(RESTART_PAUSE);
+            }
+        }
+    }
+}
+
+/// The writer's own connection: kept across batches, with the `lock_timeout` of
+/// [`deliveries::prepare_writer_session`], undone before it goes back to the pool.
+struct WriterSession {
+    client: PooledClient,
+}
+
+impl WriterSession {
+    fn open(pool: &Pool) -> Result<WriterSession, ApiError> {
+        let mut client = db::checkout(pool)?;
+        deliveries::prepare_writer_session(&mut *client)?;
+        Ok(WriterSession { client })
+    }
+}
+
+impl Drop for WriterSession {
+    fn drop(&mut self) {
+        if !self.client.is_closed()
+            && let Err(e) = deliveries::reset_writer_session(&mut *self.client)
+        {
+            log::warn!("create-writer-session-reset-error error={e}");
+        }
+    }
+}
+
+fn write_until_closed(pool: &Pool, queue: &Receiver<Message>) {
+    let mut session = None;
     let mut next = None;
     loop {
         let first = match next.take() {
             Some(job) => job,
             None => match queue.recv() {
-                Ok(job) => job,
+                Ok(Message::Create(job)) => job,
+                Ok(Message::Panic) => panic!("test hook: the create writer panics"),
                 Err(_) => return,
             },
         };
         let (batch, left_over) = take_batch(first, queue);
         next = left_over;
-        write(pool, batch);
+        write(pool, &mut session, batch);
     }
 }
 
 /// `first` and what is queued behind it, within [`MAX_BATCH`] and [`MAX_BATCH_BYTES`]; the
-/// create that would cross the byte cap is handed back to start the next batch.
-fn take_batch(first: Job, queue: &Receiver<Job>) -> (Vec<Job>, Option<Job>) {
+/// create that would cross the byte cap is handed back to start the next batch. A test-hook
+/// message ends the batch and is left for the next `recv`.
+fn take_batch(first: Job, queue: &Receiver<Message>) -> (Vec<Job>, Option<Job>) {
     let mut bytes = first.payload.len();
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
-        let Ok(job) = queue.try_recv() else {
+        let Ok(message) = queue.try_recv() else {
             break;
+        };
+        let job = match message {
+            Message::Create(job) => job,
+            Message::Panic => panic!("test hook: the create writer panics"),
         };
         if bytes + job.payload.len() > MAX_BATCH_BYTES {
             return (batch, Some(job));
@@ -120,16 +224,35 @@ fn take_batch(first: Job, queue: &Receiver<Job>) -> (Vec<Job>, Option<Job>) {
     (batch, None)
 }
 
-/// Inserts a batch and answers every job in it.
-fn write(pool: &Pool, batch: Vec<Job>) {
+/// Inserts a batch and answers every job in it. The session is opened when missing and
+/// dropped after an error that may have broken it.
+fn write(pool: &Pool, session: &mut Option<WriterSession>, batch: Vec<Job>) {
     let (new, replies): (Vec<(Uuid, String)>, Vec<Sender<_>>) = batch
         .into_iter()
         .map(|job| ((job.webhook_id, job.payload), job.reply))
         .unzip();
-    let answers = match db::checkout(pool) {
-        Ok(mut client) => insert(&mut client, &new),
-        Err(e) => vec![Err(ApiError::from(e)); new.len()],
+    if session.is_none() {
+        match WriterSession::open(pool) {
+            Ok(opened) => *session = Some(opened),
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        }
+    }
+    let answers = match session.as_mut() {
+        Some(session) => insert(&mut session.client, &new),
+        None => vec![Err(ApiError::Unavailable); new.len()],
     };
+    if answers
+        .iter()
+        .any(|a| matches!(a, Err(ApiError::Unavailable)))
+    {
+        // The connection may be gone; the next batch takes a fresh one.
+        *session = None;
+    }
     for (answer, reply) in answers.into_iter().zip(replies) {
         let _ = reply.send(answer);
     }
@@ -142,12 +265,21 @@ fn insert(client: &mut PooledClient, new: &[(Uuid, String)]) -> Vec<Result<Deliv
             .into_iter()
             .map(|result| result.ok_or_else(webhook_missing))
             .collect(),
-        // A webhook was deleted while the statement ran: one at a time, so only the creates
-        // that named it fail.
-        Err(e) if e.is_foreign_key_violation() && new.len() > 1 => {
+        // A webhook was deleted while the statement ran, or is being deleted (its row is
+        // locked): one at a time, so only the creates that named it fail.
+        Err(e) if (e.is_foreign_key_violation() || e.is_lock_timeout()) && new.len() > 1 => {
             new.chunks(1).flat_map(|one| insert(client, one)).collect()
         }
         Err(e) if e.is_foreign_key_violation() => vec![Err(webhook_missing())],
+        Err(e) if e.is_lock_timeout() => {
+            log::warn!(
+                "delivery-create-locked webhook_id={} error=\"the webhook is being deleted\"",
+                new.first()
+                    .map(|(id, _)| id.to_string())
+                    .unwrap_or_default()
+            );
+            vec![Err(ApiError::Unavailable)]
+        }
         Err(e) => vec![Err(ApiError::from(e)); new.len()],
     }
 }
@@ -176,7 +308,7 @@ mod tests {
     fn a_batch_takes_what_is_queued_up_to_the_count() {
         let (jobs, queue) = crossbeam_channel::unbounded();
         for _ in 0..MAX_BATCH + 5 {
-            jobs.send(job(1)).unwrap();
+            jobs.send(Message::Create(job(1))).unwrap();
         }
         let (batch, left_over) = take_batch(job(1), &queue);
         assert_eq!(batch.len(), MAX_BATCH);
@@ -189,7 +321,7 @@ mod tests {
         let third = MAX_BATCH_BYTES / 3;
         let (jobs, queue) = crossbeam_channel::unbounded();
         for size in [third, third, third, 7] {
-            jobs.send(job(size)).unwrap();
+            jobs.send(Message::Create(job(size))).unwrap();
         }
         let (batch, left_over) = take_batch(job(10), &queue);
         assert_eq!(sizes(&batch), [10, third, third]);

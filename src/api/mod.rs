@@ -94,7 +94,9 @@ impl Reply {
 pub struct ApiServer {
     server: Arc<tiny_http::Server>,
     threads: Vec<thread::JoinHandle<()>>,
-    writers: Vec<thread::JoinHandle<()>>,
+    /// Kept to reach the create writer's test hook; dropped at stop so the writer can finish.
+    context: Arc<Context>,
+    writer: thread::JoinHandle<()>,
     notifier: thread::JoinHandle<()>,
     addr: SocketAddr,
 }
@@ -117,9 +119,8 @@ impl ApiServer {
         let server = Arc::new(server);
         let (notifier, notifier_thread) =
             notify::spawn(config.database_url.clone(), local_wake, shutdown.clone())?;
-        let writer_part = liveness.register("create-writer", CREATE_WRITERS);
-        let (creates, writers) =
-            creates::Creates::start(pool.clone(), CREATE_WRITERS, &writer_part)?;
+        let writer_part = liveness.register("create-writer", 1);
+        let (creates, writer) = creates::Creates::start(pool.clone(), writer_part)?;
         let context = Arc::new(Context {
             creates,
             pool,
@@ -147,10 +148,17 @@ impl ApiServer {
         Ok(ApiServer {
             server,
             threads,
-            writers,
+            context,
+            writer,
             notifier: notifier_thread,
             addr,
         })
+    }
+
+    /// Test hook: the create writer panics (see `creates`); its supervisor replaces it.
+    #[doc(hidden)]
+    pub fn panic_create_writer(&self) {
+        self.context.creates.panic_writer();
     }
 
     /// Where the server listens (useful with port 0).
@@ -169,12 +177,11 @@ impl ApiServer {
                 log::error!("an API thread panicked");
             }
         }
-        // The request threads held the last handles of the create queue: the writers finish
-        // what is queued and stop.
-        for writer in self.writers {
-            if writer.join().is_err() {
-                log::error!("an API writer thread panicked");
-            }
+        // With the request threads gone, this is the last handle of the create queue: the
+        // writer finishes what is queued and stops.
+        drop(self.context);
+        if self.writer.join().is_err() {
+            log::error!("the create writer's supervisor panicked");
         }
         if self.notifier.join().is_err() {
             log::error!("the notifier thread panicked");
@@ -182,12 +189,6 @@ impl ApiServer {
         log::info!("http-server-shutdown-finished addr={}", self.addr);
     }
 }
-
-/// Threads writing creates (see `creates`). One: while it waits for a commit, the next batch
-/// forms in the queue, so batches grow with the load. More writers split the queue into
-/// smaller batches; measured with 32 clients on 2 cores: 4 writers 4,700 creates/s, 2 writers
-/// 7,300/s, 1 writer 8,800/s (p99 8 ms).
-const CREATE_WRITERS: usize = 1;
 
 /// One request thread: take, answer, repeat until unblocked at shutdown.
 fn serve(server: &tiny_http::Server, context: &Context, shutdown: &Shutdown) {

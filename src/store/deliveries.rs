@@ -19,6 +19,26 @@ const INSERT_MANY: &str = "INSERT INTO deliveries (id, webhook_id, payload, sche
     WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = i.webhook_id) \
     RETURNING id, scheduled_at, created_at, updated_at";
 
+/// Settings of the create writer's session (`api::creates`): a create waits at most this long
+/// for a lock on its webhook's row (held only by a delete in progress), so one webhook's
+/// delete cannot stall the creates of every other webhook queued behind it.
+const WRITER_SESSION: &str = "SET lock_timeout = '200ms'";
+
+/// Undoes [`WRITER_SESSION`] before the writer's connection goes back to the pool.
+const WRITER_SESSION_RESET: &str = "RESET lock_timeout";
+
+/// Readies the create writer's own connection (see [`WRITER_SESSION`]).
+pub fn prepare_writer_session(client: &mut impl GenericClient) -> Result<(), Error> {
+    client.batch_execute(WRITER_SESSION)?;
+    Ok(())
+}
+
+/// Undoes [`prepare_writer_session`].
+pub fn reset_writer_session(client: &mut impl GenericClient) -> Result<(), Error> {
+    client.batch_execute(WRITER_SESSION_RESET)?;
+    Ok(())
+}
+
 /// One delivery by id; columns in the order [`from_row`] reads them.
 const GET: &str = "SELECT id, webhook_id, payload, scheduled_at, delivery_attempts, status, \
     created_at, updated_at FROM deliveries WHERE id = $1";

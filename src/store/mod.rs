@@ -78,6 +78,14 @@ impl Error {
         }
     }
 
+    /// Whether a lock was not granted within the session's `lock_timeout`.
+    pub fn is_lock_timeout(&self) -> bool {
+        match self {
+            Error::Db(e) => e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE),
+            Error::UnknownStatus(_) => false,
+        }
+    }
+
     /// Whether a unique constraint was violated.
     pub fn is_unique_violation(&self) -> bool {
         match self {

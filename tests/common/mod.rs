@@ -280,6 +280,15 @@ impl TestApp {
         }
     }
 
+    /// Test hook: makes the API's create writer panic (its supervisor replaces it).
+    pub fn panic_create_writer(&self) {
+        self.running
+            .as_ref()
+            .and_then(|running| running.api())
+            .expect("an API in this role")
+            .panic_create_writer();
+    }
+
     /// `GET path` on the API.
     pub fn get(&self, path: &str) -> Response {
         http::request(self.api, "GET", path, &[], None)

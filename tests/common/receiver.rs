@@ -149,18 +149,6 @@ impl Receiver {
                 }
             });
         }
-        // tiny_http 0.12 can strand a new connection when several arrive at once until another
-        // connection closes (see `spawn_nudger` in src/api/mod.rs); keep closing one so the
-        // dispatcher's connections are never stranded.
-        {
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(50));
-                    thread::sleep(Duration::from_millis(50));
-                }
-            });
-        }
         Receiver {
             addr,
             server,
