@@ -41,6 +41,17 @@ else
 fi
 
 args=(--admin-url "$POSTMAND_BENCH_DATABASE_URL" --postmand "target/$profile/postmand" --pgbench "$PG_BIN/pgbench")
+# wrk loads the API as cheaply as pgbench loads the database; without it the driver's own
+# clients do, and take more of the 2 cores than the server.
+if ! command -v wrk >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing wrk (Debian package) for the API figures" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1; } \
+    || echo "wrk could not be installed: the API figures use the driver's own clients" >&2
+fi
+if command -v wrk >/dev/null; then
+  args+=(--wrk "$(command -v wrk)")
+fi
 if [ $smoke = 1 ]; then
   "target/$profile/examples/bench" "${args[@]}" --smoke "${extra[@]}"
 else

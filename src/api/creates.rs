@@ -16,11 +16,11 @@
 //!   creates of the batch in hand answer 503, and everything still queued is written by the
 //!   new writer. While no writer runs, the `create-writer` part is missing from `/healthz`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use uuid::Uuid;
 
 use super::errors::ApiError;
@@ -50,7 +50,70 @@ const RESTART_PAUSE: Duration = Duration::from_millis(50);
 struct Job {
     webhook_id: Uuid,
     payload: String,
-    reply: Sender<Result<Delivery, ApiError>>,
+    reply: Reply,
+}
+
+/// The answer to one create, or why there is none.
+enum Answer {
+    /// Not yet answered.
+    Waiting,
+    /// The writer's answer.
+    Given(Result<Delivery, ApiError>),
+    /// The writer dropped the create unanswered (it panicked with it in hand).
+    Dropped,
+}
+
+/// Where one create's answer is put. A mutex and a condition variable rather than a channel:
+/// a channel's receive spins and yields before it parks, and with dozens of handlers waiting
+/// on 2 cores that took the CPU the writer and the database needed (measured with wrk, 32
+/// clients: 15,600 -> 16,900 creates/s).
+struct AnswerSlot {
+    answer: Mutex<Answer>,
+    given: Condvar,
+}
+
+impl AnswerSlot {
+    fn lock(&self) -> MutexGuard<'_, Answer> {
+        // Each update is one assignment: a holder that panicked left it consistent.
+        self.answer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until `deadline` for the answer; `None` when none came in time.
+    fn wait(&self, deadline: Instant) -> Option<Answer> {
+        let mut answer = self.lock();
+        loop {
+            if !matches!(*answer, Answer::Waiting) {
+                return Some(std::mem::replace(&mut *answer, Answer::Dropped));
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            answer = self
+                .given
+                .wait_timeout(answer, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// The writer's side of an [`AnswerSlot`]: answers once; dropped unanswered, it tells the
+/// handler so at once.
+struct Reply(Arc<AnswerSlot>);
+
+impl Reply {
+    fn send(self, answer: Result<Delivery, ApiError>) {
+        *self.0.lock() = Answer::Given(answer);
+        self.0.given.notify_one();
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        let mut answer = self.0.lock();
+        if matches!(*answer, Answer::Waiting) {
+            *answer = Answer::Dropped;
+            self.0.given.notify_one();
+        }
+    }
 }
 
 /// What the writer's queue carries.
@@ -85,11 +148,14 @@ impl Creates {
     /// 503 when the database is unavailable, the webhook is locked by a delete in progress, or
     /// no answer came within [`ANSWER_DEADLINE`].
     pub fn create(&self, webhook_id: Uuid, payload: String) -> Result<Delivery, ApiError> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        let slot = Arc::new(AnswerSlot {
+            answer: Mutex::new(Answer::Waiting),
+            given: Condvar::new(),
+        });
         let job = Job {
             webhook_id,
             payload,
-            reply,
+            reply: Reply(Arc::clone(&slot)),
         };
         if self.jobs.send(Message::Create(job)).is_err() {
             log::error!(
@@ -97,9 +163,9 @@ impl Creates {
             );
             return Err(ApiError::Unavailable);
         }
-        match answer.recv_timeout(ANSWER_DEADLINE) {
-            Ok(answer) => answer,
-            Err(RecvTimeoutError::Timeout) => {
+        match slot.wait(Instant::now() + ANSWER_DEADLINE) {
+            Some(Answer::Given(answer)) => answer,
+            None | Some(Answer::Waiting) => {
                 log::warn!(
                     "delivery-create-timeout webhook_id={webhook_id} waited_ms={} \
                      error=\"the writer did not answer in time\"",
@@ -107,7 +173,7 @@ impl Creates {
                 );
                 Err(ApiError::Unavailable)
             }
-            Err(RecvTimeoutError::Disconnected) => {
+            Some(Answer::Dropped) => {
                 log::warn!(
                     "delivery-create-error webhook_id={webhook_id} \
                      error=\"the writer stopped with this create in hand\""
@@ -227,7 +293,7 @@ fn take_batch(first: Job, queue: &Receiver<Message>) -> (Vec<Job>, Option<Job>) 
 /// Inserts a batch and answers every job in it. The session is opened when missing and
 /// dropped after an error that may have broken it.
 fn write(pool: &Pool, session: &mut Option<WriterSession>, batch: Vec<Job>) {
-    let (new, replies): (Vec<(Uuid, String)>, Vec<Sender<_>>) = batch
+    let (new, replies): (Vec<(Uuid, String)>, Vec<Reply>) = batch
         .into_iter()
         .map(|job| ((job.webhook_id, job.payload), job.reply))
         .unzip();
@@ -236,7 +302,7 @@ fn write(pool: &Pool, session: &mut Option<WriterSession>, batch: Vec<Job>) {
             Ok(opened) => *session = Some(opened),
             Err(e) => {
                 for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
+                    reply.send(Err(e.clone()));
                 }
                 return;
             }
@@ -254,7 +320,7 @@ fn write(pool: &Pool, session: &mut Option<WriterSession>, batch: Vec<Job>) {
         *session = None;
     }
     for (answer, reply) in answers.into_iter().zip(replies) {
-        let _ = reply.send(answer);
+        reply.send(answer);
     }
 }
 
@@ -296,7 +362,10 @@ mod tests {
         Job {
             webhook_id: Uuid::nil(),
             payload: "x".repeat(payload_bytes),
-            reply: crossbeam_channel::bounded(1).0,
+            reply: Reply(Arc::new(AnswerSlot {
+                answer: Mutex::new(Answer::Waiting),
+                given: Condvar::new(),
+            })),
         }
     }
 
