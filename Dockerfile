@@ -2,6 +2,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY vendor vendor
+COPY bench bench
 COPY src src
 COPY sql sql
 RUN cargo build --release --locked && strip target/release/postmand

@@ -56,10 +56,11 @@ fn issue_11_dead_endpoints_with_backlogs_do_not_delay_a_healthy_webhook() {
     let healthy_id = webhook(&app, &healthy.url("/ok"), json!({}));
     let alone = live_latencies(&app, &healthy_id, &healthy, 30);
 
+    // Dead until released, then failing, so each batch ends at once and the test stops fast.
     let (release, hold) = crossbeam_channel::bounded::<()>(0);
     let dead = Receiver::start(move |_, _| Answer {
         hold: Some(hold.clone()),
-        ..Answer::status(200)
+        ..Answer::status(500)
     });
     // Eight dead webhooks, each with a backlog of one batch (8) queued while inactive, then
     // activated together: each is claimed whole by one dispatcher, and hangs.

@@ -87,7 +87,7 @@ impl Workers {
         let shared = Arc::new(Shared {
             pool,
             sender: send::Sender::new(config.dump_max_bytes),
-            limiter: Limiter::new(config.webhook_max_in_flight()),
+            limiter: Limiter::new(config.webhook_max_in_flight(), config.worker_concurrency),
             poll: config.polling_interval,
             batch_size: config.worker_batch_size as i64,
             metrics,
