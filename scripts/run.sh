@@ -41,7 +41,8 @@ status=0
 setsid "$postmand" "${@:---role=all}" &
 child=$!
 interrupted=0
-trap 'interrupted=1; kill -TERM "$child" 2>/dev/null || true' INT TERM
+# HUP too: with its own session postmand would outlive a closed terminal.
+trap 'interrupted=1; kill -TERM "$child" 2>/dev/null || true' INT TERM HUP
 # A trapped signal interrupts wait (which then returns 128+n); wait again until postmand has
 # really exited, and keep its own exit status. A second Ctrl-C forwards a second SIGTERM, which
 # postmand takes as "stop now".

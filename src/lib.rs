@@ -187,7 +187,8 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
     };
     let mut size = 1;
     if role.runs_api() {
-        size += config.database_max_open_conns;
+        // The create writer keeps one for good (api::creates).
+        size += config.database_max_open_conns + 1;
     }
     if role.runs_worker() {
         // Each dispatcher keeps one for good; retention borrows one now and then.
@@ -200,14 +201,16 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
     let wake = dispatch::wake_channel(config);
     let local_wake = role.runs_worker().then(|| wake.0.clone());
     let workers = if role.runs_worker() {
-        Some(Workers::start(
+        let started = Workers::start(
             config,
             pool.clone(),
             shutdown,
             wake,
             Arc::clone(&metrics),
             &liveness,
-        )?)
+        );
+        // A failure midway may leave some threads started: stop them.
+        Some(started.inspect_err(|_| shutdown.request())?)
     } else {
         None
     };

@@ -357,3 +357,56 @@ fn issue_10_simultaneous_keep_alive_connections_are_each_served_at_once() {
         }
     }
 }
+
+#[test]
+fn issue_10_a_stalled_request_head_gets_408_after_the_timeout() {
+    // A socket read timeout is WouldBlock on Linux; tiny_http answered 408 only to TimedOut.
+    let db = TestDb::new("servers_stalled_head");
+    let config = db.config_with(&[("POSTMAND_HTTP_TIMEOUT", "1")]);
+    let app = TestApp::start_with(db, &config, postmand::cli::Role::Api);
+    let mut stream = TcpStream::connect(app.api).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set timeout");
+    stream
+        .write_all(b"GET /v1/webhooks HTTP/1.1\r\nHost: x\r\nX-Half: ")
+        .expect("half a head");
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+}
+
+#[test]
+fn issue_10_an_endless_chunk_size_line_is_refused_not_buffered() {
+    // chunked_transfer keeps a chunk-size line in memory for as long as the client sends it.
+    let app = TestApp::start("servers_endless_chunk_line");
+    let mut stream = TcpStream::connect(app.api).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set timeout");
+    let head = format!(
+        "POST /v1/webhooks HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n",
+        app.api
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    // 8 MiB of a size line that never ends: the server must give up long before.
+    let line = vec![b'1'; 64 * 1024];
+    let mut sent = 0;
+    for _ in 0..128 {
+        if stream.write_all(&line).is_err() {
+            break;
+        }
+        sent += line.len();
+    }
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received);
+    let response = http::parse(&received);
+    assert_eq!(response.status, 400, "{}", response.text());
+    eprintln!("endless chunk-size line: 400 after {sent} bytes were sent");
+    assert_eq!(
+        http::request(app.api, "GET", "/v1/webhooks", &[], None).status,
+        200
+    );
+}

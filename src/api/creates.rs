@@ -312,11 +312,8 @@ fn write(pool: &Pool, session: &mut Option<WriterSession>, batch: Vec<Job>) {
         Some(session) => insert(&mut session.client, &new),
         None => vec![Err(ApiError::Unavailable); new.len()],
     };
-    if answers
-        .iter()
-        .any(|a| matches!(a, Err(ApiError::Unavailable)))
-    {
-        // The connection may be gone; the next batch takes a fresh one.
+    if session.as_ref().is_some_and(|s| s.client.is_closed()) {
+        // The next batch takes a fresh connection.
         *session = None;
     }
     for (answer, reply) in answers.into_iter().zip(replies) {
@@ -334,20 +331,41 @@ fn insert(client: &mut PooledClient, new: &[(Uuid, String)]) -> Vec<Result<Deliv
         // A webhook was deleted while the statement ran, or is being deleted (its row is
         // locked): one at a time, so only the creates that named it fail.
         Err(e) if (e.is_foreign_key_violation() || e.is_lock_timeout()) && new.len() > 1 => {
-            new.chunks(1).flat_map(|one| insert(client, one)).collect()
+            insert_one_by_one(client, new)
         }
         Err(e) if e.is_foreign_key_violation() => vec![Err(webhook_missing())],
         Err(e) if e.is_lock_timeout() => {
-            log::warn!(
-                "delivery-create-locked webhook_id={} error=\"the webhook is being deleted\"",
-                new.first()
-                    .map(|(id, _)| id.to_string())
-                    .unwrap_or_default()
-            );
+            if let Some((webhook_id, _)) = new.first() {
+                log::warn!(
+                    "delivery-create-locked webhook_id={webhook_id} error=\"the webhook is being deleted\""
+                );
+            }
             vec![Err(ApiError::Unavailable)]
         }
         Err(e) => vec![Err(ApiError::from(e)); new.len()],
     }
+}
+
+/// Each create on its own. A webhook found locked is not tried again in this batch: its other
+/// creates answer 503 at once, so a batch full of them costs one lock wait, not one each.
+fn insert_one_by_one(
+    client: &mut PooledClient,
+    new: &[(Uuid, String)],
+) -> Vec<Result<Delivery, ApiError>> {
+    let mut locked: Vec<Uuid> = Vec::new();
+    new.chunks(1)
+        .map(|one| {
+            let webhook_id = one[0].0;
+            if locked.contains(&webhook_id) {
+                return Err(ApiError::Unavailable);
+            }
+            let answer = insert(client, one).pop().unwrap_or(Err(ApiError::Internal));
+            if matches!(answer, Err(ApiError::Unavailable)) {
+                locked.push(webhook_id);
+            }
+            answer
+        })
+        .collect()
 }
 
 fn webhook_missing() -> ApiError {

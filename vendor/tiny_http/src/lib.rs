@@ -236,7 +236,7 @@ impl RateLimitedWarning {
     }
 }
 
-/// postmand patch 4: counts a connection as open until its task ends.
+/// postmand patch 4: counts a connection as open until its socket's write half is dropped.
 struct OpenConnection(Arc<AtomicUsize>);
 
 impl Drop for OpenConnection {
@@ -412,7 +412,7 @@ impl Server {
                         };
                         // postmand patch 1: upstream unwrapped this clone, so EMFILE here
                         // panicked the accept thread.
-                        let (read_closable, write_closable) = match streams {
+                        let (read_closable, mut write_closable) = match streams {
                             Ok(streams) => streams,
                             Err(e) => {
                                 accept_warning.warn(format_args!(
@@ -425,6 +425,12 @@ impl Server {
                             }
                         };
 
+                        // postmand patch 4: the connection counts as open until its write
+                        // half is dropped, which is after the last queued request is answered.
+                        open_connections.fetch_add(1, Ordering::AcqRel);
+                        write_closable.hold_until_closed(Box::new(OpenConnection(Arc::clone(
+                            &open_connections,
+                        ))));
                         Ok(ClientConnection::new(write_closable, read_closable))
                     }
                     Err(e) => Err(e),
@@ -433,11 +439,9 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
-                        open_connections.fetch_add(1, Ordering::AcqRel);
-                        let open = OpenConnection(Arc::clone(&open_connections));
-                        let mut client = Some((client, open));
+                        let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
-                            if let Some((client, _open)) = client.take() {
+                            if let Some(client) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
                                 if client.secure() {
                                     let (sender, receiver) = mpsc::channel();

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
-use crate::util::{CloseFlag, DrainOnDrop, EqualReader, FusedReader};
+use crate::util::{CloseFlag, DrainOnDrop, EqualReader, FramingLimit, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
 
@@ -223,7 +223,10 @@ where
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        let data_reader = DrainOnDrop::new(Decoder::new(source_data), close_flag.clone());
+        let data_reader = DrainOnDrop::new(
+            Decoder::new(FramingLimit::new(source_data)),
+            close_flag.clone(),
+        );
         Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,

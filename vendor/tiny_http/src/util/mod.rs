@@ -1,4 +1,4 @@
-pub(crate) use self::body_drain::{CloseFlag, CloseGate, DrainOnDrop};
+pub(crate) use self::body_drain::{CloseFlag, CloseGate, DrainOnDrop, FramingLimit};
 pub use self::custom_stream::CustomStream;
 pub use self::equal_reader::EqualReader;
 pub use self::fused_reader::FusedReader;

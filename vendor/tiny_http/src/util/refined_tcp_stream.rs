@@ -98,6 +98,8 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    // postmand patch 4: kept as long as this half of the socket is open
+    held: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl RefinedTcpStream {
@@ -113,15 +115,22 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            held: None,
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            held: None,
         };
 
         Ok((read, write))
+    }
+
+    /// postmand patch 4: keeps `guard` until this half of the socket is dropped.
+    pub(crate) fn hold_until_closed(&mut self, guard: Box<dyn std::any::Any + Send>) {
+        self.held = Some(guard);
     }
 
     /// Returns true if this struct wraps around a secure connection.

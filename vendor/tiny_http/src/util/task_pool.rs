@@ -58,7 +58,7 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
+            pool.add_thread(None);
         }
 
         pool
@@ -75,17 +75,30 @@ impl TaskPool {
         // until some other connection closed. Queue a task only for a waiting thread that no
         // queued task has claimed yet.
         if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
-            self.add_thread(Some(code));
+            if let Some(code) = self.add_thread(Some(code)) {
+                queue.push_back(code);
+            }
         } else {
             queue.push_back(code);
             self.sharing.condvar.notify_one();
         }
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
+    /// Starts a thread that runs `initial_fn` first; hands `initial_fn` back if no thread
+    /// could be started.
+    fn add_thread(
+        &self,
+        initial_fn: Option<Box<dyn FnMut() + Send>>,
+    ) -> Option<Box<dyn FnMut() + Send>> {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // postmand patch 1: upstream's thread::spawn panicked (on the accept thread) when no
+        // thread could be made; the task goes back to the caller, which queues it for the
+        // next thread that is free.
+        let queued = Arc::new(Mutex::new(initial_fn));
+        let for_thread = Arc::clone(&queued);
+        let spawned = thread::Builder::new().spawn(move || {
+            let initial_fn = for_thread.lock().ok().and_then(|mut f| f.take());
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -129,6 +142,13 @@ impl TaskPool {
                 task();
             }
         });
+        match spawned {
+            Ok(_) => None,
+            Err(e) => {
+                log::warn!("cannot start a connection thread, queueing the connection: {}", e);
+                queued.lock().ok().and_then(|mut f| f.take())
+            }
+        }
     }
 }
 
