@@ -15,10 +15,12 @@ cd "$(dirname "$0")/.."
 . scripts/lib/pg.sh
 
 smoke=0
+partial=0
 extra=()
 for arg in "$@"; do
   case $arg in
     --smoke) smoke=1 ;;
+    --only) partial=1; extra+=("$arg") ;;
     *) extra+=("$arg") ;;
   esac
 done
@@ -55,11 +57,11 @@ fi
 if [ $smoke = 1 ]; then
   "target/$profile/examples/bench" "${args[@]}" --smoke "${extra[@]}"
 else
-  if [ ${#extra[@]} -gt 0 ]; then
+  if [ $partial = 1 ]; then
     # A partial run (e.g. --only api) prints its rows and leaves BENCHMARK.md alone.
     "target/$profile/examples/bench" "${args[@]}" "${extra[@]}"
   else
-    "target/$profile/examples/bench" "${args[@]}" --out BENCHMARK.md
+    "target/$profile/examples/bench" "${args[@]}" "${extra[@]+"${extra[@]}"}" --out BENCHMARK.md
     echo "written to BENCHMARK.md"
   fi
 fi
