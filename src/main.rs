@@ -17,10 +17,15 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(&format!("configuration: {e}"), 2),
     };
-    // tiny_http logs at error level each time accept() returns after the listening socket's
-    // timeout (listen.rs) with no new client; that is not an event.
-    let filter =
-        std::env::var("RUST_LOG").unwrap_or_else(|_| format!("{},tiny_http=off", config.log_level));
+    // tiny_http's own lines stop at warn: its debug lines (one per connection) are noise, and
+    // its warnings are the patched accept loop's (vendor/tiny_http/PATCHES.md).
+    let tiny_http = if config.log_level == "error" {
+        "error"
+    } else {
+        "warn"
+    };
+    let filter = std::env::var("RUST_LOG")
+        .unwrap_or_else(|_| format!("{},tiny_http={tiny_http}", config.log_level));
     env_logger::Builder::new().parse_filters(&filter).init();
     match postmand::run(command, &config) {
         Ok(()) => ExitCode::SUCCESS,
