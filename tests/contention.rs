@@ -107,7 +107,10 @@ fn issue_11_dead_endpoints_with_backlogs_do_not_delay_a_healthy_webhook() {
         "p99 beside the dead endpoints {:?} > {bound:?}",
         p99(&beside)
     );
+    // Stop the service while the receivers still answer: their remaining rows would otherwise
+    // be sent to a stopped receiver and hold the shutdown for the 60 s timeout.
     drop(release);
+    drop(app);
 }
 
 #[test]
