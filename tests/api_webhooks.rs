@@ -138,6 +138,11 @@ fn create_webhook_validation_messages() {
             "url: must be a valid URL.",
         ),
         (json!({"url": "http://"}), "url: must be a valid URL."),
+        // A non-ASCII host: the HTTP client refuses it, so every attempt would fail.
+        (
+            json!({"url": "http://bücher.example/hook"}),
+            "url: must be a valid URL.",
+        ),
         (
             json!({"content_type": "a\r\nb"}),
             "content_type: must be a valid header value.",

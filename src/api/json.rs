@@ -264,7 +264,8 @@ pub fn is_http_url(url: &str) -> bool {
         && !host.starts_with('.')
         && host
             .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'));
+            // ASCII only: the HTTP client refuses any other host, so every attempt would fail.
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     host_ok && port_ok
 }
 
@@ -471,6 +472,7 @@ mod tests {
             "http://host:99999/",
             "http://ho st/",
             "http://.x.com/",
+            "http://bücher.example/hook",
             "localhost",
         ] {
             assert!(!is_http_url(bad), "{bad}");

@@ -147,6 +147,10 @@ fn percent_decode(text: &str) -> Option<String> {
             b'+' => out.push(b' '),
             b'%' => {
                 let hex = text.get(i + 1..i + 3)?;
+                // from_str_radix alone takes a sign: "%+f" would decode as 0x0f.
+                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 2;
             }
@@ -208,5 +212,7 @@ mod tests {
         assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%ff"), None);
+        assert_eq!(percent_decode("%+f"), None, "a sign is not a hex digit");
+        assert_eq!(percent_decode("%-1"), None);
     }
 }
