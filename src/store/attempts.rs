@@ -41,16 +41,16 @@ pub struct Filter {
 
 fn from_row(row: &Row) -> Attempt {
     Attempt {
-        id: row.get(0),
-        webhook_id: row.get(1),
-        delivery_id: row.get(2),
-        raw_request: row.get(3),
-        raw_response: row.get(4),
-        response_status_code: row.get(5),
-        execution_duration: row.get(6),
-        success: row.get(7),
-        error: row.get(8),
-        created_at: row.get(9),
+        id: row.get("id"),
+        webhook_id: row.get("webhook_id"),
+        delivery_id: row.get("delivery_id"),
+        raw_request: row.get("raw_request"),
+        raw_response: row.get("raw_response"),
+        response_status_code: row.get("response_status_code"),
+        execution_duration: row.get("execution_duration"),
+        success: row.get("success"),
+        error: row.get("error"),
+        created_at: row.get("created_at"),
     }
 }
 

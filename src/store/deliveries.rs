@@ -89,17 +89,17 @@ pub enum RetryOutcome {
 }
 
 fn from_row(row: &Row) -> Result<Delivery, Error> {
-    let status: String = row.get(5);
+    let status: String = row.get("status");
     Ok(Delivery {
-        id: row.get(0),
-        webhook_id: row.get(1),
-        payload: row.get(2),
-        scheduled_at: row.get(3),
-        delivery_attempts: row.get(4),
+        id: row.get("id"),
+        webhook_id: row.get("webhook_id"),
+        payload: row.get("payload"),
+        scheduled_at: row.get("scheduled_at"),
+        delivery_attempts: row.get("delivery_attempts"),
         // The CHECK constraint of migration 2 admits only the three known names.
         status: status.parse().map_err(Error::UnknownStatus)?,
-        created_at: row.get(6),
-        updated_at: row.get(7),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
     })
 }
 
@@ -122,7 +122,7 @@ pub fn insert_many(
         ],
     )?;
     let mut inserted: std::collections::HashMap<Uuid, &Row> =
-        rows.iter().map(|row| (row.get(0), row)).collect();
+        rows.iter().map(|row| (row.get("id"), row)).collect();
     Ok(new
         .iter()
         .zip(ids)
@@ -131,11 +131,11 @@ pub fn insert_many(
                 id,
                 webhook_id: *webhook_id,
                 payload: payload.clone(),
-                scheduled_at: row.get(1),
+                scheduled_at: row.get("scheduled_at"),
                 delivery_attempts: 0,
                 status: DeliveryStatus::Pending,
-                created_at: row.get(2),
-                updated_at: row.get(3),
+                created_at: row.get("created_at"),
+                updated_at: row.get("updated_at"),
             })
         })
         .collect())

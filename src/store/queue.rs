@@ -216,18 +216,18 @@ fn due_webhooks_with(
     Ok(rows
         .iter()
         .map(|row| DueWebhook {
-            id: row.get(0),
+            id: row.get("id"),
             settings: WebhookSettings {
                 name: String::new(),
-                url: row.get(1),
-                content_type: row.get(2),
-                valid_status_codes: row.get(3),
-                secret_token: row.get(4),
+                url: row.get("url"),
+                content_type: row.get("content_type"),
+                valid_status_codes: row.get("valid_status_codes"),
+                secret_token: row.get("secret_token"),
                 active: true,
-                max_delivery_attempts: row.get(5),
-                delivery_attempt_timeout: row.get(6),
-                retry_min_backoff: row.get(7),
-                retry_max_backoff: row.get(8),
+                max_delivery_attempts: row.get("max_delivery_attempts"),
+                delivery_attempt_timeout: row.get("delivery_attempt_timeout"),
+                retry_min_backoff: row.get("retry_min_backoff"),
+                retry_max_backoff: row.get("retry_max_backoff"),
             },
         })
         .collect())
@@ -256,9 +256,9 @@ fn claim_batch_with(
     Ok(rows
         .iter()
         .map(|row| Claimed {
-            id: row.get(0),
-            payload: row.get(1),
-            delivery_attempts: row.get(2),
+            id: row.get("id"),
+            payload: row.get("payload"),
+            delivery_attempts: row.get("delivery_attempts"),
         })
         .collect())
 }
@@ -345,7 +345,7 @@ impl Prepared {
                 &ended_ago_ms,
             ],
         )?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        Ok(rows.iter().map(|row| row.get("delivery_id")).collect())
     }
 }
 
@@ -415,16 +415,22 @@ pub fn notify(client: &mut impl GenericClient) -> Result<(), Error> {
 
 /// Queue gauges for metrics, read through the partial index of pending rows only (its size is
 /// the queue's, not the history's); the total is the planner's estimate, not a count.
-const QUEUE_STATS: &str = "SELECT count(*)::bigint, \
-    count(*) FILTER (WHERE scheduled_at <= now())::bigint, \
-    coalesce(extract(epoch FROM now() - min(scheduled_at) FILTER (WHERE scheduled_at <= now())), 0)::float8, \
-    (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'deliveries'::regclass) \
+const QUEUE_STATS: &str = "SELECT count(*)::bigint AS pending, \
+    count(*) FILTER (WHERE scheduled_at <= now())::bigint AS due, \
+    coalesce(extract(epoch FROM now() - min(scheduled_at) FILTER (WHERE scheduled_at <= now())), 0)::float8 \
+        AS oldest_due_age_secs, \
+    (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'deliveries'::regclass) AS estimate \
     FROM deliveries WHERE status = 'pending'";
 
 /// Pending, due, the oldest due delivery's wait in seconds, and the estimated row count.
 pub fn queue_stats(client: &mut impl GenericClient) -> Result<(i64, i64, f64, i64), Error> {
     let row = client.query_one(QUEUE_STATS, &[])?;
-    Ok((row.get(0), row.get(1), row.get(2), row.get(3)))
+    Ok((
+        row.get("pending"),
+        row.get("due"),
+        row.get("oldest_due_age_secs"),
+        row.get("estimate"),
+    ))
 }
 
 #[cfg(test)]

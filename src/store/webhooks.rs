@@ -52,21 +52,21 @@ pub struct Filter {
 
 fn from_row(row: &Row) -> Webhook {
     Webhook {
-        id: row.get(0),
+        id: row.get("id"),
         settings: WebhookSettings {
-            name: row.get(1),
-            url: row.get(2),
-            content_type: row.get(3),
-            valid_status_codes: row.get(4),
-            secret_token: row.get(5),
-            active: row.get(6),
-            max_delivery_attempts: row.get(7),
-            delivery_attempt_timeout: row.get(8),
-            retry_min_backoff: row.get(9),
-            retry_max_backoff: row.get(10),
+            name: row.get("name"),
+            url: row.get("url"),
+            content_type: row.get("content_type"),
+            valid_status_codes: row.get("valid_status_codes"),
+            secret_token: row.get("secret_token"),
+            active: row.get("active"),
+            max_delivery_attempts: row.get("max_delivery_attempts"),
+            delivery_attempt_timeout: row.get("delivery_attempt_timeout"),
+            retry_min_backoff: row.get("retry_min_backoff"),
+            retry_max_backoff: row.get("retry_max_backoff"),
         },
-        created_at: row.get(11),
-        updated_at: row.get(12),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
     }
 }
 
@@ -95,8 +95,8 @@ pub fn insert(
     )?;
     Ok(Webhook {
         id,
-        created_at: row.get(0),
-        updated_at: row.get(1),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
         settings,
     })
 }
@@ -125,7 +125,8 @@ pub fn update(
         ],
     )?;
     Ok(row.map(|row| {
-        let (created_at, updated_at): (DateTime<Utc>, DateTime<Utc>) = (row.get(0), row.get(1));
+        let (created_at, updated_at): (DateTime<Utc>, DateTime<Utc>) =
+            (row.get("created_at"), row.get("updated_at"));
         Webhook {
             id,
             settings,
