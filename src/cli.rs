@@ -1,6 +1,9 @@
 //! Command-line arguments: what to do, decided before any configuration or database is touched,
 //! so `--help` and `--version` always work.
 
+use std::fmt;
+
+use crate::VERSION;
 use crate::config::SETTINGS;
 
 /// Which parts of the service a process runs.
@@ -39,11 +42,36 @@ pub enum Command {
     Version,
 }
 
-/// `postmand/<version>`, also the dispatcher's User-Agent.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+/// Why the arguments do not name a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ArgsError {
+    /// `--role` without a value.
+    MissingRole,
+    /// `--role` with a value other than api, worker or all.
+    UnknownRole(String),
+    /// Anything else that is not a command.
+    Unexpected(String),
+}
+
+impl fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArgsError::MissingRole => f.write_str("--role needs a value: api, worker or all"),
+            ArgsError::UnknownRole(role) => {
+                write!(f, "unknown role {role:?}: expected api, worker or all")
+            }
+            ArgsError::Unexpected(args) => {
+                write!(f, "unexpected arguments {args:?}; see postmand --help")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ArgsError {}
 
 /// Parses the arguments after the program name.
-pub fn parse(args: &[String]) -> Result<Command, String> {
+pub fn parse(args: &[String]) -> Result<Command, ArgsError> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         [] => Ok(Command::Run(Role::All)),
@@ -54,22 +82,17 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         ["worker" | "w"] => Ok(Command::Run(Role::Worker)),
         ["--role", role] => parse_role(role),
         [flag] if flag.starts_with("--role=") => parse_role(&flag["--role=".len()..]),
-        ["--role"] => Err("--role needs a value: api, worker or all".to_string()),
-        other => Err(format!(
-            "unexpected arguments {:?}; see postmand --help",
-            other.join(" ")
-        )),
+        ["--role"] => Err(ArgsError::MissingRole),
+        other => Err(ArgsError::Unexpected(other.join(" "))),
     }
 }
 
-fn parse_role(role: &str) -> Result<Command, String> {
+fn parse_role(role: &str) -> Result<Command, ArgsError> {
     match role {
         "api" => Ok(Command::Run(Role::Api)),
         "worker" => Ok(Command::Run(Role::Worker)),
         "all" => Ok(Command::Run(Role::All)),
-        other => Err(format!(
-            "unknown role {other:?}: expected api, worker or all"
-        )),
+        other => Err(ArgsError::UnknownRole(other.to_string())),
     }
 }
 
@@ -102,7 +125,7 @@ pub fn help() -> String {
 mod tests {
     use super::*;
 
-    fn parse_str(args: &[&str]) -> Result<Command, String> {
+    fn parse_str(args: &[&str]) -> Result<Command, ArgsError> {
         parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
@@ -123,9 +146,19 @@ mod tests {
 
     #[test]
     fn unknown_arguments_are_errors() {
-        assert!(parse_str(&["--role", "cron"]).is_err());
-        assert!(parse_str(&["serve"]).is_err());
-        assert!(parse_str(&["--role"]).is_err());
+        assert_eq!(
+            parse_str(&["--role", "cron"]),
+            Err(ArgsError::UnknownRole("cron".into()))
+        );
+        assert_eq!(
+            parse_str(&["serve"]),
+            Err(ArgsError::Unexpected("serve".into()))
+        );
+        assert_eq!(parse_str(&["--role"]), Err(ArgsError::MissingRole));
+        assert_eq!(
+            ArgsError::UnknownRole("cron".into()).to_string(),
+            "unknown role \"cron\": expected api, worker or all"
+        );
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub mod model;
 pub mod shutdown;
 pub mod store;
 
+/// `postmand/<version>`: what `--version` prints and the dispatcher's User-Agent.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -210,7 +213,13 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
             &liveness,
         );
         // A failure midway may leave some threads started: stop them.
-        Some(started.inspect_err(|_| shutdown.request())?)
+        Some(started.map_err(|e| {
+            shutdown.request();
+            match e {
+                dispatch::StartError::Db(e) => Error::Db(e),
+                dispatch::StartError::Spawn(e) => Error::Spawn(e),
+            }
+        })?)
     } else {
         None
     };

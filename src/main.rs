@@ -9,9 +9,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match cli::parse(&args) {
         Ok(Command::Help) => return print(&cli::help()),
-        Ok(Command::Version) => return print(cli::VERSION),
+        Ok(Command::Version) => return print(postmand::VERSION),
         Ok(command) => command,
-        Err(message) => return fail(&message, 2),
+        Err(e) => return fail(&e.to_string(), 2),
     };
     let config = match Config::from_env() {
         Ok(config) => config,

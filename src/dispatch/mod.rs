@@ -29,6 +29,27 @@ use crate::shutdown::Shutdown;
 use dispatcher::{Dispatcher, Shared};
 use limiter::Limiter;
 
+/// Why the worker role could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A dispatcher's connection could not be checked out or readied.
+    Db(db::Error),
+    /// A thread could not be started.
+    Spawn(std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Db(e) => e.fmt(f),
+            StartError::Spawn(e) => write!(f, "cannot start a dispatcher thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
 /// The running dispatchers and listener.
 pub struct Workers {
     threads: Vec<thread::JoinHandle<()>>,
@@ -72,12 +93,12 @@ impl Workers {
         (wake_tx, wake_rx): (Sender<()>, Receiver<()>),
         metrics: Arc<Metrics>,
         liveness: &Liveness,
-    ) -> Result<Workers, crate::Error> {
+    ) -> Result<Workers, StartError> {
         let mut sessions = Vec::with_capacity(config.worker_concurrency);
         for _ in 0..config.worker_concurrency {
             let session = dispatcher::Session::open(&pool).map_err(|e| match e {
-                dispatcher::DispatchError::Checkout(e) => crate::Error::Db(e),
-                other => crate::Error::Db(db::Error::Unreachable {
+                dispatcher::DispatchError::Checkout(e) => StartError::Db(e),
+                other => StartError::Db(db::Error::Unreachable {
                     target: config.redacted_database_url(),
                     cause: other.to_string(),
                 }),
@@ -99,7 +120,7 @@ impl Workers {
             shutdown.clone(),
             liveness.register("listener", 1),
         )
-        .map_err(crate::Error::Spawn)?;
+        .map_err(StartError::Spawn)?;
         let retention = match config.retention_days {
             Some(days) => Some(
                 retention::spawn(
@@ -108,7 +129,7 @@ impl Workers {
                     Arc::clone(&shared.metrics),
                     shutdown.clone(),
                 )
-                .map_err(crate::Error::Spawn)?,
+                .map_err(StartError::Spawn)?,
             ),
             None => None,
         };
@@ -137,7 +158,7 @@ impl Workers {
                     let _guard = guard;
                     dispatcher.run();
                 })
-                .map_err(crate::Error::Spawn)?;
+                .map_err(StartError::Spawn)?;
             threads.push(thread);
         }
         log::info!(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::{dump, signature};
-use crate::cli::VERSION;
+use crate::VERSION;
 
 /// What to send.
 #[derive(Debug, Clone, Copy)]
