@@ -5,7 +5,7 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{CreatedRange, Error, Page};
+use super::{CreatedRange, Error, Page, list_params};
 use crate::model::Attempt;
 
 /// One attempt by id; columns in the order [`from_row`] reads them.
@@ -68,20 +68,17 @@ pub fn list(
     filter: &Filter,
     page: Page,
 ) -> Result<Vec<Attempt>, Error> {
-    let c = &filter.created;
     let rows = client.query_typed(
         LIST,
-        &[
-            (&filter.webhook_id, Type::UUID),
-            (&filter.delivery_id, Type::UUID),
-            (&filter.success, Type::BOOL),
-            (&c.gt, Type::TIMESTAMPTZ),
-            (&c.gte, Type::TIMESTAMPTZ),
-            (&c.lt, Type::TIMESTAMPTZ),
-            (&c.lte, Type::TIMESTAMPTZ),
-            (&page.limit, Type::INT8),
-            (&page.offset, Type::INT8),
-        ],
+        &list_params(
+            &[
+                (&filter.webhook_id, Type::UUID),
+                (&filter.delivery_id, Type::UUID),
+                (&filter.success, Type::BOOL),
+            ],
+            &filter.created,
+            &page,
+        ),
     )?;
     Ok(rows.iter().map(from_row).collect())
 }

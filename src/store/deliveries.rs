@@ -6,7 +6,7 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{CreatedRange, Error, Page};
+use super::{CreatedRange, Error, Page, list_params};
 use crate::model::{Delivery, DeliveryStatus};
 
 /// Several new deliveries in one statement, from parallel arrays; a row whose webhook does not
@@ -161,20 +161,14 @@ pub fn list(
     filter: &Filter,
     page: Page,
 ) -> Result<Vec<Delivery>, Error> {
-    let c = &filter.created;
     let status = filter.status.map(DeliveryStatus::as_str);
     let rows = client.query_typed(
         LIST,
-        &[
-            (&filter.webhook_id, Type::UUID),
-            (&status, Type::VARCHAR),
-            (&c.gt, Type::TIMESTAMPTZ),
-            (&c.gte, Type::TIMESTAMPTZ),
-            (&c.lt, Type::TIMESTAMPTZ),
-            (&c.lte, Type::TIMESTAMPTZ),
-            (&page.limit, Type::INT8),
-            (&page.offset, Type::INT8),
-        ],
+        &list_params(
+            &[(&filter.webhook_id, Type::UUID), (&status, Type::VARCHAR)],
+            &filter.created,
+            &page,
+        ),
     )?;
     rows.iter().map(from_row).collect()
 }

@@ -13,6 +13,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use postgres::error::SqlState;
+use postgres::types::{ToSql, Type};
 
 /// A failed statement.
 #[derive(Debug)]
@@ -115,4 +116,26 @@ pub struct CreatedRange {
     pub lt: Option<DateTime<Utc>>,
     /// `created_at <= lte`.
     pub lte: Option<DateTime<Utc>>,
+}
+
+/// A typed statement parameter.
+type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// The parameters of a list statement: its own `filters` first, then the creation-time range
+/// and the page, in the order every `LIST` statement numbers them.
+fn list_params<'a>(
+    filters: &[Param<'a>],
+    created: &'a CreatedRange,
+    page: &'a Page,
+) -> Vec<Param<'a>> {
+    let mut params = filters.to_vec();
+    params.extend([
+        (&created.gt as &(dyn ToSql + Sync), Type::TIMESTAMPTZ),
+        (&created.gte, Type::TIMESTAMPTZ),
+        (&created.lt, Type::TIMESTAMPTZ),
+        (&created.lte, Type::TIMESTAMPTZ),
+        (&page.limit, Type::INT8),
+        (&page.offset, Type::INT8),
+    ]);
+    params
 }

@@ -1,11 +1,11 @@
 //! Every statement that touches `webhooks`.
 
 use chrono::{DateTime, Utc};
-use postgres::types::Type;
+use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{CreatedRange, Error, Page};
+use super::{CreatedRange, Error, Page, list_params};
 use crate::model::{Webhook, WebhookSettings};
 
 /// One webhook by id; columns in the order [`from_row`] reads them.
@@ -70,29 +70,30 @@ fn from_row(row: &Row) -> Webhook {
     }
 }
 
+/// `$1` = the id, `$2..$11` = the settings, as [`INSERT`] and [`UPDATE`] number them.
+fn row_params<'a>(id: &'a Uuid, s: &'a WebhookSettings) -> [&'a (dyn ToSql + Sync); 11] {
+    [
+        id,
+        &s.name,
+        &s.url,
+        &s.content_type,
+        &s.valid_status_codes,
+        &s.secret_token,
+        &s.active,
+        &s.max_delivery_attempts,
+        &s.delivery_attempt_timeout,
+        &s.retry_min_backoff,
+        &s.retry_max_backoff,
+    ]
+}
+
 /// Stores a new webhook with a fresh id.
 pub fn insert(
     client: &mut impl GenericClient,
     settings: WebhookSettings,
 ) -> Result<Webhook, Error> {
     let id = Uuid::new_v4();
-    let s = &settings;
-    let row = client.query_one(
-        INSERT,
-        &[
-            &id,
-            &s.name,
-            &s.url,
-            &s.content_type,
-            &s.valid_status_codes,
-            &s.secret_token,
-            &s.active,
-            &s.max_delivery_attempts,
-            &s.delivery_attempt_timeout,
-            &s.retry_min_backoff,
-            &s.retry_max_backoff,
-        ],
-    )?;
+    let row = client.query_one(INSERT, &row_params(&id, &settings))?;
     Ok(Webhook {
         id,
         created_at: row.get("created_at"),
@@ -107,23 +108,7 @@ pub fn update(
     id: Uuid,
     settings: WebhookSettings,
 ) -> Result<Option<Webhook>, Error> {
-    let s = &settings;
-    let row = client.query_opt(
-        UPDATE,
-        &[
-            &id,
-            &s.name,
-            &s.url,
-            &s.content_type,
-            &s.valid_status_codes,
-            &s.secret_token,
-            &s.active,
-            &s.max_delivery_attempts,
-            &s.delivery_attempt_timeout,
-            &s.retry_min_backoff,
-            &s.retry_max_backoff,
-        ],
-    )?;
+    let row = client.query_opt(UPDATE, &row_params(&id, &settings))?;
     Ok(row.map(|row| {
         let (created_at, updated_at): (DateTime<Utc>, DateTime<Utc>) =
             (row.get("created_at"), row.get("updated_at"));
@@ -155,18 +140,9 @@ pub fn list(
     filter: &Filter,
     page: Page,
 ) -> Result<Vec<Webhook>, Error> {
-    let c = &filter.created;
     let rows = client.query_typed(
         LIST,
-        &[
-            (&filter.active, Type::BOOL),
-            (&c.gt, Type::TIMESTAMPTZ),
-            (&c.gte, Type::TIMESTAMPTZ),
-            (&c.lt, Type::TIMESTAMPTZ),
-            (&c.lte, Type::TIMESTAMPTZ),
-            (&page.limit, Type::INT8),
-            (&page.offset, Type::INT8),
-        ],
+        &list_params(&[(&filter.active, Type::BOOL)], &filter.created, &page),
     )?;
     Ok(rows.iter().map(from_row).collect())
 }
