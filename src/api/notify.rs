@@ -59,13 +59,8 @@ fn run(database_url: &str, pokes: &Receiver<()>, local: Option<&Sender<()>>, shu
             let _ = local.try_send(());
         }
         if client.is_none() {
-            let connected = db::connect(database_url, "postmand-notifier")
-                .map_err(|e| e.to_string())
-                .and_then(|mut c| {
-                    queue::prepare_notifier(&mut c)
-                        .map(|()| c)
-                        .map_err(|e| e.to_string())
-                });
+            let connected =
+                db::connect_with(database_url, "postmand-notifier", queue::prepare_notifier);
             client = match connected {
                 Ok(c) => Some(c),
                 Err(e) => {

@@ -20,33 +20,24 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// A [`Migration`] from its file in `sql/`, embedded in the binary.
+macro_rules! migration {
+    ($version:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../sql/", $name)),
+        }
+    };
+}
+
 /// Every migration, oldest first. Files are never edited once released; add a new one instead.
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "001_initial_schema.sql",
-        sql: include_str!("../../sql/001_initial_schema.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "002_widen_and_index.sql",
-        sql: include_str!("../../sql/002_widen_and_index.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "003_claim_index.sql",
-        sql: include_str!("../../sql/003_claim_index.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "004_retention_index.sql",
-        sql: include_str!("../../sql/004_retention_index.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "005_drop_status_index.sql",
-        sql: include_str!("../../sql/005_drop_status_index.sql"),
-    },
+    migration!(1, "001_initial_schema.sql"),
+    migration!(2, "002_widen_and_index.sql"),
+    migration!(3, "003_claim_index.sql"),
+    migration!(4, "004_retention_index.sql"),
+    migration!(5, "005_drop_status_index.sql"),
 ];
 
 /// Serialises concurrent `postmand migrate` runs (several containers starting at once).

@@ -144,6 +144,18 @@ pub fn connect(url: &str, application_name: &str) -> Result<postgres::Client, Er
     })
 }
 
+/// [`connect`], then `setup` on the new connection (LISTEN, session settings): a connection of
+/// its own for a long-lived thread. The error is text for that thread's one log line.
+pub fn connect_with<E: fmt::Display>(
+    url: &str,
+    application_name: &str,
+    setup: impl FnOnce(&mut postgres::Client) -> Result<(), E>,
+) -> Result<postgres::Client, String> {
+    let mut client = connect(url, application_name).map_err(|e| e.to_string())?;
+    setup(&mut client).map_err(|e| e.to_string())?;
+    Ok(client)
+}
+
 /// Sets every pooled connection to UTC and a statement timeout when it is opened, and turns
 /// JIT compilation off: postmand's statements are short index lookups, and a generic plan's
 /// cost estimate crossed `jit_above_cost`, so each claim spent ~150 ms compiling code that ran

@@ -40,9 +40,7 @@ pub fn spawn_listener(
 fn listen(database_url: &str, wake: &Sender<()>, shutdown: &Shutdown, part: &Part) {
     let mut delay = Duration::from_millis(100);
     while !shutdown.is_requested() {
-        let connected = db::connect(database_url, "postmand-listener")
-            .map_err(|e| e.to_string())
-            .and_then(|mut c| queue::listen(&mut c).map(|()| c).map_err(|e| e.to_string()));
+        let connected = db::connect_with(database_url, "postmand-listener", queue::listen);
         let mut client = match connected {
             Ok(client) => client,
             Err(e) => {
