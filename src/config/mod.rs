@@ -9,7 +9,8 @@
 //! Unlike the original, a value that does not parse is an error that names the variable, not a
 //! silent fallback to the default: a typo in a deployment should stop the process, not change it.
 
-use std::collections::HashMap;
+mod dotenv;
+
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -233,16 +234,7 @@ impl std::error::Error for Error {}
 impl Config {
     /// Reads the process environment, then `.env` in the working directory for what is unset.
     pub fn from_env() -> Result<Config, Error> {
-        let dotenv = match std::fs::read_to_string(".env") {
-            Ok(text) => parse_dotenv(&text)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
-            Err(e) => {
-                return Err(Error::DotEnv {
-                    line: 0,
-                    reason: e.to_string(),
-                });
-            }
-        };
+        let dotenv = dotenv::read(std::path::Path::new(".env"))?;
         Config::from_lookup(|name| {
             std::env::var(name)
                 .ok()
@@ -402,42 +394,10 @@ pub fn redact_url(url: &str) -> String {
         .join(" ")
 }
 
-/// Parses dotenv text: `KEY=value`, optional `export `, `#` comments, single or double quotes.
-fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, Error> {
-    let mut vars = HashMap::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(Error::DotEnv {
-                line: index + 1,
-                reason: "expected KEY=value".into(),
-            });
-        };
-        let value = value.trim();
-        let value = match value.chars().next() {
-            Some(quote @ ('\'' | '"')) => match value[1..].find(quote) {
-                Some(end) => value[1..1 + end].to_string(),
-                None => {
-                    return Err(Error::DotEnv {
-                        line: index + 1,
-                        reason: "unterminated quote".into(),
-                    });
-                }
-            },
-            _ => value.split(" #").next().unwrap_or("").trim().to_string(),
-        };
-        vars.insert(key.trim().to_string(), value);
-    }
-    Ok(vars)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs
@@ -460,7 +420,7 @@ mod tests {
 
     #[test]
     fn readme_configuration_table_matches_settings() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         for setting in SETTINGS {
             let default = match setting.default {
                 "" if setting.name == "POSTMAND_DATABASE_URL" => "(required)",
@@ -532,29 +492,6 @@ mod tests {
         assert_eq!(
             redact_url("host=db user=u password=p dbname=x"),
             "host=db user=u password=*** dbname=x"
-        );
-    }
-
-    #[test]
-    fn dotenv_parses_quotes_comments_and_export() {
-        let vars = parse_dotenv(
-            "# comment\nexport A=1\nB='two # not a comment'\nC=\"three\"\nD=four # comment\n\n",
-        )
-        .unwrap();
-        assert_eq!(vars["A"], "1");
-        assert_eq!(vars["B"], "two # not a comment");
-        assert_eq!(vars["C"], "three");
-        assert_eq!(vars["D"], "four");
-    }
-
-    #[test]
-    fn dotenv_rejects_a_line_without_equals() {
-        assert_eq!(
-            parse_dotenv("A=1\nnonsense\n").unwrap_err(),
-            Error::DotEnv {
-                line: 2,
-                reason: "expected KEY=value".into()
-            }
         );
     }
 }
