@@ -29,7 +29,7 @@ const LISTEN: &str = "LISTEN postmand_deliveries";
 /// earliest due delivery is read from the partial index of pending rows (one index probe each,
 /// so an inactive webhook's backlog is never read), and the `$3` earliest webhooks are returned.
 /// `$1` is the time to judge "due" at; NULL means `now()`.
-const DUE_WEBHOOKS: &str = "SELECT w.id, w.url, w.content_type, w.valid_status_codes, \
+pub const DUE_WEBHOOKS: &str = "SELECT w.id, w.url, w.content_type, w.valid_status_codes, \
     w.secret_token, w.max_delivery_attempts, w.delivery_attempt_timeout, w.retry_min_backoff, \
     w.retry_max_backoff \
     FROM webhooks w CROSS JOIN LATERAL ( \
@@ -52,7 +52,7 @@ pub const WEBHOOKS_PER_CLAIM: i64 = 4;
 /// pending). Only the delivery rows are locked (`FOR UPDATE OF d`): the original also locked the
 /// webhook row, so creating a delivery or editing a webhook waited for an HTTP call (behaviour
 /// spec 4.3). If the process dies, the rows are due again with their attempts unchanged.
-const CLAIM_BATCH: &str = "SELECT d.id, d.payload, d.delivery_attempts FROM deliveries d \
+pub const CLAIM_BATCH: &str = "SELECT d.id, d.payload, d.delivery_attempts FROM deliveries d \
     WHERE d.webhook_id = $1 AND d.status = 'pending' \
       AND d.scheduled_at <= coalesce($2::timestamptz, now()) \
     ORDER BY d.scheduled_at, d.id \
@@ -124,7 +124,7 @@ pub fn reset_dispatcher_session(client: &mut impl GenericClient) -> Result<(), E
 /// every pending row for each batch (measured: 13 ms per record on average and up to 3 s with
 /// 170,000 rows queued for an inactive webhook), where it must look each delivery up by primary
 /// key.
-const RECORD_ATTEMPTS: &str = "WITH input AS ( \
+pub const RECORD_ATTEMPTS: &str = "WITH input AS ( \
         SELECT i.*, clock_timestamp() - i.ended_ago_ms * interval '1 millisecond' AS ended_at \
         FROM unnest($1::uuid[], $2::varchar[], $3::bigint[], $4::uuid[], $5::text[], \
             $6::text[], $7::integer[], $8::integer[], $9::boolean[], $10::text[], $11::bigint[]) \
