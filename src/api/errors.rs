@@ -56,8 +56,8 @@ pub enum ApiError {
     Unavailable,
     /// A known path with a method it does not serve. 405, code 12, with an `Allow` header.
     MethodNotAllowed {
-        /// The methods the path serves.
-        allow: &'static [&'static str],
+        /// The methods the path serves, in the router's order.
+        allow: Vec<&'static str>,
     },
     /// No route has this path. 404, code 13.
     RouteNotFound,
