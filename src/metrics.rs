@@ -15,15 +15,58 @@ const DURATION_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// How an attempt ended, for `postmand_attempts_total{outcome}`.
+/// How an attempt ended, for `postmand_attempts_total{outcome}`: by its response's status, or
+/// by how it failed on the wire (one outcome per `dispatch::send::TransportError` variant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
     /// A valid status code.
     Success,
     /// A response with another status code.
     Rejected,
-    /// No response (refused, timeout, garbage).
-    Error,
+    /// The timeout expired before the response headers arrived.
+    Timeout,
+    /// No connection could be made (refused, or the host unreachable).
+    Refused,
+    /// The TLS handshake or stream failed.
+    Tls,
+    /// The host name did not resolve.
+    Dns,
+    /// The response headers were too large.
+    TooLarge,
+    /// A malformed response, or any other failure on the wire.
+    Protocol,
+    /// The response body could not be read.
+    Body,
+}
+
+impl AttemptOutcome {
+    /// Every outcome, in the order they are rendered.
+    pub const ALL: [AttemptOutcome; 9] = [
+        AttemptOutcome::Success,
+        AttemptOutcome::Rejected,
+        AttemptOutcome::Timeout,
+        AttemptOutcome::Refused,
+        AttemptOutcome::Tls,
+        AttemptOutcome::Dns,
+        AttemptOutcome::TooLarge,
+        AttemptOutcome::Protocol,
+        AttemptOutcome::Body,
+    ];
+
+    /// The value of the `outcome` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            AttemptOutcome::Success => "success",
+            AttemptOutcome::Rejected => "rejected",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::Refused => "refused",
+            AttemptOutcome::Tls => "tls",
+            AttemptOutcome::Dns => "dns",
+            AttemptOutcome::TooLarge => "too_large",
+            AttemptOutcome::Protocol => "protocol",
+            AttemptOutcome::Body => "body",
+        }
+    }
 }
 
 /// Where a delivery went after an attempt, for `postmand_deliveries_finished_total{status}`.
@@ -54,9 +97,8 @@ pub struct QueueStats {
 #[derive(Debug, Default)]
 pub struct Metrics {
     deliveries_created: AtomicU64,
-    attempts_success: AtomicU64,
-    attempts_rejected: AtomicU64,
-    attempts_error: AtomicU64,
+    /// Indexed by `AttemptOutcome as usize` (the order of [`AttemptOutcome::ALL`]).
+    attempts: [AtomicU64; AttemptOutcome::ALL.len()],
     finished_succeeded: AtomicU64,
     finished_failed: AtomicU64,
     retries_scheduled: AtomicU64,
@@ -77,12 +119,7 @@ impl Metrics {
 
     /// An attempt was committed.
     pub fn attempt(&self, outcome: AttemptOutcome, transition: Transition, duration: Duration) {
-        let counter = match outcome {
-            AttemptOutcome::Success => &self.attempts_success,
-            AttemptOutcome::Rejected => &self.attempts_rejected,
-            AttemptOutcome::Error => &self.attempts_error,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.attempts[outcome as usize].fetch_add(1, Ordering::Relaxed);
         let counter = match transition {
             Transition::Succeeded => &self.finished_succeeded,
             Transition::Failed => &self.finished_failed,
@@ -236,18 +273,14 @@ impl Metrics {
             &mut out,
             "postmand_attempts_total",
             "counter",
-            "Delivery attempts by outcome: success (valid status), rejected (other status), error (no response).",
+            "Delivery attempts by outcome: success (valid status), rejected (other status), or how it failed on the wire: timeout, refused, tls, dns, too_large (response headers), protocol (malformed response or other), body (reading the body failed).",
         );
-        for (outcome, counter) in [
-            ("success", &self.attempts_success),
-            ("rejected", &self.attempts_rejected),
-            ("error", &self.attempts_error),
-        ] {
+        for outcome in AttemptOutcome::ALL {
             sample(
                 &mut out,
                 "postmand_attempts_total",
-                &format!("outcome=\"{outcome}\""),
-                get(counter) as f64,
+                &format!("outcome=\"{}\"", outcome.label()),
+                get(&self.attempts[outcome as usize]) as f64,
             );
         }
         family(
@@ -364,7 +397,7 @@ mod tests {
             Duration::from_millis(7),
         );
         metrics.attempt(
-            AttemptOutcome::Error,
+            AttemptOutcome::Timeout,
             Transition::Retrying,
             Duration::from_secs(3),
         );
@@ -373,9 +406,41 @@ mod tests {
         assert!(text.contains("postmand_attempt_duration_seconds_bucket{le=\"0.01\"} 1\n"));
         assert!(text.contains("postmand_attempt_duration_seconds_bucket{le=\"5\"} 2\n"));
         assert!(text.contains("postmand_attempt_duration_seconds_bucket{le=\"+Inf\"} 2\n"));
-        assert!(text.contains("postmand_attempts_total{outcome=\"error\"} 1\n"));
+        assert!(text.contains("postmand_attempts_total{outcome=\"success\"} 1\n"));
+        assert!(text.contains("postmand_attempts_total{outcome=\"timeout\"} 1\n"));
+        assert!(text.contains("postmand_attempts_total{outcome=\"rejected\"} 0\n"));
         assert!(text.contains("postmand_deliveries_finished_total{status=\"retrying\"} 1\n"));
         assert!(text.contains("postmand_database_up 0\n"));
+    }
+
+    #[test]
+    fn every_outcome_has_its_own_series() {
+        let metrics = Metrics::default();
+        for (n, outcome) in AttemptOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome as usize, n, "ALL is in declaration order");
+            for _ in 0..=n {
+                metrics.attempt(outcome, Transition::Failed, Duration::ZERO);
+            }
+        }
+        let text = metrics.render(None, &[]);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("postmand_attempts_total{"))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                "postmand_attempts_total{outcome=\"success\"} 1",
+                "postmand_attempts_total{outcome=\"rejected\"} 2",
+                "postmand_attempts_total{outcome=\"timeout\"} 3",
+                "postmand_attempts_total{outcome=\"refused\"} 4",
+                "postmand_attempts_total{outcome=\"tls\"} 5",
+                "postmand_attempts_total{outcome=\"dns\"} 6",
+                "postmand_attempts_total{outcome=\"too_large\"} 7",
+                "postmand_attempts_total{outcome=\"protocol\"} 8",
+                "postmand_attempts_total{outcome=\"body\"} 9",
+            ]
+        );
     }
 
     #[test]

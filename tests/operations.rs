@@ -89,7 +89,20 @@ fn metrics_move_as_deliveries_flow() {
     let after = scrape(&app);
     assert_eq!(after["postmand_attempts_total{outcome=\"success\"}"], 1.0);
     assert_eq!(after["postmand_attempts_total{outcome=\"rejected\"}"], 1.0);
-    assert_eq!(after["postmand_attempts_total{outcome=\"error\"}"], 0.0);
+    for failure in [
+        "timeout",
+        "refused",
+        "tls",
+        "dns",
+        "too_large",
+        "protocol",
+        "body",
+    ] {
+        assert_eq!(
+            after[format!("postmand_attempts_total{{outcome=\"{failure}\"}}").as_str()],
+            0.0
+        );
+    }
     assert_eq!(
         after["postmand_deliveries_finished_total{status=\"succeeded\"}"],
         1.0

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use super::backoff;
 use super::limiter::{Admission, Limiter};
-use super::send::{self, AttemptResult, Outgoing};
+use super::send::{self, AttemptResult, Outgoing, TransportError};
 use crate::db::{self, Pool, PooledClient};
 use crate::metrics::{AttemptOutcome, Metrics, Transition};
 use crate::model::{DeliveryStatus, WebhookSettings};
@@ -212,6 +212,7 @@ impl Dispatcher {
         let started = Instant::now();
         let mut last_took = Duration::ZERO;
         let mut records = Vec::with_capacity(batch.len());
+        let mut counted = Vec::with_capacity(batch.len());
         for claimed in &batch {
             if !records.is_empty()
                 && (self.shutdown.is_requested() || started.elapsed() + last_took > timeout)
@@ -230,8 +231,14 @@ impl Dispatcher {
             });
             last_took = sent.elapsed();
             shared.metrics.dispatcher_busy(false);
+            let failure = result.error.as_ref().map(failure_outcome);
             let record = outcome(&webhook.settings, claimed, result);
             let succeeded = record.success;
+            counted.push(failure.unwrap_or(if succeeded {
+                AttemptOutcome::Success
+            } else {
+                AttemptOutcome::Rejected
+            }));
             records.push(record);
             if !succeeded {
                 break;
@@ -242,12 +249,12 @@ impl Dispatcher {
 
         let moved = prepared.record_attempts(&mut tx, &records)?;
         tx.commit().map_err(store::Error::from)?;
-        for record in &records {
+        for (record, counted) in records.iter().zip(counted) {
             if !moved.contains(&record.delivery_id) {
                 log::warn!("delivery-not-pending delivery_id={}", record.delivery_id);
                 continue;
             }
-            report(&shared.metrics, webhook.id, record);
+            report(&shared.metrics, webhook.id, record, counted);
         }
         if records.len() < batch.len() && slot_succeeded {
             // Stopped by its budget: the rest is due now, and another dispatcher may take it.
@@ -306,16 +313,28 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Counts a committed attempt and logs it: one line per attempt, with its ids.
-fn report(metrics: &Metrics, webhook_id: Uuid, record: &queue::AttemptRecord) {
+/// How an attempt that failed on the wire is counted.
+fn failure_outcome(error: &TransportError) -> AttemptOutcome {
+    match error {
+        TransportError::Timeout(_) => AttemptOutcome::Timeout,
+        TransportError::Refused(_) => AttemptOutcome::Refused,
+        TransportError::Tls(_) => AttemptOutcome::Tls,
+        TransportError::Dns(_) => AttemptOutcome::Dns,
+        TransportError::TooLarge(_) => AttemptOutcome::TooLarge,
+        TransportError::Protocol(_) => AttemptOutcome::Protocol,
+        TransportError::Body(_) => AttemptOutcome::Body,
+    }
+}
+
+/// Counts a committed attempt as `counted` and logs it: one line per attempt, with its ids.
+fn report(
+    metrics: &Metrics,
+    webhook_id: Uuid,
+    record: &queue::AttemptRecord,
+    counted: AttemptOutcome,
+) {
     metrics.attempt(
-        if record.success {
-            AttemptOutcome::Success
-        } else if record.error.is_empty() {
-            AttemptOutcome::Rejected
-        } else {
-            AttemptOutcome::Error
-        },
+        counted,
         match record.status {
             DeliveryStatus::Succeeded => Transition::Succeeded,
             DeliveryStatus::Failed => Transition::Failed,
@@ -341,15 +360,16 @@ fn report(metrics: &Metrics, webhook_id: Uuid, record: &queue::AttemptRecord) {
     );
 }
 
-/// Judges an exchange: succeeded when the status code is a valid one; otherwise failed once
-/// the attempts reach the webhook's maximum, else pending again after the backoff.
+/// Judges an exchange: succeeded when a response arrived whole with a valid status code;
+/// otherwise failed once the attempts reach the webhook's maximum, else pending again after the
+/// backoff. A transport error is stored as its text (`Post "<url>": ...`), none as "".
 pub fn outcome(
     webhook: &WebhookSettings,
     claimed: &queue::Claimed,
     result: AttemptResult,
 ) -> queue::AttemptRecord {
     let success =
-        result.error.is_empty() && webhook.valid_status_codes.contains(&result.status_code);
+        result.error.is_none() && webhook.valid_status_codes.contains(&result.status_code);
     let attempts = claimed.delivery_attempts.saturating_add(1);
     let (status, retry_in_ms) = if success {
         (DeliveryStatus::Succeeded, None)
@@ -376,7 +396,10 @@ pub fn outcome(
         response_status_code: result.status_code,
         execution_duration: result.duration_ms,
         success,
-        error: result.error,
+        error: result
+            .error
+            .map(|error| error.to_string())
+            .unwrap_or_default(),
         ended_at: Instant::now(),
     }
 }
@@ -414,19 +437,26 @@ mod tests {
         }
     }
 
-    fn result(status_code: i32, error: &str) -> AttemptResult {
+    fn result(status_code: i32, error: Option<TransportError>) -> AttemptResult {
         AttemptResult {
             raw_request: String::new(),
             raw_response: String::new(),
             status_code,
             duration_ms: 1,
-            error: error.to_string(),
+            error,
+        }
+    }
+
+    fn cause(message: &str) -> send::Cause {
+        send::Cause {
+            url: "http://x".to_string(),
+            message: message.to_string(),
         }
     }
 
     #[test]
     fn valid_status_succeeds() {
-        let record = outcome(&webhook(5), &claimed(0), result(201, ""));
+        let record = outcome(&webhook(5), &claimed(0), result(201, None));
         assert_eq!(
             (record.status, record.success, record.retry_in_ms),
             (DeliveryStatus::Succeeded, true, None)
@@ -436,13 +466,13 @@ mod tests {
     #[test]
     fn other_status_retries_with_backoff_then_fails() {
         let retries: Vec<Option<i64>> = (0..4)
-            .map(|k| outcome(&webhook(5), &claimed(k), result(204, "")).retry_in_ms)
+            .map(|k| outcome(&webhook(5), &claimed(k), result(204, None)).retry_in_ms)
             .collect();
         assert_eq!(
             retries,
             [Some(10_000), Some(20_000), Some(40_000), Some(60_000)]
         );
-        let last = outcome(&webhook(5), &claimed(4), result(500, ""));
+        let last = outcome(&webhook(5), &claimed(4), result(500, None));
         assert_eq!(
             (last.status, last.retry_in_ms),
             (DeliveryStatus::Failed, None)
@@ -454,11 +484,42 @@ mod tests {
         let record = outcome(
             &webhook(1),
             &claimed(0),
-            result(0, "Post \"http://x\": refused"),
+            result(0, Some(TransportError::Refused(cause("refused")))),
         );
         assert_eq!(
-            (record.status, record.success),
-            (DeliveryStatus::Failed, false)
+            (record.status, record.success, record.error.as_str()),
+            (DeliveryStatus::Failed, false, "Post \"http://x\": refused")
+        );
+        assert_eq!(
+            failure_outcome(&TransportError::Refused(cause("refused"))),
+            AttemptOutcome::Refused
+        );
+    }
+
+    #[test]
+    fn broken_body_fails_a_valid_status_and_keeps_it() {
+        let record = outcome(
+            &webhook(5),
+            &claimed(0),
+            result(200, Some(TransportError::Body(cause("Peer disconnected")))),
+        );
+        assert_eq!(
+            (
+                record.status,
+                record.success,
+                record.response_status_code,
+                record.error.as_str()
+            ),
+            (
+                DeliveryStatus::Pending,
+                false,
+                200,
+                "Post \"http://x\": reading the response body: Peer disconnected"
+            )
+        );
+        assert_eq!(
+            failure_outcome(&TransportError::Body(cause("x"))),
+            AttemptOutcome::Body
         );
     }
 }

@@ -41,10 +41,114 @@ pub struct AttemptResult {
     pub status_code: i32,
     /// Milliseconds from sending to the response headers (or to the failure).
     pub duration_ms: i32,
-    /// `Post "<url>": <cause>` when no response arrived or its body could not be read; empty
-    /// otherwise.
-    pub error: String,
+    /// Why the exchange failed on the wire: no response arrived, or its body could not be
+    /// read; `None` when a response arrived whole (whatever its status).
+    pub error: Option<TransportError>,
 }
+
+/// How an exchange failed below HTTP semantics, sorted by what went wrong (for metrics and
+/// logs). Its `Display` is the text stored in the attempt's `error` column:
+/// `Post "<url>": <cause>`, or `Post "<url>": reading the response body: <cause>` for
+/// [`TransportError::Body`]; the URL is shown without credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// The webhook's timeout expired before the response headers arrived: while resolving the
+    /// host, connecting, in the TLS handshake, sending the request, or waiting for the answer.
+    Timeout(Cause),
+    /// No connection could be made: nothing listens on the port (connection refused), or the
+    /// host or its network cannot be reached.
+    Refused(Cause),
+    /// The TLS handshake or the encrypted stream failed: an invalid, expired or untrusted
+    /// certificate, a fatal alert from the peer, or a peer that does not speak TLS.
+    Tls(Cause),
+    /// The host name did not resolve to an address (DNS: no such host, or the lookup failed).
+    Dns(Cause),
+    /// The response headers exceeded the size ureq accepts (64 KiB by default).
+    TooLarge(Cause),
+    /// Anything else: a malformed response (bad status line, headers or chunking), the
+    /// connection reset or closed before the response headers, a redirect ureq could not
+    /// follow, or a URL ureq refused.
+    Protocol(Cause),
+    /// The response headers arrived, but reading the body failed: it broke off, was malformed,
+    /// or the webhook's timeout expired meanwhile. The status code is kept in the attempt.
+    Body(Cause),
+}
+
+/// The text of a [`TransportError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// The webhook's URL without `user:password@`.
+    pub url: String,
+    /// What the HTTP client said.
+    pub message: String,
+}
+
+impl TransportError {
+    /// Sorts a failure of `send` (no response): ureq 3 reports most connection failures as
+    /// `Error::Io`, so its kind (and, for DNS and TLS, its origin) decides.
+    fn from_ureq(e: &ureq::Error, url: &str) -> TransportError {
+        use std::io::ErrorKind;
+        use ureq::Error as E;
+        let cause = Cause {
+            url: without_userinfo(url),
+            message: e.to_string(),
+        };
+        match e {
+            E::Timeout(_) => TransportError::Timeout(cause),
+            E::HostNotFound => TransportError::Dns(cause),
+            E::ConnectionFailed => TransportError::Refused(cause),
+            E::Tls(_) | E::Rustls(_) | E::Pem(_) | E::TlsRequired => TransportError::Tls(cause),
+            E::LargeResponseHeader(..) | E::BodyExceedsLimit(_) => TransportError::TooLarge(cause),
+            E::Io(io) => match io.kind() {
+                ErrorKind::TimedOut => TransportError::Timeout(cause),
+                ErrorKind::ConnectionRefused
+                | ErrorKind::HostUnreachable
+                | ErrorKind::NetworkUnreachable
+                | ErrorKind::NetworkDown
+                | ErrorKind::AddrNotAvailable => TransportError::Refused(cause),
+                // rustls reports handshake and record failures as InvalidData (ureq's only
+                // other source of it is a SOCKS proxy's malformed reply).
+                ErrorKind::InvalidData if is_https(url) => TransportError::Tls(cause),
+                // The resolver's failure (std's getaddrinfo error) has no kind of its own.
+                _ if io
+                    .to_string()
+                    .starts_with("failed to lookup address information") =>
+                {
+                    TransportError::Dns(cause)
+                }
+                _ => TransportError::Protocol(cause),
+            },
+            _ => TransportError::Protocol(cause),
+        }
+    }
+
+    /// The URL and message, whatever the variant.
+    pub fn cause(&self) -> &Cause {
+        match self {
+            TransportError::Timeout(cause)
+            | TransportError::Refused(cause)
+            | TransportError::Tls(cause)
+            | TransportError::Dns(cause)
+            | TransportError::TooLarge(cause)
+            | TransportError::Protocol(cause)
+            | TransportError::Body(cause) => cause,
+        }
+    }
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Cause { url, message } = self.cause();
+        match self {
+            TransportError::Body(_) => {
+                write!(f, "Post {url:?}: reading the response body: {message}")
+            }
+            _ => write!(f, "Post {url:?}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {}
 
 /// Sends deliveries; one per process, shared by the dispatchers (ureq pools connections).
 pub struct Sender {
@@ -94,7 +198,7 @@ impl Sender {
                     raw_response: String::new(),
                     status_code: 0,
                     duration_ms,
-                    error: format!("Post {:?}: {e}", without_userinfo(out.url)),
+                    error: Some(TransportError::from_ureq(&e, out.url)),
                 };
             }
         };
@@ -129,13 +233,13 @@ impl Sender {
         // A body that breaks off or times out makes the attempt a failure whatever the status
         // (behaviour spec 4.5: failures to read the body are failures); the status is kept.
         let error = match read {
-            Ok(_) => String::new(),
+            Ok(_) => None,
             Err(e) => {
                 raw_response.push_str(&format!("\n[postmand: reading the body failed: {e}]"));
-                format!(
-                    "Post {:?}: reading the response body: {e}",
-                    without_userinfo(out.url)
-                )
+                Some(TransportError::Body(Cause {
+                    url: without_userinfo(out.url),
+                    message: e.to_string(),
+                }))
             }
         };
         AttemptResult {
@@ -200,6 +304,12 @@ fn canonical(name: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("-")
+}
+
+/// Whether the URL's scheme is https (ureq accepts it in any case).
+fn is_https(url: &str) -> bool {
+    url.split_once("://")
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("https"))
 }
 
 fn after_scheme(url: &str) -> &str {
@@ -280,6 +390,126 @@ mod tests {
                 "X-Hub-Signature",
                 "X-Hub-Signature-256"
             ]
+        );
+    }
+
+    #[test]
+    fn ureq_errors_sort_into_transport_errors() {
+        use std::io::{Error as Io, ErrorKind};
+        type Variant = fn(Cause) -> TransportError;
+        let http = "http://h:1/x";
+        let https = "https://h:1/x";
+        let kind =
+            |e: ureq::Error, url: &str| std::mem::discriminant(&TransportError::from_ureq(&e, url));
+        let of = |variant: Variant| {
+            std::mem::discriminant(&variant(Cause {
+                url: String::new(),
+                message: String::new(),
+            }))
+        };
+        let cases: Vec<(ureq::Error, &str, Variant)> = vec![
+            (
+                ureq::Error::Timeout(ureq::Timeout::Global),
+                http,
+                TransportError::Timeout,
+            ),
+            (
+                ureq::Error::Timeout(ureq::Timeout::Connect),
+                https,
+                TransportError::Timeout,
+            ),
+            (
+                ureq::Error::Io(Io::new(ErrorKind::TimedOut, "t")),
+                http,
+                TransportError::Timeout,
+            ),
+            (
+                ureq::Error::Io(Io::new(ErrorKind::ConnectionRefused, "Connection refused")),
+                http,
+                TransportError::Refused,
+            ),
+            (
+                ureq::Error::Io(Io::new(ErrorKind::NetworkUnreachable, "n")),
+                http,
+                TransportError::Refused,
+            ),
+            (ureq::Error::ConnectionFailed, http, TransportError::Refused),
+            (ureq::Error::HostNotFound, http, TransportError::Dns),
+            (
+                ureq::Error::Io(Io::other(
+                    "failed to lookup address information: Name or service not known",
+                )),
+                https,
+                TransportError::Dns,
+            ),
+            (
+                ureq::Error::Io(Io::new(ErrorKind::InvalidData, "invalid peer certificate")),
+                https,
+                TransportError::Tls,
+            ),
+            (
+                ureq::Error::Tls("Rustls invalid dns name error"),
+                https,
+                TransportError::Tls,
+            ),
+            (ureq::Error::TlsRequired, https, TransportError::Tls),
+            (
+                ureq::Error::LargeResponseHeader(70_000, 65_536),
+                http,
+                TransportError::TooLarge,
+            ),
+            (
+                ureq::Error::Io(Io::new(ErrorKind::UnexpectedEof, "Peer disconnected")),
+                http,
+                TransportError::Protocol,
+            ),
+            (
+                ureq::Error::Io(Io::new(ErrorKind::InvalidData, "not TLS")),
+                http,
+                TransportError::Protocol,
+            ),
+            (
+                ureq::Error::BadUri("x".to_string()),
+                http,
+                TransportError::Protocol,
+            ),
+            (
+                ureq::Error::TooManyRedirects,
+                http,
+                TransportError::Protocol,
+            ),
+        ];
+        for (error, url, variant) in cases {
+            let text = error.to_string();
+            assert_eq!(kind(error, url), of(variant), "{text} for {url}");
+        }
+    }
+
+    #[test]
+    fn transport_error_text_is_the_stored_text() {
+        let e = TransportError::from_ureq(
+            &ureq::Error::Timeout(ureq::Timeout::Global),
+            "https://u:p@h.example:1/x?y",
+        );
+        assert_eq!(
+            e.to_string(),
+            "Post \"https://h.example:1/x?y\": timeout: global"
+        );
+        let e = TransportError::from_ureq(
+            &ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "Connection refused",
+            )),
+            "http://h:1",
+        );
+        assert_eq!(e.to_string(), "Post \"http://h:1\": io: Connection refused");
+        let e = TransportError::Body(Cause {
+            url: "http://h:1/".to_string(),
+            message: "Peer disconnected".to_string(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "Post \"http://h:1/\": reading the response body: Peer disconnected"
         );
     }
 
