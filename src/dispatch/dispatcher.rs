@@ -31,7 +31,7 @@ use super::limiter::{Admission, Limiter};
 use super::send::{self, AttemptResult, Outgoing, TransportError};
 use crate::db::{self, Pool, PooledClient};
 use crate::metrics::{AttemptOutcome, Metrics, Transition};
-use crate::model::{DeliveryStatus, WebhookSettings};
+use crate::model::DeliveryStatus;
 use crate::shutdown::Shutdown;
 use crate::store::{self, queue};
 
@@ -207,7 +207,7 @@ impl Dispatcher {
         let _ = self.wake_tx.try_send(());
 
         let timeout = Duration::from_secs(
-            u64::try_from(webhook.settings.delivery_attempt_timeout).unwrap_or(1),
+            u64::try_from(webhook.endpoint.delivery_attempt_timeout).unwrap_or(1),
         );
         let started = Instant::now();
         let mut last_took = Duration::ZERO;
@@ -223,16 +223,16 @@ impl Dispatcher {
             let sent = Instant::now();
             let result = shared.sender.send(&Outgoing {
                 delivery_id: claimed.id,
-                url: &webhook.settings.url,
-                content_type: &webhook.settings.content_type,
-                secret: &webhook.settings.secret_token,
+                url: &webhook.endpoint.url,
+                content_type: &webhook.endpoint.content_type,
+                secret: &webhook.endpoint.secret_token,
                 payload: claimed.payload.as_bytes(),
                 timeout,
             });
             last_took = sent.elapsed();
             shared.metrics.dispatcher_busy(false);
             let failure = result.error.as_ref().map(failure_outcome);
-            let record = outcome(&webhook.settings, claimed, result);
+            let record = outcome(&webhook.endpoint, claimed, result);
             let succeeded = record.success;
             counted.push(failure.unwrap_or(if succeeded {
                 AttemptOutcome::Success
@@ -364,7 +364,7 @@ fn report(
 /// otherwise failed once the attempts reach the webhook's maximum, else pending again after the
 /// backoff. A transport error is stored as its text (`Post "<url>": ...`), none as "".
 pub fn outcome(
-    webhook: &WebhookSettings,
+    webhook: &queue::Endpoint,
     claimed: &queue::Claimed,
     result: AttemptResult,
 ) -> queue::AttemptRecord {
@@ -414,14 +414,12 @@ fn jitter(period: Duration) -> Duration {
 mod tests {
     use super::*;
 
-    fn webhook(max: i32) -> WebhookSettings {
-        WebhookSettings {
-            name: String::new(),
+    fn webhook(max: i32) -> queue::Endpoint {
+        queue::Endpoint {
             url: String::new(),
             content_type: String::new(),
             valid_status_codes: vec![200, 201],
             secret_token: String::new(),
-            active: true,
             max_delivery_attempts: max,
             delivery_attempt_timeout: 1,
             retry_min_backoff: 10,

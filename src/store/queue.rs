@@ -9,7 +9,7 @@ use postgres::GenericClient;
 use uuid::Uuid;
 
 use super::Error;
-use crate::model::{DeliveryStatus, WebhookSettings};
+use crate::model::DeliveryStatus;
 
 /// The channel the API notifies after queueing deliveries and idle dispatchers listen on.
 pub const NOTIFY_CHANNEL: &str = "postmand_deliveries";
@@ -145,14 +145,36 @@ pub const RECORD_ATTEMPTS: &str = "WITH input AS ( \
     FROM moved m JOIN input i ON i.delivery_id = m.id \
     RETURNING delivery_id";
 
-/// An active webhook with due deliveries, and its settings as they are now (re-read on every
-/// claim, so an edit applies to the next batch).
+/// An active webhook with due deliveries, and what sending to it needs, as it is now (re-read
+/// on every claim, so an edit applies to the next batch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueWebhook {
     /// The webhook.
     pub id: Uuid,
-    /// Its settings (`name` is left empty: sending does not need it).
-    pub settings: WebhookSettings,
+    /// Where and how to send, and how to judge and retry.
+    pub endpoint: Endpoint,
+}
+
+/// The part of a webhook's settings a dispatcher uses (not its name, not `active`: a claimed
+/// webhook is active).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Where to POST.
+    pub url: String,
+    /// The request's `Content-Type`.
+    pub content_type: String,
+    /// Status codes that count as success.
+    pub valid_status_codes: Vec<i32>,
+    /// The signing secret; empty means unsigned.
+    pub secret_token: String,
+    /// Attempts after which a delivery fails.
+    pub max_delivery_attempts: i32,
+    /// Seconds one attempt may take.
+    pub delivery_attempt_timeout: i32,
+    /// Backoff after the first failure, in seconds.
+    pub retry_min_backoff: i32,
+    /// Longest backoff, in seconds.
+    pub retry_max_backoff: i32,
 }
 
 /// A claimed delivery with what is needed to send it; its webhook is the batch's.
@@ -217,13 +239,11 @@ fn due_webhooks_with(
         .iter()
         .map(|row| DueWebhook {
             id: row.get("id"),
-            settings: WebhookSettings {
-                name: String::new(),
+            endpoint: Endpoint {
                 url: row.get("url"),
                 content_type: row.get("content_type"),
                 valid_status_codes: row.get("valid_status_codes"),
                 secret_token: row.get("secret_token"),
-                active: true,
                 max_delivery_attempts: row.get("max_delivery_attempts"),
                 delivery_attempt_timeout: row.get("delivery_attempt_timeout"),
                 retry_min_backoff: row.get("retry_min_backoff"),
