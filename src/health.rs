@@ -19,7 +19,8 @@ use tiny_http::Response;
 
 use crate::config::Config;
 use crate::db::Pool;
-use crate::listen::{self, header};
+use crate::http::errors::ApiError;
+use crate::http::{self, header};
 use crate::liveness::Liveness;
 use crate::metrics::{Metrics, QueueStats};
 use crate::shutdown::Shutdown;
@@ -56,8 +57,8 @@ impl HealthServer {
         metrics: Arc<Metrics>,
         liveness: Arc<Liveness>,
     ) -> io::Result<HealthServer> {
-        let server = listen::server(listener, config.http_timeout, config.http_max_connections)?;
-        let addr = listen::addr(&server)?;
+        let server = http::server(listener, config.http_timeout, config.http_max_connections)?;
+        let addr = http::addr(&server)?;
         let server = Arc::new(server);
         let part = liveness.register("health-server", THREADS);
         let context = Arc::new(Context {
@@ -117,55 +118,38 @@ fn serve(server: &tiny_http::Server, context: &Context, shutdown: &Shutdown) {
                 continue;
             }
         };
-        if listen::announces_body_over(&request, context.max_body_bytes) {
-            let body = format!(
-                r#"{{"code":9,"message":"request body too large","details":"the limit is {} bytes"}}"#,
-                context.max_body_bytes
-            );
-            let response = Response::from_string(body)
-                .with_status_code(413)
-                .with_header(header("Content-Type", "application/json; charset=utf-8"));
-            if let Err(e) = request.respond_and_close(response) {
+        if http::announces_body_over(&request, context.max_body_bytes) {
+            let error = ApiError::BodyTooLarge {
+                limit: context.max_body_bytes,
+            };
+            if let Err(e) = request.respond_and_close(http::error_response(&error)) {
                 log::debug!("health-response-not-sent error={e}");
             }
             continue;
         }
         let path = request.url().split('?').next().unwrap_or("");
-        let mut content_type = "application/json; charset=utf-8";
-        let mut allow = None;
-        let (status, body) = match (request.method().as_str(), path) {
+        let response = match (request.method().as_str(), path) {
             ("GET", "/metrics") => {
-                content_type = "text/plain; version=0.0.4; charset=utf-8";
                 let queue = queue_stats(&context.pool);
-                (
-                    200,
-                    context.metrics.render(queue, &context.liveness.parts()),
-                )
+                let text = context.metrics.render(queue, &context.liveness.parts());
+                Response::from_data(text.into_bytes()).with_header(header(
+                    "Content-Type",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                ))
             }
             ("GET", "/healthz") => {
-                if healthy(context) {
-                    (200, r#"{"success":true}"#.to_string())
+                let (status, body) = if healthy(context) {
+                    (200, r#"{"success":true}"#)
                 } else {
-                    (503, r#"{"success":false}"#.to_string())
-                }
+                    (503, r#"{"success":false}"#)
+                };
+                http::json_response(status, body.as_bytes().to_vec(), None)
             }
             (_, "/healthz" | "/metrics") => {
-                allow = Some("GET");
-                (
-                    405,
-                    r#"{"code":12,"message":"method not allowed","details":"allowed: GET"}"#.into(),
-                )
+                http::error_response(&ApiError::MethodNotAllowed { allow: vec!["GET"] })
             }
-            _ => (
-                404,
-                r#"{"code":13,"message":"route not found"}"#.to_string(),
-            ),
+            _ => http::error_response(&ApiError::RouteNotFound),
         };
-        let mut response = Response::from_string(body).with_status_code(status);
-        response.add_header(header("Content-Type", content_type));
-        if let Some(allow) = allow {
-            response.add_header(header("Allow", allow));
-        }
         if let Err(e) = request.respond(response) {
             log::debug!("health-response-not-sent error={e}");
         }

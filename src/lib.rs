@@ -24,7 +24,7 @@ pub mod config;
 pub mod db;
 pub mod dispatch;
 pub mod health;
-mod listen;
+pub mod http;
 pub mod liveness;
 pub mod metrics;
 pub mod model;
@@ -179,7 +179,7 @@ impl Running {
 /// anything runs, and a `/healthz` that answers 200 implies the API accepts connections.
 pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running, Error> {
     let bind = |server: &'static str, port: u16| {
-        listen::bind(SocketAddr::new(config.bind_address, port))
+        http::bind(SocketAddr::new(config.bind_address, port))
             .map_err(|source| Error::Bind { server, source })
     };
     let health_listener = bind("health server", config.health_port)?;

@@ -8,7 +8,6 @@
 mod attempts;
 mod creates;
 mod deliveries;
-pub mod errors;
 pub mod json;
 pub mod notify;
 pub mod openapi;
@@ -27,20 +26,13 @@ use tiny_http::{Request, Response};
 
 use crate::config::Config;
 use crate::db::{self, Pool, PooledClient};
-use crate::listen::{self, header};
+pub use crate::http::errors;
+use crate::http::{self, header, json_response};
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use errors::ApiError;
 use router::Route;
-
-/// Headers on every API response (the original's `unrolled/secure` set).
-const SECURITY_HEADERS: &[(&str, &str)] = &[
-    ("X-Frame-Options", "DENY"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("X-XSS-Protection", "1; mode=block"),
-    ("Content-Security-Policy", "frame-ancestors 'none'"),
-];
 
 /// What every handler can reach.
 pub struct Context {
@@ -114,8 +106,8 @@ impl ApiServer {
         metrics: Arc<Metrics>,
         liveness: &Liveness,
     ) -> io::Result<ApiServer> {
-        let server = listen::server(listener, config.http_timeout, config.http_max_connections)?;
-        let addr = listen::addr(&server)?;
+        let server = http::server(listener, config.http_timeout, config.http_max_connections)?;
+        let addr = http::addr(&server)?;
         let server = Arc::new(server);
         let (notifier, notifier_thread) =
             notify::spawn(config.database_url.clone(), local_wake, shutdown.clone())?;
@@ -203,7 +195,7 @@ fn serve(server: &tiny_http::Server, context: &Context, shutdown: &Shutdown) {
 
 /// Answers one request; a panic in it is contained so the thread keeps serving.
 fn answer(context: &Context, request: Request) {
-    if listen::announces_body_over(&request, context.max_body_bytes) {
+    if http::announces_body_over(&request, context.max_body_bytes) {
         refuse_oversized(context, request);
         return;
     }
@@ -223,7 +215,7 @@ fn refuse_oversized(context: &Context, request: Request) {
     };
     let method = request.method().as_str().to_string();
     let url = request.url().to_string();
-    let response = json_response(error.status(), error.body().into_bytes(), None);
+    let response = http::error_response(&error);
     if let Err(e) = request.respond_and_close(response) {
         log::debug!("http-response-not-sent method={method} url={url} error={e}");
     }
@@ -283,22 +275,6 @@ fn answer_request(context: &Context, mut request: Request) {
             "request-completed method={method} url={url} status={status} took_ms={took_ms:.1}"
         );
     }
-}
-
-/// A JSON response with the security headers (and `Allow` for a 405, the challenge for a 401).
-fn json_response(status: u16, body: Vec<u8>, allow: Option<&str>) -> Response<io::Cursor<Vec<u8>>> {
-    let mut response = Response::from_data(body).with_status_code(status);
-    response.add_header(header("Content-Type", "application/json; charset=utf-8"));
-    for (name, value) in SECURITY_HEADERS {
-        response.add_header(header(name, value));
-    }
-    if let Some(allow) = allow {
-        response.add_header(header("Allow", allow));
-    }
-    if status == 401 {
-        response.add_header(header("WWW-Authenticate", "Bearer"));
-    }
-    response
 }
 
 fn respond<R: io::Read>(request: Request, response: Response<R>, method: &str, url: &str) {

@@ -1,5 +1,5 @@
 //! What both tiny_http servers (the API and health) share: binding, the limits of their
-//! connections, and header building.
+//! connections, JSON replies with the security headers, and the error catalogue (`errors`).
 //!
 //! The listening socket has no timeout: tiny_http's accept loop (patched, see
 //! `vendor/tiny_http/PATCHES.md`) blocks in `accept` until a connection or shutdown. Each
@@ -9,11 +9,50 @@
 //! `POSTMAND_HTTP_MAX_CONNECTIONS` connections are open per server; one past it is closed at
 //! once while the open ones keep being served.
 
+pub mod errors;
+
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use tiny_http::{ConnectionLimits, Header, Request};
+use tiny_http::{ConnectionLimits, Header, Request, Response};
+
+/// Headers on every JSON response (the original's `unrolled/secure` set).
+const SECURITY_HEADERS: &[(&str, &str)] = &[
+    ("X-Frame-Options", "DENY"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-XSS-Protection", "1; mode=block"),
+    ("Content-Security-Policy", "frame-ancestors 'none'"),
+];
+
+/// A JSON response with the security headers (and `Allow` for a 405, the challenge for a 401).
+pub fn json_response(
+    status: u16,
+    body: Vec<u8>,
+    allow: Option<&str>,
+) -> Response<io::Cursor<Vec<u8>>> {
+    let mut response = Response::from_data(body).with_status_code(status);
+    response.add_header(header("Content-Type", "application/json; charset=utf-8"));
+    for (name, value) in SECURITY_HEADERS {
+        response.add_header(header(name, value));
+    }
+    if let Some(allow) = allow {
+        response.add_header(header("Allow", allow));
+    }
+    if status == 401 {
+        response.add_header(header("WWW-Authenticate", "Bearer"));
+    }
+    response
+}
+
+/// The response for an error of the catalogue.
+pub fn error_response(error: &errors::ApiError) -> Response<io::Cursor<Vec<u8>>> {
+    let allow = match error {
+        errors::ApiError::MethodNotAllowed { allow } => Some(allow.join(", ")),
+        _ => None,
+    };
+    json_response(error.status(), error.body().into_bytes(), allow.as_deref())
+}
 
 /// Binds `addr`. Every listener of a role is bound before any server answers, so a `/healthz`
 /// that says 200 means the API accepts connections too.
