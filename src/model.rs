@@ -142,6 +142,15 @@ pub struct Attempt {
     pub webhook_id: Uuid,
     /// The delivery tried.
     pub delivery_id: Uuid,
+    /// What went over the wire and how it was judged.
+    pub exchange: Exchange,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One HTTP exchange of an attempt, as stored: what a dispatcher records and the API shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
     /// The request as sent: request line, headers, blank line, body (sanitised, capped).
     pub raw_request: String,
     /// The response as received, same shape; empty when there was no response.
@@ -154,8 +163,6 @@ pub struct Attempt {
     pub success: bool,
     /// Transport failure text (`Post "<url>": <cause>`), empty when a response arrived.
     pub error: String,
-    /// When it was recorded.
-    pub created_at: DateTime<Utc>,
 }
 
 /// The HMAC key of a Standard Webhooks secret (`whsec_` + base64): `None` for a secret without

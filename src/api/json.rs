@@ -371,12 +371,12 @@ impl<'a> From<&'a Attempt> for AttemptJson<'a> {
             id: a.id,
             webhook_id: a.webhook_id,
             delivery_id: a.delivery_id,
-            raw_request: &a.raw_request,
-            raw_response: &a.raw_response,
-            response_status_code: a.response_status_code,
-            execution_duration: a.execution_duration,
-            success: a.success,
-            error: &a.error,
+            raw_request: &a.exchange.raw_request,
+            raw_response: &a.exchange.raw_response,
+            response_status_code: a.exchange.response_status_code,
+            execution_duration: a.exchange.execution_duration,
+            success: a.exchange.success,
+            error: &a.exchange.error,
             created_at: format_time(&a.created_at),
         }
     }

@@ -31,7 +31,7 @@ use super::limiter::{Admission, Limiter};
 use super::send::{self, AttemptResult, Outgoing, TransportError};
 use crate::db::{self, Pool, PooledClient};
 use crate::metrics::{AttemptOutcome, Metrics, Transition};
-use crate::model::DeliveryStatus;
+use crate::model::{DeliveryStatus, Exchange};
 use crate::shutdown::Shutdown;
 use crate::store::{self, queue};
 
@@ -233,7 +233,7 @@ impl Dispatcher {
             shared.metrics.dispatcher_busy(false);
             let failure = result.error.as_ref().map(failure_outcome);
             let record = outcome(&webhook.endpoint, claimed, result);
-            let succeeded = record.success;
+            let succeeded = record.exchange.success;
             counted.push(failure.unwrap_or(if succeeded {
                 AttemptOutcome::Success
             } else {
@@ -244,7 +244,7 @@ impl Dispatcher {
                 break;
             }
         }
-        slot.succeeded = records.last().map(|record| record.success);
+        slot.succeeded = records.last().map(|record| record.exchange.success);
         let slot_succeeded = slot.succeeded == Some(true);
 
         let moved = prepared.record_attempts(&mut tx, &records)?;
@@ -340,7 +340,7 @@ fn report(
             DeliveryStatus::Failed => Transition::Failed,
             DeliveryStatus::Pending => Transition::Retrying,
         },
-        Duration::from_millis(u64::try_from(record.execution_duration).unwrap_or(0)),
+        Duration::from_millis(u64::try_from(record.exchange.execution_duration).unwrap_or(0)),
     );
     log::info!(
         "worker-delivery-attempt-created delivery_id={} webhook_id={} attempt_id={} \
@@ -348,14 +348,14 @@ fn report(
         record.delivery_id,
         webhook_id,
         record.attempt_id,
-        record.response_status_code,
-        record.execution_duration,
-        record.success,
+        record.exchange.response_status_code,
+        record.exchange.execution_duration,
+        record.exchange.success,
         record.status,
-        if record.error.is_empty() {
+        if record.exchange.error.is_empty() {
             String::new()
         } else {
-            format!(" error={:?}", record.error)
+            format!(" error={:?}", record.exchange.error)
         }
     );
 }
@@ -391,15 +391,17 @@ pub fn outcome(
         attempt_id: Uuid::new_v4(),
         status,
         retry_in_ms,
-        raw_request: result.raw_request,
-        raw_response: result.raw_response,
-        response_status_code: result.status_code,
-        execution_duration: result.duration_ms,
-        success,
-        error: result
-            .error
-            .map(|error| error.to_string())
-            .unwrap_or_default(),
+        exchange: Exchange {
+            raw_request: result.raw_request,
+            raw_response: result.raw_response,
+            response_status_code: result.status_code,
+            execution_duration: result.duration_ms,
+            success,
+            error: result
+                .error
+                .map(|error| error.to_string())
+                .unwrap_or_default(),
+        },
         ended_at: Instant::now(),
     }
 }
@@ -456,7 +458,7 @@ mod tests {
     fn valid_status_succeeds() {
         let record = outcome(&webhook(5), &claimed(0), result(201, None));
         assert_eq!(
-            (record.status, record.success, record.retry_in_ms),
+            (record.status, record.exchange.success, record.retry_in_ms),
             (DeliveryStatus::Succeeded, true, None)
         );
     }
@@ -485,7 +487,11 @@ mod tests {
             result(0, Some(TransportError::Refused(cause("refused")))),
         );
         assert_eq!(
-            (record.status, record.success, record.error.as_str()),
+            (
+                record.status,
+                record.exchange.success,
+                record.exchange.error.as_str()
+            ),
             (DeliveryStatus::Failed, false, "Post \"http://x\": refused")
         );
         assert_eq!(
@@ -504,9 +510,9 @@ mod tests {
         assert_eq!(
             (
                 record.status,
-                record.success,
-                record.response_status_code,
-                record.error.as_str()
+                record.exchange.success,
+                record.exchange.response_status_code,
+                record.exchange.error.as_str()
             ),
             (
                 DeliveryStatus::Pending,

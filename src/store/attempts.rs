@@ -6,7 +6,7 @@ use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use super::{CreatedRange, Error, Page, list_params};
-use crate::model::Attempt;
+use crate::model::{Attempt, Exchange};
 
 /// One attempt by id; columns in the order [`from_row`] reads them.
 const GET: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response, \
@@ -44,12 +44,14 @@ fn from_row(row: &Row) -> Attempt {
         id: row.get("id"),
         webhook_id: row.get("webhook_id"),
         delivery_id: row.get("delivery_id"),
-        raw_request: row.get("raw_request"),
-        raw_response: row.get("raw_response"),
-        response_status_code: row.get("response_status_code"),
-        execution_duration: row.get("execution_duration"),
-        success: row.get("success"),
-        error: row.get("error"),
+        exchange: Exchange {
+            raw_request: row.get("raw_request"),
+            raw_response: row.get("raw_response"),
+            response_status_code: row.get("response_status_code"),
+            execution_duration: row.get("execution_duration"),
+            success: row.get("success"),
+            error: row.get("error"),
+        },
         created_at: row.get("created_at"),
     }
 }

@@ -9,7 +9,7 @@ use postgres::GenericClient;
 use uuid::Uuid;
 
 use super::Error;
-use crate::model::DeliveryStatus;
+use crate::model::{DeliveryStatus, Exchange};
 
 /// The channel the API notifies after queueing deliveries and idle dispatchers listen on.
 pub const NOTIFY_CHANNEL: &str = "postmand_deliveries";
@@ -199,18 +199,8 @@ pub struct AttemptRecord {
     pub status: DeliveryStatus,
     /// For a delivery that stays pending: milliseconds until its next attempt.
     pub retry_in_ms: Option<i64>,
-    /// The request dump.
-    pub raw_request: String,
-    /// The response dump.
-    pub raw_response: String,
-    /// The response's status code, 0 without one.
-    pub response_status_code: i32,
-    /// Milliseconds to the response headers.
-    pub execution_duration: i32,
-    /// Whether the status code was a valid one.
-    pub success: bool,
-    /// Transport error text, empty with a response.
-    pub error: String,
+    /// What went over the wire and how it was judged.
+    pub exchange: Exchange,
     /// When the attempt ended (the attempt row's time, and the start of its backoff).
     pub ended_at: Instant,
 }
@@ -339,12 +329,24 @@ impl Prepared {
         let statuses: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
         let retry_in_ms: Vec<Option<i64>> = records.iter().map(|r| r.retry_in_ms).collect();
         let attempt_ids: Vec<Uuid> = records.iter().map(|r| r.attempt_id).collect();
-        let raw_requests: Vec<&str> = records.iter().map(|r| r.raw_request.as_str()).collect();
-        let raw_responses: Vec<&str> = records.iter().map(|r| r.raw_response.as_str()).collect();
-        let status_codes: Vec<i32> = records.iter().map(|r| r.response_status_code).collect();
-        let durations: Vec<i32> = records.iter().map(|r| r.execution_duration).collect();
-        let successes: Vec<bool> = records.iter().map(|r| r.success).collect();
-        let errors: Vec<&str> = records.iter().map(|r| r.error.as_str()).collect();
+        let raw_requests: Vec<&str> = records
+            .iter()
+            .map(|r| r.exchange.raw_request.as_str())
+            .collect();
+        let raw_responses: Vec<&str> = records
+            .iter()
+            .map(|r| r.exchange.raw_response.as_str())
+            .collect();
+        let status_codes: Vec<i32> = records
+            .iter()
+            .map(|r| r.exchange.response_status_code)
+            .collect();
+        let durations: Vec<i32> = records
+            .iter()
+            .map(|r| r.exchange.execution_duration)
+            .collect();
+        let successes: Vec<bool> = records.iter().map(|r| r.exchange.success).collect();
+        let errors: Vec<&str> = records.iter().map(|r| r.exchange.error.as_str()).collect();
         let ended_ago_ms: Vec<i64> = records
             .iter()
             .map(|r| i64::try_from(r.ended_at.elapsed().as_millis()).unwrap_or(i64::MAX))
