@@ -96,18 +96,11 @@ pub(crate) fn pgbench_ceilings(args: &Args, plan: &Plan) -> Result<Ceiling> {
 
 /// Transactions per second of [`pgbench_script`] with `batch` deliveries each.
 pub(crate) fn pgbench_ceiling(args: &Args, plan: &Plan, batch: u32) -> Result<f64> {
-    let db = Database::create(&args.admin_url, "bench_pgbench")?;
-    let migrate = Command::new(&args.postmand)
-        .arg("migrate")
-        .env("POSTMAND_DATABASE_URL", &db.url)
-        .env("POSTMAND_LOG_LEVEL", "warn")
-        .status()?;
-    if !migrate.success() {
-        return Err("postmand migrate failed".into());
-    }
+    let db = migrated_database(args, "bench_pgbench")?;
     let mut client = db.client()?;
     let webhook = insert_webhook(&mut client, "http://127.0.0.1:9/", true, 5)?;
-    // Far more rows than the run can claim, so no transaction ever finds the queue empty.
+    // Far more rows than the run can claim, so no transaction ever finds the queue empty and
+    // every batch is full.
     let rows = if args.smoke { 50_000 } else { 400_000 } * if batch > 1 { 2 } else { 1 };
     client.execute(
         "INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status, created_at, updated_at) \
@@ -116,41 +109,42 @@ pub(crate) fn pgbench_ceiling(args: &Args, plan: &Plan, batch: u32) -> Result<f6
         &[&webhook, &rows],
     )?;
     client.batch_execute("VACUUM ANALYZE deliveries")?;
-    let script = std::env::temp_dir().join(format!("postmand-bench-{}.sql", std::process::id()));
-    std::fs::File::create(&script)?.write_all(pgbench_script().as_bytes())?;
-    let output = Command::new(&args.pgbench)
-        // The queue never runs dry (see `rows`), so every batch is full.
-        .env("PGOPTIONS", pgbench_session())
-        .args([
-            "-n",
-            "-M",
-            "prepared",
-            "-D",
-            "id=00000000-0000-0000-0000-000000000000",
-            "-D",
-        ])
-        .arg(format!("batch={batch}"))
-        .args([
-            "-c",
-            &plan.concurrency.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &plan.pgbench_secs.to_string(),
-            "-f",
-        ])
-        .arg(&script)
-        .arg(&db.url)
-        .output()?;
-    let _ = std::fs::remove_file(&script);
-    pgbench_tps(&output)
+    run_pgbench(
+        args,
+        &db,
+        &pgbench_session(),
+        &[
+            "id=00000000-0000-0000-0000-000000000000".to_string(),
+            format!("batch={batch}"),
+        ],
+        plan.concurrency,
+        plan.pgbench_secs,
+        &pgbench_script(),
+    )
 }
 
 /// Transactions per second of a one-row INSERT into `deliveries` (what a create writes), with
 /// `api_clients` pgbench clients, each its own transaction: what the database does for creates
 /// without group commit.
 pub(crate) fn pgbench_insert_rate(args: &Args, plan: &Plan) -> Result<f64> {
-    let db = Database::create(&args.admin_url, "bench_pgbench_insert")?;
+    let db = migrated_database(args, "bench_pgbench_insert")?;
+    let mut client = db.client()?;
+    let webhook = insert_webhook(&mut client, "http://127.0.0.1:9/", false, 5)?;
+    run_pgbench(
+        args,
+        &db,
+        "-c jit=off",
+        &[format!("webhook={webhook}")],
+        plan.api_clients,
+        plan.pgbench_secs,
+        "INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status, created_at, updated_at) \
+         VALUES (gen_random_uuid(), :webhook, '{\"event\":\"api-bench\"}', now(), 0, 'pending', now(), now());\n",
+    )
+}
+
+/// A fresh database migrated by the postmand under test.
+fn migrated_database(args: &Args, name: &str) -> Result<Database> {
+    let db = Database::create(&args.admin_url, name)?;
     let migrate = Command::new(&args.postmand)
         .arg("migrate")
         .env("POSTMAND_DATABASE_URL", &db.url)
@@ -159,31 +153,46 @@ pub(crate) fn pgbench_insert_rate(args: &Args, plan: &Plan) -> Result<f64> {
     if !migrate.success() {
         return Err("postmand migrate failed".into());
     }
-    let mut client = db.client()?;
-    let webhook = insert_webhook(&mut client, "http://127.0.0.1:9/", false, 5)?;
-    let script =
-        std::env::temp_dir().join(format!("postmand-bench-insert-{}.sql", std::process::id()));
-    std::fs::File::create(&script)?.write_all(
-        b"INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status, created_at, updated_at) \
-          VALUES (gen_random_uuid(), :webhook, '{\"event\":\"api-bench\"}', now(), 0, 'pending', now(), now());\n",
-    )?;
-    let output = Command::new(&args.pgbench)
-        .env("PGOPTIONS", "-c jit=off")
-        .args(["-n", "-M", "prepared", "-D"])
-        .arg(format!("webhook={webhook}"))
+    Ok(db)
+}
+
+/// Runs `script` with pgbench (prepared statements, 2 threads) and returns its rate.
+fn run_pgbench(
+    args: &Args,
+    db: &Database,
+    session_options: &str,
+    defines: &[String],
+    clients: usize,
+    secs: u64,
+    script: &str,
+) -> Result<f64> {
+    let path = std::env::temp_dir().join(format!(
+        "postmand-bench-{}-{}.sql",
+        std::process::id(),
+        db.name
+    ));
+    std::fs::File::create(&path)?.write_all(script.as_bytes())?;
+    let mut command = Command::new(&args.pgbench);
+    command
+        .env("PGOPTIONS", session_options)
+        .args(["-n", "-M", "prepared"]);
+    for define in defines {
+        command.arg("-D").arg(define);
+    }
+    let output = command
         .args([
             "-c",
-            &plan.api_clients.to_string(),
+            &clients.to_string(),
             "-j",
             "2",
             "-T",
-            &plan.pgbench_secs.to_string(),
+            &secs.to_string(),
             "-f",
         ])
-        .arg(&script)
+        .arg(&path)
         .arg(&db.url)
         .output()?;
-    let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_file(&path);
     pgbench_tps(&output)
 }
 
