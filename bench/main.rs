@@ -286,6 +286,22 @@ fn run() -> Result<()> {
         }
         server.stop()?;
     }
+    // 1b. The baseline's drain, on a fresh server, for a before/after ratio in this run.
+    if let (Some(baseline), true) = (&args.baseline, wants("drain")) {
+        let db = Database::create(&args.admin_url, "bench_drain_baseline")?;
+        let mut server = Postmand::start(baseline, &db.url, &plan, "all")?;
+        server.wait_ready()?;
+        let one = drain(&db, &receiver, plan.drain, 1)?;
+        rows.push(row(
+            "Drain, 1 endpoint (baseline)",
+            one,
+            "deliveries/s",
+            "",
+            None,
+        ));
+        server.stop()?;
+    }
+
     // 3. API throughput with keep-alive clients, each binary on a fresh server.
     let mut api_rss_kib = 0;
     if wants("api") {

@@ -12,7 +12,6 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
 use tiny_http::Response;
@@ -42,9 +41,7 @@ struct Context {
 
 /// The running health server.
 pub struct HealthServer {
-    server: Arc<tiny_http::Server>,
-    threads: Vec<thread::JoinHandle<()>>,
-    addr: SocketAddr,
+    serving: http::Serving,
 }
 
 impl HealthServer {
@@ -57,54 +54,36 @@ impl HealthServer {
         metrics: Arc<Metrics>,
         liveness: Arc<Liveness>,
     ) -> io::Result<HealthServer> {
-        let server = http::server(listener, config.http_timeout, config.http_max_connections)?;
-        let addr = http::addr(&server)?;
-        let server = Arc::new(server);
-        let part = liveness.register("health-server", THREADS);
+        let parts = Arc::clone(&liveness);
+        let plan = http::ServingPlan {
+            name: "health",
+            part: "health-server",
+            threads: THREADS,
+            timeout: config.http_timeout,
+            max_connections: config.http_max_connections,
+            liveness: &parts,
+            shutdown,
+        };
         let context = Arc::new(Context {
             pool,
             metrics,
             liveness,
             max_body_bytes: config.max_body_bytes,
         });
-        let mut threads = Vec::with_capacity(THREADS);
-        for index in 0..THREADS {
-            let server = Arc::clone(&server);
-            let context = Arc::clone(&context);
-            let shutdown = shutdown.clone();
-            let running = part.running();
-            threads.push(
-                thread::Builder::new()
-                    .name(format!("health-{index}"))
-                    .spawn(move || {
-                        let _running = running;
-                        serve(&server, &context, &shutdown)
-                    })?,
-            );
-        }
+        let serving = http::Serving::start(plan, listener, context, serve)?;
+        let addr = serving.addr();
         log::info!("health-server-listen-and-serve addr={addr}");
-        Ok(HealthServer {
-            server,
-            threads,
-            addr,
-        })
+        Ok(HealthServer { serving })
     }
 
     /// Where the server listens.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.serving.addr()
     }
 
     /// Finishes the probes in progress and joins the threads.
     pub fn stop(self) {
-        for _ in &self.threads {
-            self.server.unblock();
-        }
-        for thread in self.threads {
-            if thread.join().is_err() {
-                log::error!("a health thread panicked");
-            }
-        }
+        self.serving.stop();
     }
 }
 

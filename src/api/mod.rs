@@ -83,13 +83,11 @@ impl Reply {
 
 /// The running API server.
 pub struct ApiServer {
-    server: Arc<tiny_http::Server>,
-    threads: Vec<thread::JoinHandle<()>>,
+    serving: http::Serving,
     /// Kept to reach the create writer's test hook; dropped at stop so the writer can finish.
     context: Arc<Context>,
     writer: thread::JoinHandle<()>,
     notifier: thread::JoinHandle<()>,
-    addr: SocketAddr,
 }
 
 impl ApiServer {
@@ -105,9 +103,6 @@ impl ApiServer {
         metrics: Arc<Metrics>,
         liveness: &Liveness,
     ) -> io::Result<ApiServer> {
-        let server = http::server(listener, config.http_timeout, config.http_max_connections)?;
-        let addr = http::addr(&server)?;
-        let server = Arc::new(server);
         let (notifier, notifier_thread) =
             notify::spawn(config.database_url.clone(), local_wake, shutdown.clone())?;
         let writer_part = liveness.register("create-writer", 1);
@@ -120,29 +115,23 @@ impl ApiServer {
             api_token: config.api_token.clone(),
             metrics,
         });
-        let part = liveness.register("api-server", config.http_threads);
-        let mut threads = Vec::with_capacity(config.http_threads);
-        for index in 0..config.http_threads {
-            let server = Arc::clone(&server);
-            let context = Arc::clone(&context);
-            let shutdown = shutdown.clone();
-            let running = part.running();
-            let thread = thread::Builder::new()
-                .name(format!("api-{index}"))
-                .spawn(move || {
-                    let _running = running;
-                    serve(&server, &context, &shutdown)
-                })?;
-            threads.push(thread);
-        }
+        let plan = http::ServingPlan {
+            name: "api",
+            part: "api-server",
+            threads: config.http_threads,
+            timeout: config.http_timeout,
+            max_connections: config.http_max_connections,
+            liveness,
+            shutdown,
+        };
+        let serving = http::Serving::start(plan, listener, Arc::clone(&context), serve)?;
+        let addr = serving.addr();
         log::info!("http-server-listen-and-serve addr={addr}");
         Ok(ApiServer {
-            server,
-            threads,
+            serving,
             context,
             writer,
             notifier: notifier_thread,
-            addr,
         })
     }
 
@@ -154,20 +143,14 @@ impl ApiServer {
 
     /// Where the server listens (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.serving.addr()
     }
 
     /// Lets every thread finish its current request, then joins them.
     pub fn stop(self) {
-        log::info!("http-server-shutdown-started addr={}", self.addr);
-        for _ in &self.threads {
-            self.server.unblock();
-        }
-        for thread in self.threads {
-            if thread.join().is_err() {
-                log::error!("an API thread panicked");
-            }
-        }
+        let addr = self.serving.addr();
+        log::info!("http-server-shutdown-started addr={addr}");
+        self.serving.stop();
         // With the request threads gone, this is the last handle of the create queue: the
         // writer finishes what is queued and stops.
         drop(self.context);
@@ -177,7 +160,7 @@ impl ApiServer {
         if self.notifier.join().is_err() {
             log::error!("the notifier thread panicked");
         }
-        log::info!("http-server-shutdown-finished addr={}", self.addr);
+        log::info!("http-server-shutdown-finished addr={addr}");
     }
 }
 

@@ -13,7 +13,12 @@ pub mod errors;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
+
+use crate::liveness::Liveness;
+use crate::shutdown::Shutdown;
 
 use tiny_http::{ConnectionLimits, Header, Request, Response};
 
@@ -54,6 +59,83 @@ pub fn error_response(error: &errors::ApiError) -> Response<io::Cursor<Vec<u8>>>
     json_response(error.status(), error.body().into_bytes(), allow.as_deref())
 }
 
+/// One server's request threads: `count` threads named `<name>-<n>` each run `serve` on the
+/// shared tiny_http server until shutdown; the liveness part `part` counts them.
+pub struct Serving {
+    server: Arc<tiny_http::Server>,
+    threads: Vec<thread::JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+/// What starts one server's request threads (see [`Serving::start`]).
+pub struct ServingPlan<'a> {
+    /// Thread name prefix.
+    pub name: &'static str,
+    /// The liveness part the threads make whole.
+    pub part: &'static str,
+    /// How many request threads.
+    pub threads: usize,
+    /// `POSTMAND_HTTP_TIMEOUT`.
+    pub timeout: Duration,
+    /// `POSTMAND_HTTP_MAX_CONNECTIONS`.
+    pub max_connections: usize,
+    /// Where the part is registered.
+    pub liveness: &'a Liveness,
+    /// Cloned into every thread.
+    pub shutdown: &'a Shutdown,
+}
+
+impl Serving {
+    /// Starts the tiny_http server on `listener` and its request threads.
+    pub fn start<C: Send + Sync + 'static>(
+        plan: ServingPlan<'_>,
+        listener: TcpListener,
+        context: Arc<C>,
+        serve: fn(&tiny_http::Server, &C, &Shutdown),
+    ) -> io::Result<Serving> {
+        let server = Arc::new(server(listener, plan.timeout, plan.max_connections)?);
+        let addr = addr(&server)?;
+        let part = plan.liveness.register(plan.part, plan.threads);
+        let mut threads = Vec::with_capacity(plan.threads);
+        for index in 0..plan.threads {
+            let server = Arc::clone(&server);
+            let context = Arc::clone(&context);
+            let shutdown = plan.shutdown.clone();
+            let running = part.running();
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("{}-{index}", plan.name))
+                    .spawn(move || {
+                        let _running = running;
+                        serve(&server, &context, &shutdown)
+                    })?,
+            );
+        }
+        Ok(Serving {
+            server,
+            threads,
+            addr,
+        })
+    }
+
+    /// Where the server listens (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Lets every thread finish the request it holds, then joins them.
+    pub fn stop(self) {
+        for _ in &self.threads {
+            self.server.unblock();
+        }
+        for thread in self.threads {
+            if thread.join().is_err() {
+                log::error!("a request thread panicked addr={}", self.addr);
+            }
+        }
+    }
+}
+
 /// Binds `addr`. Every listener of a role is bound before any server answers, so a `/healthz`
 /// that says 200 means the API accepts connections too.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -61,7 +143,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// A tiny_http server on `listener`.
-pub fn server(
+fn server(
     listener: TcpListener,
     timeout: Duration,
     max_connections: usize,
@@ -77,7 +159,7 @@ pub fn server(
 }
 
 /// The server's IP address (a TCP listener always has one).
-pub fn addr(server: &tiny_http::Server) -> io::Result<SocketAddr> {
+fn addr(server: &tiny_http::Server) -> io::Result<SocketAddr> {
     server
         .server_addr()
         .to_ip()
