@@ -34,8 +34,14 @@ mod operations;
 // Database faults: restarts (on private clusters) under load and under a worker, refused connections.
 mod faults_database;
 
-// Hostile clients: fuzzed requests (no 5xx), slow clients, oversized heads and bodies, huge lengths.
-mod faults_clients;
+// Hostile clients, fuzzed: generated requests on every route get no 5xx, and 4xx error objects.
+mod faults_fuzz;
+
+// Hostile clients, slow: dripped heads, unfinished bodies, an Upgrade body left open.
+mod faults_slow_clients;
+
+// Hostile clients, oversized: huge heads, 50 MiB and endless bodies, Content-Length near usize::MAX.
+mod faults_oversized;
 
 // Hostile receivers: early closes, endless headers, slow drips, invalid status lines; one attempt each.
 mod faults_receivers;
