@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod model;
 pub mod shutdown;
 pub mod store;
+pub mod url;
 
 /// `postmand/<version>`: what `--version` prints and the dispatcher's User-Agent.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_NAME"), "/", env!("CARGO_PKG_VERSION"));

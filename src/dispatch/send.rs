@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{dump, signature};
 use crate::VERSION;
+use crate::url::EndpointUrl;
 
 /// What to send.
 #[derive(Debug, Clone, Copy)]
@@ -89,8 +90,9 @@ impl TransportError {
     fn from_ureq(e: &ureq::Error, url: &str) -> TransportError {
         use std::io::ErrorKind;
         use ureq::Error as E;
+        let url = EndpointUrl::new(url);
         let cause = Cause {
-            url: without_userinfo(url),
+            url: url.without_userinfo().into_owned(),
             message: e.to_string(),
         };
         match e {
@@ -108,7 +110,7 @@ impl TransportError {
                 | ErrorKind::AddrNotAvailable => TransportError::Refused(cause),
                 // rustls reports handshake and record failures as InvalidData (ureq's only
                 // other source of it is a SOCKS proxy's malformed reply).
-                ErrorKind::InvalidData if is_https(url) => TransportError::Tls(cause),
+                ErrorKind::InvalidData if url.is_https() => TransportError::Tls(cause),
                 // The resolver's failure (std's getaddrinfo error) has no kind of its own.
                 _ if io
                     .to_string()
@@ -172,7 +174,10 @@ impl Sender {
     pub fn send(&self, out: &Outgoing<'_>) -> AttemptResult {
         let headers = request_headers(out, chrono::Utc::now().timestamp());
         let raw_request = dump::dump(
-            &format!("POST {} HTTP/1.1", request_target(out.url)),
+            &format!(
+                "POST {} HTTP/1.1",
+                EndpointUrl::new(out.url).request_target()
+            ),
             &headers,
             out.payload,
             true,
@@ -237,7 +242,7 @@ impl Sender {
             Err(e) => {
                 raw_response.push_str(&format!("\n[postmand: reading the body failed: {e}]"));
                 Some(TransportError::Body(Cause {
-                    url: without_userinfo(out.url),
+                    url: EndpointUrl::new(out.url).without_userinfo().into_owned(),
                     message: e.to_string(),
                 }))
             }
@@ -285,7 +290,10 @@ fn request_headers(out: &Outgoing<'_>, timestamp: i64) -> Vec<(String, Vec<u8>)>
     headers.sort_by(|a, b| a.0.cmp(&b.0));
     headers.insert(
         0,
-        ("Host".to_string(), host_of(out.url).as_bytes().to_vec()),
+        (
+            "Host".to_string(),
+            EndpointUrl::new(out.url).host_port().as_bytes().to_vec(),
+        ),
     );
     headers
 }
@@ -306,52 +314,21 @@ fn canonical(name: &str) -> String {
         .join("-")
 }
 
-/// Whether the URL's scheme is https (ureq accepts it in any case).
-fn is_https(url: &str) -> bool {
-    url.split_once("://")
-        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("https"))
-}
-
-fn after_scheme(url: &str) -> &str {
-    url.split_once("://").map_or(url, |(_, rest)| rest)
-}
-
-/// The URL without `user:password@`, for error text that is logged and shown: credentials in a
-/// webhook URL are secrets.
-fn without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://{host}{}", &rest[authority_end..]),
-        None => url.to_string(),
-    }
-}
-
-/// `host[:port]` of a URL, without user info.
-fn host_of(url: &str) -> &str {
-    let rest = after_scheme(url);
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
-}
-
-/// The request target: path (`/` if empty) and query, no fragment.
-fn request_target(url: &str) -> String {
-    let rest = after_scheme(url);
-    let rest = rest.split('#').next().unwrap_or("");
-    match rest.find(['/', '?']) {
-        Some(i) if rest[i..].starts_with('?') => format!("/{}", &rest[i..]),
-        Some(i) => rest[i..].to_string(),
-        None => "/".to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request_target(url: &str) -> String {
+        EndpointUrl::new(url).request_target().into_owned()
+    }
+
+    fn host_of(url: &str) -> &str {
+        EndpointUrl::new(url).host_port()
+    }
+
+    fn without_userinfo(url: &str) -> String {
+        EndpointUrl::new(url).without_userinfo().into_owned()
+    }
 
     #[test]
     fn request_target_and_host() {

@@ -1,0 +1,278 @@
+//! Webhook URLs: the one place their text is taken apart. `api` validates a webhook's `url` with
+//! [`EndpointUrl::is_valid`]; `dispatch` takes the request target, the `Host` and the error
+//! text's URL (credentials removed) from it. Nothing here imports from the crate.
+//!
+//! The part that decides where a request goes, `scheme://host[:port]`, is judged by
+//! [`http::Uri`], the type ureq sends with. The text is split around it by its delimiters (the
+//! first `://`, then the first `/`, `?` or `#`, the last `@` before that, and the first `#`)
+//! rather than by `http::Uri`, because the rest is not for `http::Uri` to judge:
+//! - postmand has always accepted, and stored, URLs whose user info, path or query `http::Uri`
+//!   refuses (user info with one of ``"<>\^`{|}``, a bracket, more than eight colons or
+//!   non-ASCII; ``<>` `` in the path; `"<>` in the query; more than 65,534 bytes in all). Accepting
+//!   exactly what was accepted before means not asking it about those parts. (ureq refuses them
+//!   too, so every attempt of such a webhook fails before sending, as it always did.)
+//! - the dispatcher shows whatever URL a webhook has, including those the Go original stored
+//!   without validation (`ftp://...`, no scheme at all), with its credentials removed and
+//!   otherwise byte for byte.
+
+use std::borrow::Cow;
+use std::net::Ipv6Addr;
+
+// `::http`, the crate: `crate::http` is the module the two servers share.
+use ::http::uri::{Scheme, Uri};
+
+/// A webhook's URL text and where its parts are. Any text can be taken apart; whether postmand
+/// accepts it as a webhook's URL is [`EndpointUrl::is_valid`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointUrl<'a> {
+    text: &'a str,
+    /// Length of the scheme, before the first `://`; `None` without one.
+    scheme_len: Option<usize>,
+    /// Start of the authority: after `scheme://`, or 0 without a scheme.
+    authority_start: usize,
+    /// Start of `host[:port]`: after the authority's last `@`, or the authority's start.
+    host_start: usize,
+    /// End of the authority: the first `/`, `?` or `#` after its start, or the text's end.
+    authority_end: usize,
+    /// Start of the fragment's `#`, or the text's end.
+    fragment_start: usize,
+}
+
+impl<'a> EndpointUrl<'a> {
+    /// Takes `text` apart. Never fails: a part that is not there is empty.
+    pub fn new(text: &'a str) -> EndpointUrl<'a> {
+        let scheme_len = text.find("://");
+        let authority_start = scheme_len.map_or(0, |len| len + 3);
+        let rest = &text[authority_start..];
+        let authority_end = authority_start + rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let host_start = text[authority_start..authority_end]
+            .rfind('@')
+            .map_or(authority_start, |at| authority_start + at + 1);
+        let fragment_start = authority_start + rest.find('#').unwrap_or(rest.len());
+        EndpointUrl {
+            text,
+            scheme_len,
+            authority_start,
+            host_start,
+            authority_end,
+            fragment_start,
+        }
+    }
+
+    /// Whether postmand accepts this as a webhook's URL: `http://` or `https://` (any case), a
+    /// host of ASCII letters, digits, `.`, `-` and `_` not starting with a dot, or a bracketed
+    /// IPv6 address, an optional decimal port up to 65535, and no whitespace or control
+    /// characters anywhere. User info and a fragment are allowed; the path and query are not
+    /// checked further. The original also accepted ftp, ws and scheme-less URLs that could never
+    /// be delivered (seed defect 6).
+    pub fn is_valid(&self) -> bool {
+        if self
+            .text
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return false;
+        }
+        let Some(scheme_len) = self.scheme_len else {
+            return false;
+        };
+        let host_port = self.host_port();
+        let Ok(origin) = Uri::try_from(format!("{}://{host_port}", &self.text[..scheme_len]))
+        else {
+            return false;
+        };
+        let http =
+            origin.scheme() == Some(&Scheme::HTTP) || origin.scheme() == Some(&Scheme::HTTPS);
+        let Some(host) = origin.host().filter(|_| http) else {
+            return false;
+        };
+        // http::Uri leaves out a port that is not a u16 (`host:`, `host:99999`, `host:port`) and
+        // ignores text after an IPv6 literal (`[::1]x`): the text must be exactly host[:port].
+        // It also takes a sign (`host:+80`), which postmand never did.
+        let port_ok = match origin.port() {
+            None => host_port == host,
+            Some(port) => {
+                host_port == format!("{host}:{}", port.as_str())
+                    && port.as_str().bytes().all(|b| b.is_ascii_digit())
+            }
+        };
+        // http::Uri takes anything in brackets, and RFC 3986's other host characters (`!$&'()*+,;=~`).
+        let host_ok = match host.strip_prefix('[') {
+            Some(literal) => literal
+                .strip_suffix(']')
+                .is_some_and(|ip| ip.parse::<Ipv6Addr>().is_ok()),
+            None => {
+                !host.is_empty()
+                    && !host.starts_with('.')
+                    && host
+                        .chars()
+                        // ASCII only: the HTTP client refuses any other host, so every attempt
+                        // would fail.
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            }
+        };
+        port_ok && host_ok
+    }
+
+    /// Whether the scheme is https, in any case (ureq accepts it so).
+    pub fn is_https(&self) -> bool {
+        self.scheme_len
+            .is_some_and(|len| self.text[..len].eq_ignore_ascii_case("https"))
+    }
+
+    /// `host[:port]` as written, without user info: the `Host` header.
+    pub fn host_port(&self) -> &'a str {
+        &self.text[self.host_start..self.authority_end]
+    }
+
+    /// The request target: path (`/` if empty) and query, no fragment.
+    pub fn request_target(&self) -> Cow<'a, str> {
+        let target = &self.text[self.authority_end..self.fragment_start];
+        if target.starts_with('/') {
+            Cow::Borrowed(target)
+        } else {
+            Cow::Owned(format!("/{target}"))
+        }
+    }
+
+    /// The text without `user:password@`, for error text that is logged and shown: credentials
+    /// in a webhook URL are secrets. Text without `://` is returned whole.
+    pub fn without_userinfo(&self) -> Cow<'a, str> {
+        if self.scheme_len.is_none() || self.host_start == self.authority_start {
+            return Cow::Borrowed(self.text);
+        }
+        Cow::Owned(format!(
+            "{}{}",
+            &self.text[..self.authority_start],
+            &self.text[self.host_start..]
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(url: &str) -> bool {
+        EndpointUrl::new(url).is_valid()
+    }
+
+    #[test]
+    fn parts() {
+        let url = EndpointUrl::new("HTTPS://u:p@w@H.example:8443/a/b?c=d#e/f?g");
+        assert!(url.is_https());
+        assert_eq!(url.host_port(), "H.example:8443");
+        assert_eq!(url.request_target(), "/a/b?c=d");
+        assert_eq!(
+            url.without_userinfo(),
+            "HTTPS://H.example:8443/a/b?c=d#e/f?g"
+        );
+        let url = EndpointUrl::new("http://h#f");
+        assert!(!url.is_https());
+        assert_eq!(url.host_port(), "h");
+        assert_eq!(url.request_target(), "/");
+        assert_eq!(url.without_userinfo(), "http://h#f");
+        // Whatever the Go original stored is taken apart the same way.
+        let url = EndpointUrl::new("u:p@example.com/hook");
+        assert_eq!(url.host_port(), "example.com");
+        assert_eq!(url.request_target(), "/hook");
+        assert_eq!(url.without_userinfo(), "u:p@example.com/hook");
+        let url = EndpointUrl::new("ftp://u:p@x.com");
+        assert_eq!(url.without_userinfo(), "ftp://x.com");
+        assert_eq!(url.request_target(), "/");
+        assert_eq!(
+            EndpointUrl::new("http://u:p@").without_userinfo(),
+            "http://"
+        );
+    }
+
+    /// User info, paths and queries http::Uri refuses but postmand has always accepted (and
+    /// ureq then fails to send): they still are.
+    #[test]
+    fn accepts_what_it_accepted_where_http_uri_refuses() {
+        for url in [
+            "http://us\"er:p<w>@h/",
+            "http://u^`{|}\\:pw@h/",
+            "http://üser:pw@h/",
+            "http://u[:pw@h/",
+            "http://u]:pw@h/",
+            "http://u%[:pw@[::1]/",
+            "http://a:b:c:d:e:f:g:h:i:j@h/",
+            "http://h/a<b>",
+            "http://h/`x`",
+            "http://h/?q=\"x\"",
+            "http://h/?a<b>",
+        ] {
+            assert!(Uri::try_from(url).is_err(), "http::Uri now takes {url}");
+            assert!(valid(url), "{url}");
+        }
+        let long_path = format!("http://h/{}", "a".repeat(70_000));
+        assert!(Uri::try_from(long_path.as_str()).is_err());
+        assert!(valid(&long_path));
+        // The one difference: a host longer than http::Uri's limit (65,534 bytes), accepted
+        // before, is refused. The API refuses any URL over 2,083 bytes before asking.
+        assert!(!valid(&format!("http://{}", "a".repeat(70_000))));
+    }
+
+    /// Hosts, ports and fragments http::Uri takes but postmand never accepted: still refused.
+    #[test]
+    fn refuses_what_it_refused_where_http_uri_accepts() {
+        for url in [
+            "http://h:/",
+            "http://h:99999/",
+            "http://h:port/",
+            "http://h:+80/",
+            "http://h:-1/",
+            "http://[::1]x/",
+            "http://[::1]:/",
+            "http://[zz]/",
+            "http://[v1.fe]/",
+            "http://[fe80::1%25eth0]/",
+            "http://:80/",
+            "http://u@:80/",
+            "http://.x.com/",
+            "http://h!$&'()*+,;=~/",
+            "http://h/#a b",
+            "http://h/#\u{7f}",
+            "ftp://x.com/",
+            "HTTPX://x.com/",
+        ] {
+            assert!(Uri::try_from(url).is_ok(), "http::Uri now refuses {url}");
+            assert!(!valid(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn scheme_host_and_port_edges() {
+        for good in [
+            "hTTpS://h",
+            "http://h:0",
+            "http://h:080/",
+            "http://h:65535/",
+            "http://-_.x/",
+            "http://@h/",
+            "http://u@v@h/",
+            "http://[::ffff:1.2.3.4]/",
+            "http://[1:2:3:4:5:6:7::]:1/",
+            "http://h?x",
+            "http://h#x",
+        ] {
+            assert!(valid(good), "{good}");
+        }
+        for bad in [
+            "http://u@",
+            "http://h:65536/",
+            "http://h:1:2/",
+            "http://[::1]:1:2/",
+            "http://[::1]]/",
+            "http://[::1/",
+            "http://a[::1]/",
+            "http://h%41/",
+            "http:/x://h",
+            "http://h/\u{a0}",
+            "http://h/\u{85}",
+        ] {
+            assert!(!valid(bad), "{bad}");
+        }
+    }
+}
