@@ -5,7 +5,7 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{CreatedRange, Error, Page, list_params};
+use super::{CreatedRange, Error, Page, by_id, page_of};
 use crate::model::{Attempt, Exchange};
 
 /// One attempt by id; columns in the order [`from_row`] reads them.
@@ -58,10 +58,7 @@ fn from_row(row: &Row) -> Attempt {
 
 /// One attempt by id.
 pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Attempt>, Error> {
-    Ok(client
-        .query_typed_opt(GET, &[(&id, Type::UUID)])?
-        .as_ref()
-        .map(from_row))
+    by_id(client, GET, id, |row| Ok(from_row(row)))
 }
 
 /// One page of attempts, newest first.
@@ -70,17 +67,16 @@ pub fn list(
     filter: &Filter,
     page: Page,
 ) -> Result<Vec<Attempt>, Error> {
-    let rows = client.query_typed(
+    page_of(
+        client,
         LIST,
-        &list_params(
-            &[
-                (&filter.webhook_id, Type::UUID),
-                (&filter.delivery_id, Type::UUID),
-                (&filter.success, Type::BOOL),
-            ],
-            &filter.created,
-            &page,
-        ),
-    )?;
-    Ok(rows.iter().map(from_row).collect())
+        &[
+            (&filter.webhook_id, Type::UUID),
+            (&filter.delivery_id, Type::UUID),
+            (&filter.success, Type::BOOL),
+        ],
+        &filter.created,
+        &page,
+        |row| Ok(from_row(row)),
+    )
 }

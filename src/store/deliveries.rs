@@ -6,7 +6,7 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{CreatedRange, Error, Page, list_params};
+use super::{CreatedRange, Error, Page, by_id, page_of};
 use crate::model::{Delivery, DeliveryStatus};
 
 /// Several new deliveries in one statement, from parallel arrays; a row whose webhook does not
@@ -143,11 +143,7 @@ pub fn insert_many(
 
 /// One delivery by id.
 pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Delivery>, Error> {
-    client
-        .query_opt(GET, &[&id])?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+    by_id(client, GET, id, from_row)
 }
 
 /// Deletes a delivery and its attempts. Returns whether it existed.
@@ -162,15 +158,14 @@ pub fn list(
     page: Page,
 ) -> Result<Vec<Delivery>, Error> {
     let status = filter.status.map(DeliveryStatus::as_str);
-    let rows = client.query_typed(
+    page_of(
+        client,
         LIST,
-        &list_params(
-            &[(&filter.webhook_id, Type::UUID), (&status, Type::VARCHAR)],
-            &filter.created,
-            &page,
-        ),
-    )?;
-    rows.iter().map(from_row).collect()
+        &[(&filter.webhook_id, Type::UUID), (&status, Type::VARCHAR)],
+        &filter.created,
+        &page,
+        from_row,
+    )
 }
 
 /// Puts a succeeded or failed delivery back in the queue.

@@ -121,6 +121,37 @@ pub struct CreatedRange {
 /// A typed statement parameter.
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
+/// The row of a `... WHERE id = $1` statement, if there is one.
+fn by_id<T>(
+    client: &mut impl postgres::GenericClient,
+    sql: &str,
+    id: uuid::Uuid,
+    from_row: impl Fn(&postgres::Row) -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
+    client
+        .query_typed_opt(sql, &[(&id, Type::UUID)])?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
+/// One page of a list statement: its own `filters`, then the creation-time range and the page
+/// (see [`list_params`]).
+fn page_of<T>(
+    client: &mut impl postgres::GenericClient,
+    sql: &str,
+    filters: &[Param<'_>],
+    created: &CreatedRange,
+    page: &Page,
+    from_row: impl Fn(&postgres::Row) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
+    client
+        .query_typed(sql, &list_params(filters, created, page))?
+        .iter()
+        .map(from_row)
+        .collect()
+}
+
 /// The parameters of a list statement: its own `filters` first, then the creation-time range
 /// and the page, in the order every `LIST` statement numbers them.
 fn list_params<'a>(

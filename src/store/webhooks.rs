@@ -5,7 +5,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{CreatedRange, Error, Page, list_params};
+use super::{CreatedRange, Error, Page, by_id, page_of};
 use crate::model::{Webhook, WebhookSettings};
 
 /// One webhook by id; columns in the order [`from_row`] reads them.
@@ -128,10 +128,7 @@ pub fn delete(client: &mut impl GenericClient, id: Uuid) -> Result<bool, Error> 
 
 /// One webhook by id.
 pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Webhook>, Error> {
-    Ok(client
-        .query_typed_opt(GET, &[(&id, Type::UUID)])?
-        .as_ref()
-        .map(from_row))
+    by_id(client, GET, id, |row| Ok(from_row(row)))
 }
 
 /// One page of webhooks, ordered by name then id.
@@ -140,9 +137,12 @@ pub fn list(
     filter: &Filter,
     page: Page,
 ) -> Result<Vec<Webhook>, Error> {
-    let rows = client.query_typed(
+    page_of(
+        client,
         LIST,
-        &list_params(&[(&filter.active, Type::BOOL)], &filter.created, &page),
-    )?;
-    Ok(rows.iter().map(from_row).collect())
+        &[(&filter.active, Type::BOOL)],
+        &filter.created,
+        &page,
+        |row| Ok(from_row(row)),
+    )
 }
