@@ -71,8 +71,32 @@ pub fn try_request(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Result<Response, String> {
+    let stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    try_request_on(stream, addr, method, path, headers, body)
+}
+
+/// [`try_request`] on a connection made within `connect_timeout`: while a server's backlog is
+/// full the kernel drops the handshake, and a plain connect retries it only after a second.
+pub fn try_request_connecting_within(
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    method: &str,
+    path: &str,
+) -> Result<Response, String> {
+    let stream =
+        TcpStream::connect_timeout(&addr, connect_timeout).map_err(|e| format!("connect: {e}"))?;
+    try_request_on(stream, addr, method, path, &[], None)
+}
+
+fn try_request_on(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<Response, String> {
     let bytes = request_bytes(&addr.to_string(), method, path, headers, body, false);
-    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(super::test_timeout()))
         .map_err(|e| e.to_string())?;
