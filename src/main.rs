@@ -26,7 +26,13 @@ fn main() -> ExitCode {
     };
     let filter = std::env::var("RUST_LOG")
         .unwrap_or_else(|_| format!("{},tiny_http={tiny_http}", config.log_level));
-    env_logger::Builder::new().parse_filters(&filter).init();
+    // The database driver logs every statement with its parameters at debug: secret tokens,
+    // payloads, signatures. Capped after the filter, so no RUST_LOG can lift it.
+    env_logger::Builder::new()
+        .parse_filters(&filter)
+        .filter_module("tokio_postgres", log::LevelFilter::Info)
+        .filter_module("postgres", log::LevelFilter::Info)
+        .init();
     match postmand::run(command, &config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string(), 1),

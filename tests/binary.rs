@@ -222,3 +222,60 @@ fn sigterm_stops_the_server_with_exit_0() {
     });
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn issue_13_no_secret_or_payload_reaches_the_log_even_at_trace() {
+    // See: issue 13. tokio_postgres logs every statement's parameters at debug: a webhook's
+    // secret_token, payloads and signature headers.
+    use crate::common::process::Postmand;
+    use crate::common::receiver::Receiver;
+    let receiver = Receiver::status(200);
+    let db = TestDb::new("binary_log_secrets");
+    for (variable, level) in [("POSTMAND_LOG_LEVEL", "debug"), ("RUST_LOG", "trace")] {
+        let mut process = Postmand::start(
+            &db.url,
+            "all",
+            &[
+                ("POSTMAND_HTTP_PORT", "0"),
+                ("POSTMAND_HEALTH_CHECK_HTTP_PORT", "0"),
+                (variable, level),
+            ],
+        );
+        let api = process.addr("http-server");
+        let secret = format!("secret-token-{level}-7f3a");
+        let payload = format!("payload-marker-{level}-91c2");
+        let webhook = http::post_json(
+            api,
+            "/v1/webhooks",
+            &crate::common::fixtures::merge(
+                crate::common::fixtures::webhook_body(),
+                serde_json::json!({"url": receiver.url("/hook"), "secret_token": secret}),
+            ),
+        );
+        assert_eq!(webhook.status, 201, "{}", webhook.text());
+        let webhook_id = webhook.json()["id"].as_str().expect("id").to_string();
+        let created = http::post_json(
+            api,
+            "/v1/deliveries",
+            &serde_json::json!({"webhook_id": webhook_id, "payload": payload}),
+        );
+        assert_eq!(created.status, 201, "{}", created.text());
+        let arrived = receiver.next_arrival();
+        let signature = arrived
+            .header("x-hub-signature")
+            .expect("signed")
+            .to_string();
+        process.wait_for_log("worker-delivery-attempt-created");
+        let log = process.log();
+        assert!(
+            log.contains("request-completed"),
+            "{variable}={level} logs at debug"
+        );
+        for secret_text in [&secret, &payload, &signature] {
+            assert!(
+                !log.contains(secret_text.as_str()),
+                "{variable}={level}: the log shows {secret_text:?}"
+            );
+        }
+    }
+}
