@@ -135,6 +135,28 @@ impl<'a> EndpointUrl<'a> {
         }
     }
 
+    /// `scheme://host:port`, the port written out (80 or 443 when the URL has none): what a log
+    /// line may show of an endpoint. Paths and queries carry secrets too (Slack-style
+    /// `/services/T0/B0/SECRET`, `?token=`). Text without `://` gives its host part only.
+    pub fn origin(&self) -> String {
+        let host_port = self.host_port();
+        let has_port = match host_port.rfind(']') {
+            Some(bracket) => host_port[bracket..].contains(':'),
+            None => host_port.contains(':'),
+        };
+        let scheme = self.scheme_len.map_or("", |len| &self.text[..len]);
+        let port = match (has_port, self.is_https()) {
+            (true, _) => "",
+            (false, true) => ":443",
+            (false, false) => ":80",
+        };
+        if scheme.is_empty() {
+            format!("{host_port}{port}")
+        } else {
+            format!("{}://{host_port}{port}", scheme.to_ascii_lowercase())
+        }
+    }
+
     /// The text without `user:password@`, for error text that is logged and shown: credentials
     /// in a webhook URL are secrets. Text without `://` is returned whole.
     pub fn without_userinfo(&self) -> Cow<'a, str> {
@@ -151,6 +173,26 @@ impl<'a> EndpointUrl<'a> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn origin_is_scheme_host_and_port_only() {
+        for (url, origin) in [
+            (
+                "https://hooks.example/services/T0/B0/SECRET?token=x",
+                "https://hooks.example:443",
+            ),
+            (
+                "http://u:pw@127.0.0.1:8080/p?q=1#f",
+                "http://127.0.0.1:8080",
+            ),
+            ("HTTP://host", "http://host:80"),
+            ("http://[::1]/x", "http://[::1]:80"),
+            ("http://[::1]:9000/x", "http://[::1]:9000"),
+        ] {
+            assert_eq!(EndpointUrl::new(url).origin(), origin, "{url}");
+        }
+    }
+
     use super::*;
 
     fn valid(url: &str) -> bool {

@@ -279,3 +279,65 @@ fn issue_13_no_secret_or_payload_reaches_the_log_even_at_trace() {
         }
     }
 }
+
+#[test]
+fn issue_13_an_attempt_error_is_logged_with_the_endpoint_origin_only() {
+    // See: issue 13. Slack-style URLs keep their secret in the path and query; the INFO line
+    // of a failed attempt showed the whole URL.
+    use crate::common::process::Postmand;
+    let db = TestDb::new("binary_log_origin");
+    let closed = free_port();
+    let mut process = Postmand::start(
+        &db.url,
+        "all",
+        &[
+            ("POSTMAND_HTTP_PORT", "0"),
+            ("POSTMAND_HEALTH_CHECK_HTTP_PORT", "0"),
+        ],
+    );
+    let api = process.addr("http-server");
+    let url = format!("http://127.0.0.1:{closed}/services/T0/B0/PATHSECRET?token=QUERYSECRET");
+    let webhook = http::post_json(
+        api,
+        "/v1/webhooks",
+        &crate::common::fixtures::merge(
+            crate::common::fixtures::webhook_body(),
+            serde_json::json!({"url": url, "max_delivery_attempts": 1}),
+        ),
+    );
+    assert_eq!(webhook.status, 201, "{}", webhook.text());
+    let webhook_id = webhook.json()["id"].as_str().expect("id").to_string();
+    let created = http::post_json(
+        api,
+        "/v1/deliveries",
+        &serde_json::json!({"webhook_id": webhook_id, "payload": "{}"}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    process.wait_for_log("worker-delivery-attempt-created");
+    let log = process.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("worker-delivery-attempt-created"))
+        .expect("the attempt's line");
+    assert!(
+        line.contains(&format!("http://127.0.0.1:{closed}")),
+        "{line}"
+    );
+    assert!(
+        !log.contains("PATHSECRET") && !log.contains("QUERYSECRET"),
+        "{line}"
+    );
+    // The stored attempt keeps the endpoint it failed on (credentials never).
+    let attempts = http::request(
+        api,
+        "GET",
+        &format!("/v1/delivery-attempts?webhook_id={webhook_id}"),
+        &[],
+        None,
+    );
+    assert!(
+        attempts.text().contains("PATHSECRET"),
+        "{}",
+        attempts.text()
+    );
+}

@@ -34,6 +34,7 @@ use crate::metrics::{AttemptOutcome, Metrics, Transition};
 use crate::model::{DeliveryStatus, Exchange};
 use crate::shutdown::Shutdown;
 use crate::store::{self, queue};
+use crate::url::EndpointUrl;
 
 /// Longest pause after repeated database errors.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
@@ -254,7 +255,13 @@ impl Dispatcher {
                 log::warn!("delivery-not-pending delivery_id={}", record.delivery_id);
                 continue;
             }
-            report(&shared.metrics, webhook.id, record, counted);
+            report(
+                &shared.metrics,
+                webhook.id,
+                &webhook.endpoint.url,
+                record,
+                counted,
+            );
         }
         if records.len() < batch.len() && slot_succeeded {
             // Stopped by its budget: the rest is due now, and another dispatcher may take it.
@@ -330,6 +337,7 @@ fn failure_outcome(error: &TransportError) -> AttemptOutcome {
 fn report(
     metrics: &Metrics,
     webhook_id: Uuid,
+    url: &str,
     record: &queue::AttemptRecord,
     counted: AttemptOutcome,
 ) {
@@ -355,9 +363,16 @@ fn report(
         if record.exchange.error.is_empty() {
             String::new()
         } else {
-            format!(" error={:?}", record.exchange.error)
+            format!(" error={:?}", loggable_error(&record.exchange.error, url))
         }
     );
+}
+
+/// An attempt's error text as a log line may show it: the endpoint reduced to
+/// `scheme://host:port` (its path and query may hold secrets; the stored attempt keeps them).
+fn loggable_error(error: &str, url: &str) -> String {
+    let endpoint = EndpointUrl::new(url);
+    error.replace(endpoint.without_userinfo().as_ref(), &endpoint.origin())
 }
 
 /// Judges an exchange: succeeded when a response arrived whole with a valid status code;
