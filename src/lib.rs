@@ -65,6 +65,8 @@ pub enum Error {
     Bind {
         /// Which server.
         server: &'static str,
+        /// The address it was to listen on.
+        addr: SocketAddr,
         /// The operating system's reason.
         source: std::io::Error,
     },
@@ -83,7 +85,11 @@ impl fmt::Display for Error {
                 "database schema is at version {found}, this binary needs {needed}: \
                  run `postmand migrate` first"
             ),
-            Error::Bind { server, source } => write!(f, "cannot listen for the {server}: {source}"),
+            Error::Bind {
+                server,
+                addr,
+                source,
+            } => write!(f, "cannot listen for the {server} on {addr}: {source}"),
             Error::Spawn(e) => write!(f, "cannot start a thread: {e}"),
             Error::DispatcherPanicked => f.write_str("a dispatcher panicked; see the log above"),
         }
@@ -180,8 +186,12 @@ impl Running {
 /// anything runs, and a `/healthz` that answers 200 implies the API accepts connections.
 pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running, Error> {
     let bind = |server: &'static str, port: u16| {
-        http::bind(SocketAddr::new(config.bind_address, port))
-            .map_err(|source| Error::Bind { server, source })
+        let addr = SocketAddr::new(config.bind_address, port);
+        http::bind(addr).map_err(|source| Error::Bind {
+            server,
+            addr,
+            source,
+        })
     };
     let health_listener = bind("health server", config.health_port)?;
     let api_listener = if role.runs_api() {

@@ -76,6 +76,13 @@ fn invalid_configuration_exits_2_naming_the_variable() {
         stderr.contains("POSTMAND_DATABASE_URL is not set"),
         "{stderr}"
     );
+    // See: issue 13. Another database's URL exited 1, at connect time; the password stays
+    // hidden in the message.
+    let (code, _, stderr) =
+        output(postmand(&[("POSTMAND_DATABASE_URL", "mysql://u:hunter2@db/x")]).arg("migrate"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("POSTMAND_DATABASE_URL="), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
 #[test]
@@ -193,7 +200,11 @@ fn port_in_use_exits_1() {
     let child = spawn(&db, port, free_port(), &["--role", "api"]);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen for the API"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen for the API on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -181,12 +181,14 @@ impl Default for Config {
     /// The defaults of [`SETTINGS`], with an empty database URL.
     fn default() -> Config {
         // This unwrap is OK, because every default in SETTINGS is valid (a unit test checks it).
-        Config::from_lookup(|name| (name == "POSTMAND_DATABASE_URL").then(|| String::from("-")))
-            .map(|mut c| {
-                c.database_url.clear();
-                c
-            })
-            .unwrap()
+        Config::from_lookup(|name| {
+            (name == "POSTMAND_DATABASE_URL").then(|| String::from("host=localhost"))
+        })
+        .map(|mut c| {
+            c.database_url.clear();
+            c
+        })
+        .unwrap()
     }
 }
 
@@ -257,6 +259,15 @@ impl Config {
         if database_url.is_empty() {
             return Err(Error::Missing {
                 name: "POSTMAND_DATABASE_URL",
+            });
+        }
+        if let Err(e) = database_url.parse::<postgres::Config>() {
+            return Err(Error::Invalid {
+                name: "POSTMAND_DATABASE_URL",
+                value: redact_url(&database_url),
+                expected: format!(
+                    "a PostgreSQL URL (postgres://user:password@host:5432/db) or key=value DSN ({e})"
+                ),
             });
         }
         let bind_value = raw("POSTMAND_BIND_ADDRESS");
