@@ -16,5 +16,8 @@ RUN apt-get update \
 COPY --from=build /src/target/release/postmand /usr/local/bin/postmand
 USER postmand
 EXPOSE 8000 8001
+# `postmand healthcheck` asks this container's /healthz (every role serves it): 200 means every
+# server and thread of the role runs and the database answers.
+HEALTHCHECK --interval=15s --timeout=10s --start-period=20s --retries=3 CMD ["postmand", "healthcheck"]
 ENTRYPOINT ["postmand"]
 CMD ["--role", "all"]

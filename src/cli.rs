@@ -34,6 +34,9 @@ impl Role {
 pub enum Command {
     /// Apply pending migrations and exit.
     Migrate,
+    /// Ask this host's health server whether the process is ready: exit 0 or 1 (for a
+    /// container's HEALTHCHECK).
+    Healthcheck,
     /// Serve until SIGINT/SIGTERM.
     Run(Role),
     /// Print usage.
@@ -78,6 +81,7 @@ pub fn parse(args: &[String]) -> Result<Command, ArgsError> {
         ["-h" | "--help" | "help" | "h", ..] => Ok(Command::Help),
         ["-V" | "--version" | "version"] => Ok(Command::Version),
         ["migrate" | "m"] => Ok(Command::Migrate),
+        ["healthcheck"] => Ok(Command::Healthcheck),
         ["server" | "s"] => Ok(Command::Run(Role::Api)),
         ["worker" | "w"] => Ok(Command::Run(Role::Worker)),
         ["--role", role] => parse_role(role),
@@ -103,6 +107,7 @@ pub fn help() -> String {
          USAGE:\n    \
          postmand [--role api|worker|all]   serve (default: all)\n    \
          postmand migrate                   apply database migrations and exit\n    \
+         postmand healthcheck               GET this host's /healthz: exit 0 when it says 200, else 1\n    \
          postmand server | worker           aliases of --role api | --role worker\n    \
          postmand --help | --version\n\n\
          ENVIRONMENT (a .env file in the working directory fills in what is unset):\n"
@@ -140,6 +145,7 @@ mod tests {
         assert_eq!(parse_str(&["server"]), Ok(Command::Run(Role::Api)));
         assert_eq!(parse_str(&["worker"]), Ok(Command::Run(Role::Worker)));
         assert_eq!(parse_str(&["migrate"]), Ok(Command::Migrate));
+        assert_eq!(parse_str(&["healthcheck"]), Ok(Command::Healthcheck));
         assert_eq!(parse_str(&["--version"]), Ok(Command::Version));
         assert_eq!(parse_str(&["--help"]), Ok(Command::Help));
     }

@@ -9,8 +9,9 @@
 //! listener of the role is bound before the parts can be whole, so the first 200 comes only
 //! once the API accepts connections.
 
-use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,6 +144,81 @@ fn healthy(context: &Context) -> bool {
         return false;
     }
     ping(&context.pool)
+}
+
+/// Longest `postmand healthcheck` waits for each step (connect, send, answer).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why `postmand healthcheck` failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// No answer from the health server (not listening, or too slow).
+    Unreachable {
+        /// Where it was asked.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// It answered, with another status than 200 (503: a part is missing or the database is
+    /// down; see the process's log).
+    Status {
+        /// Where it was asked.
+        addr: SocketAddr,
+        /// The status line it sent.
+        line: String,
+    },
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckError::Unreachable { addr, source } => {
+                write!(f, "no answer from http://{addr}/healthz: {source}")
+            }
+            CheckError::Status { addr, line } => {
+                write!(f, "http://{addr}/healthz answered {line:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CheckError {}
+
+/// `postmand healthcheck`: `GET /healthz` on this host's health port (loopback when the server
+/// listens on every address); `Ok` only for a 200. A plain socket, so the image needs no curl.
+pub fn check(config: &Config) -> Result<(), CheckError> {
+    let ip = match config.bind_address {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let addr = SocketAddr::new(ip, config.health_port);
+    let unreachable = |source| CheckError::Unreachable { addr, source };
+    let mut stream = TcpStream::connect_timeout(&addr, CHECK_TIMEOUT).map_err(unreachable)?;
+    stream
+        .set_read_timeout(Some(CHECK_TIMEOUT))
+        .map_err(unreachable)?;
+    stream
+        .set_write_timeout(Some(CHECK_TIMEOUT))
+        .map_err(unreachable)?;
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(unreachable)?;
+    let mut answer = Vec::new();
+    stream
+        .take(64 * 1024)
+        .read_to_end(&mut answer)
+        .map_err(unreachable)?;
+    let line = String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    if line.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        Err(CheckError::Status { addr, line })
+    }
 }
 
 /// The queue gauges, or `None` when the database does not answer in time.

@@ -72,6 +72,8 @@ pub enum Error {
     },
     /// A thread or the signal handler could not be started.
     Spawn(std::io::Error),
+    /// `postmand healthcheck`: the health server did not answer 200.
+    Unhealthy(health::CheckError),
     /// A dispatcher thread panicked; the process stopped rather than run with a gap.
     DispatcherPanicked,
 }
@@ -91,6 +93,7 @@ impl fmt::Display for Error {
                 source,
             } => write!(f, "cannot listen for the {server} on {addr}: {source}"),
             Error::Spawn(e) => write!(f, "cannot start a thread: {e}"),
+            Error::Unhealthy(e) => write!(f, "unhealthy: {e}"),
             Error::DispatcherPanicked => f.write_str("a dispatcher panicked; see the log above"),
         }
     }
@@ -119,6 +122,7 @@ pub fn run(command: Command, config: &Config) -> Result<(), Error> {
                 Err(Error::DispatcherPanicked)
             }
         }
+        Command::Healthcheck => health::check(config).map_err(Error::Unhealthy),
         Command::Help | Command::Version => Ok(()),
     }
 }

@@ -352,3 +352,33 @@ fn issue_13_an_attempt_error_is_logged_with_the_endpoint_origin_only() {
         attempts.text()
     );
 }
+
+#[test]
+fn issue_13_healthcheck_exits_0_while_serving_and_1_when_not() {
+    // See: issue 13: the Docker image's HEALTHCHECK runs `postmand healthcheck`.
+    use crate::common::process::Postmand;
+    let db = TestDb::new("binary_healthcheck");
+    let health_port = free_port().to_string();
+    let envs = [
+        ("POSTMAND_HTTP_PORT", "0"),
+        ("POSTMAND_HEALTH_CHECK_HTTP_PORT", health_port.as_str()),
+    ];
+    let mut process = Postmand::start(&db.url, "all", &envs);
+    let health = process.addr("health-server");
+    process.wait_ready(health);
+    let check = || {
+        output(
+            postmand(&[
+                ("POSTMAND_DATABASE_URL", db.url.as_str()),
+                ("POSTMAND_HEALTH_CHECK_HTTP_PORT", health_port.as_str()),
+            ])
+            .arg("healthcheck"),
+        )
+    };
+    let (code, _, stderr) = check();
+    assert_eq!(code, 0, "{stderr}");
+    process.kill();
+    let (code, _, stderr) = check();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("/healthz"), "{stderr}");
+}
