@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # The quickstart: builds postmand, migrates, and runs `postmand --role all` on 8000 (API) and
 # 8001 (health). Without POSTMAND_DATABASE_URL it starts a private PostgreSQL from this machine's
-# binaries, with its data in .pgdata/ under the checkout (kept between runs) on 127.0.0.1:54329,
-# and stops it again when postmand exits. Extra arguments go to postmand (e.g. --role api).
+# binaries, with its data in .pgdata/ under the checkout (kept between runs) on 127.0.0.1:54329
+# (POSTMAND_RUN_PG_PORT changes the port), and stops it again when postmand exits. Extra
+# arguments go to postmand (e.g. --role api).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/pg.sh
+
+# Build first, with Cargo's progress shown: a failed build starts nothing.
+# POSTMAND_RUN_BINARY runs that binary instead of building one (the tests use the debug build).
+postmand=${POSTMAND_RUN_BINARY:-}
+if [ -z "$postmand" ]; then
+  echo "building postmand (release; the first build takes a few minutes)..."
+  cargo build --release
+  postmand=./target/release/postmand
+fi
 
 PG_DIR="$PWD/.pgdata"
 PG_PORT=${POSTMAND_RUN_PG_PORT:-54329}
@@ -25,13 +35,6 @@ if [ -z "${POSTMAND_DATABASE_URL:-}" ]; then
   export POSTMAND_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postmand"
 fi
 
-# POSTMAND_RUN_BINARY runs that binary instead of building one (the tests use the debug build).
-postmand=${POSTMAND_RUN_BINARY:-}
-if [ -z "$postmand" ]; then
-  echo "building postmand (release; the first build takes a few minutes)..."
-  cargo build --release --quiet
-  postmand=./target/release/postmand
-fi
 "$postmand" migrate
 
 # postmand runs in a session of its own, so Ctrl-C in a terminal reaches only this script,
