@@ -216,16 +216,21 @@ pub(crate) fn agent() -> ureq::Agent {
         .into()
 }
 
-/// `clients` keep-alive clients create deliveries (for an inactive webhook, so dispatchers
-/// stay out of the way) as fast as they can for `api_secs`.
+/// An inactive webhook for the API figures: its deliveries stay queued, so dispatchers stay out
+/// of the way.
+pub(crate) fn api_webhook(db: &Database) -> Result<uuid::Uuid> {
+    let mut client = db.client()?;
+    insert_webhook(&mut client, "http://127.0.0.1:9/", false, 5)
+}
+
+/// `clients` keep-alive clients create deliveries for `webhook` as fast as they can for
+/// `api_secs`.
 pub(crate) fn api_throughput(
-    db: &Database,
+    webhook: uuid::Uuid,
     server: &Postmand,
     plan: &Plan,
     clients: usize,
 ) -> Result<ApiFigures> {
-    let mut client = db.client()?;
-    let webhook = insert_webhook(&mut client, "http://127.0.0.1:9/", false, 5)?;
     let url = format!("http://{}/v1/deliveries", server.api);
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
@@ -284,16 +289,14 @@ pub(crate) fn api_throughput(
 }
 
 /// The API figures with wrk as the load: `clients` keep-alive connections on 2 threads for
-/// `api_secs`, creating deliveries for an inactive webhook.
+/// `api_secs`, creating deliveries for `webhook`.
 pub(crate) fn api_throughput_wrk(
     wrk: &str,
-    db: &Database,
+    webhook: uuid::Uuid,
     server: &Postmand,
     plan: &Plan,
     clients: usize,
 ) -> Result<ApiFigures> {
-    let mut client = db.client()?;
-    let webhook = insert_webhook(&mut client, "http://127.0.0.1:9/", false, 5)?;
     let script =
         std::env::temp_dir().join(format!("postmand-bench-wrk-{}.lua", std::process::id()));
     std::fs::write(
