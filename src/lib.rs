@@ -101,6 +101,17 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// The process's exit status for this error: 2 when the configuration is at fault (as for
+    /// the errors found while reading it), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Db(e) if e.is_configuration() => 2,
+            _ => 1,
+        }
+    }
+}
+
 impl From<db::Error> for Error {
     fn from(e: db::Error) -> Error {
         Error::Db(e)

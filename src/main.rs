@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         .init();
     match postmand::run(command, &config) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e.to_string(), 1),
+        Err(e) => fail(&e.to_string(), e.exit_code()),
     }
 }
 

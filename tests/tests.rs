@@ -4,6 +4,9 @@
 // Helpers: databases per test, the in-process service, a raw HTTP client, fixtures, wait_until.
 mod common;
 
+// TLS to PostgreSQL: every sslmode against a server that takes TLS only, and start-up errors.
+mod database_tls;
+
 // /v1/webhooks: create, read, replace, delete, validation messages, filters and paging.
 mod api_webhooks;
 

@@ -261,12 +261,17 @@ impl Config {
                 name: "POSTMAND_DATABASE_URL",
             });
         }
-        if let Err(e) = database_url.parse::<postgres::Config>() {
+        if let Err(e) = crate::db::validate_url(&database_url) {
+            let reason = match e {
+                crate::db::Error::InvalidUrl { reason } => reason,
+                other => other.to_string(),
+            };
             return Err(Error::Invalid {
                 name: "POSTMAND_DATABASE_URL",
                 value: redact_url(&database_url),
                 expected: format!(
-                    "a PostgreSQL URL (postgres://user:password@host:5432/db) or key=value DSN ({e})"
+                    "a PostgreSQL URL (postgres://user:password@host:5432/db?sslmode=...) or \
+                     key=value DSN ({reason})"
                 ),
             });
         }

@@ -5,18 +5,20 @@
 //! for good at start-up, so its size counts them (see `lib.rs`).
 
 pub mod migrate;
+pub mod tls;
 
 use std::fmt;
 use std::time::Duration;
 
-use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
 
+use tls::{Connector, SslMode};
+
 /// A pool of PostgreSQL connections.
-pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub type Pool = r2d2::Pool<PostgresConnectionManager<Connector>>;
 
 /// A connection checked out of a [`Pool`]; it goes back on drop.
-pub type PooledClient = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+pub type PooledClient = r2d2::PooledConnection<PostgresConnectionManager<Connector>>;
 
 /// How long a caller waits for a free connection before the database counts as unavailable.
 pub const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -29,7 +31,8 @@ const STATEMENT_TIMEOUT_MS: u32 = 30_000;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// `POSTMAND_DATABASE_URL` does not parse as a URL or key=value DSN.
+    /// `POSTMAND_DATABASE_URL` does not parse as a URL or key=value DSN, or its TLS options
+    /// (`sslmode`, `sslrootcert`) cannot be used.
     InvalidUrl {
         /// The parser's complaint.
         reason: String,
@@ -38,7 +41,19 @@ pub enum Error {
     Unreachable {
         /// `host:port/dbname` of the attempt, never the password.
         target: String,
+        /// The connection's `sslmode`.
+        mode: SslMode,
         /// The driver's message.
+        cause: String,
+    },
+    /// The TLS handshake failed (an untrusted or misnamed certificate), or the server does not
+    /// offer TLS that `sslmode` requires.
+    Tls {
+        /// `host:port/dbname` of the attempt, never the password.
+        target: String,
+        /// The connection's `sslmode`.
+        mode: SslMode,
+        /// The TLS layer's reason.
         cause: String,
     },
     /// A connection could not be checked out in time (all busy, or the database went away).
@@ -65,9 +80,22 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidUrl { reason } => write!(f, "invalid POSTMAND_DATABASE_URL: {reason}"),
-            Error::Unreachable { target, cause } => {
-                write!(f, "cannot connect to database at {target}: {cause}")
-            }
+            Error::Unreachable {
+                target,
+                mode,
+                cause,
+            } => write!(
+                f,
+                "cannot connect to database at {target} (sslmode={mode}): {cause}"
+            ),
+            Error::Tls {
+                target,
+                mode,
+                cause,
+            } => write!(
+                f,
+                "TLS to database at {target} failed (sslmode={mode}): {cause}"
+            ),
             Error::Checkout(e) => write!(f, "no database connection available: {e}"),
             Error::Migration {
                 version,
@@ -90,6 +118,14 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// Whether the configuration, not the database's state, is at fault: an unreadable URL or
+    /// TLS options, or a TLS handshake that will fail the same way on every try.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, Error::InvalidUrl { .. } | Error::Tls { .. })
+    }
+}
+
 /// The most useful text of a driver error: the server's message when there is one.
 pub fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
@@ -101,13 +137,51 @@ pub fn describe(e: &postgres::Error) -> String {
     }
 }
 
-/// Parses the URL and names its target for messages (`host:port/dbname`, no password).
-fn parse(url: &str) -> Result<(postgres::Config, String), Error> {
-    let config: postgres::Config = url
+/// Everything a connection is made from.
+struct Target {
+    config: postgres::Config,
+    connector: Connector,
+    mode: SslMode,
+    /// `host:port/dbname` for messages, never the password.
+    name: String,
+}
+
+/// Checks `url` the way every connection will read it: the driver's parser, then the TLS
+/// options and CA file. Configuration runs it, so a mistake there exits at start-up.
+pub fn validate_url(url: &str) -> Result<(), Error> {
+    target(url, "postmand").map(|_| ())
+}
+
+/// The `sslmode` of a URL that configuration accepted.
+pub fn sslmode_of(url: &str) -> SslMode {
+    tls::split(url).map(|split| split.mode).unwrap_or_default()
+}
+
+/// Parses the URL and its TLS options, and sets the connection defaults.
+fn target(url: &str, application_name: &str) -> Result<Target, Error> {
+    let invalid = |reason: String| Error::InvalidUrl { reason };
+    let split = tls::split(url).map_err(|e| invalid(e.to_string()))?;
+    let mut config: postgres::Config = split
+        .rest
         .parse()
-        .map_err(|e: postgres::Error| Error::InvalidUrl {
-            reason: e.to_string(),
-        })?;
+        .map_err(|e: postgres::Error| invalid(e.to_string()))?;
+    config.ssl_mode(split.mode.driver_mode());
+    config.application_name(application_name);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    let connector = tls::connector(&split).map_err(|e| invalid(e.to_string()))?;
+    let name = target_name(&config);
+    Ok(Target {
+        config,
+        connector,
+        mode: split.mode,
+        name,
+    })
+}
+
+/// Names a connection's target for messages: `host:port/dbname`, no password.
+fn target_name(config: &postgres::Config) -> String {
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()
@@ -117,7 +191,7 @@ fn parse(url: &str) -> Result<(postgres::Config, String), Error> {
         })
         .collect();
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    let target = format!(
+    format!(
         "{}:{}/{}",
         if hosts.is_empty() {
             "localhost".to_string()
@@ -126,22 +200,38 @@ fn parse(url: &str) -> Result<(postgres::Config, String), Error> {
         },
         port,
         config.get_dbname().unwrap_or("")
-    );
-    Ok((config, target))
+    )
+}
+
+impl Target {
+    fn connect_error(&self, e: &postgres::Error) -> Error {
+        let (target, mode, cause) = (self.name.clone(), self.mode, describe(e));
+        if tls::is_tls_failure(e) {
+            // The driver's "error performing TLS handshake" says less than the line around it.
+            let cause = std::error::Error::source(e).map_or(cause, |reason| reason.to_string());
+            Error::Tls {
+                target,
+                mode,
+                cause,
+            }
+        } else {
+            Error::Unreachable {
+                target,
+                mode,
+                cause,
+            }
+        }
+    }
 }
 
 /// Opens one connection outside any pool (migrations, LISTEN). Fails fast with a message that
 /// names the host and never the password.
 pub fn connect(url: &str, application_name: &str) -> Result<postgres::Client, Error> {
-    let (mut config, target) = parse(url)?;
-    config.application_name(application_name);
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
-    }
-    config.connect(NoTls).map_err(|e| Error::Unreachable {
-        target,
-        cause: describe(&e),
-    })
+    let target = target(url, application_name)?;
+    target
+        .config
+        .connect(target.connector.clone())
+        .map_err(|e| target.connect_error(&e))
 }
 
 /// [`connect`], then `setup` on the new connection (LISTEN, session settings): a connection of
@@ -187,12 +277,8 @@ impl r2d2::HandleError<postgres::Error> for WarnOnError {
 /// unreachable database is reported at once with its real cause instead of a pool timeout.
 pub fn pool(url: &str, application_name: &str, size: u32) -> Result<Pool, Error> {
     drop(connect(url, application_name)?);
-    let (mut config, _) = parse(url)?;
-    config.application_name(application_name);
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
-    }
-    let manager = PostgresConnectionManager::new(config, NoTls);
+    let target = target(url, application_name)?;
+    let manager = PostgresConnectionManager::new(target.config, target.connector);
     r2d2::Pool::builder()
         .max_size(size)
         .min_idle(Some(0))
@@ -223,14 +309,14 @@ mod tests {
 
     #[test]
     fn target_names_host_port_and_database_but_not_password() {
-        let (_, target) = parse("postgres://u:secret@db.internal:6543/postmand").unwrap();
-        assert_eq!(target, "db.internal:6543/postmand");
+        let target = target("postgres://u:secret@db.internal:6543/postmand", "t").unwrap();
+        assert_eq!(target.name, "db.internal:6543/postmand");
     }
 
     #[test]
     fn unparsable_url_is_invalid() {
         assert!(matches!(
-            parse("postgres://u@h:notaport/x"),
+            target("postgres://u@h:notaport/x", "t").map(|t| t.name),
             Err(Error::InvalidUrl { .. })
         ));
     }

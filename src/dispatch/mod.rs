@@ -100,6 +100,7 @@ impl Workers {
                 dispatcher::DispatchError::Checkout(e) => StartError::Db(e),
                 other => StartError::Db(db::Error::Unreachable {
                     target: config.redacted_database_url(),
+                    mode: db::sslmode_of(&config.database_url),
                     cause: other.to_string(),
                 }),
             })?;

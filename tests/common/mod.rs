@@ -5,6 +5,7 @@ pub mod fixtures;
 pub mod http;
 pub mod process;
 pub mod receiver;
+pub mod tls_postgres;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
