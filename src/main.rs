@@ -39,8 +39,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints to stdout; a closed pipe (`postmand --help | head -3`) is not an error.
 fn print(text: &str) -> ExitCode {
-    println!("{text}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
     ExitCode::SUCCESS
 }
 

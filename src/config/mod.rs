@@ -34,7 +34,10 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "POSTMAND_DATABASE_URL",
         default: "",
-        doc: "PostgreSQL URL (postgres://user:pass@host:5432/db) or key=value DSN. Required.",
+        doc: "PostgreSQL URL (postgres://user:pass@host:5432/db) or key=value DSN. Required. TLS as \
+              in libpq: `sslmode` = `disable`, `prefer` (default: TLS when offered, unverified), \
+              `require`, `verify-ca` or `verify-full`, and `sslrootcert` = a PEM file of CAs or \
+              `system`; see Deploying.",
     },
     Setting {
         name: "POSTMAND_DATABASE_MAX_OPEN_CONNS",
