@@ -117,6 +117,9 @@ fn migrate_twice_is_a_no_op() {
             output(postmand(&[("POSTMAND_DATABASE_URL", &db.url)]).arg("migrate"));
         assert_eq!(code, 0, "{stderr}");
         assert_eq!(schema_version(&db), postmand::db::migrate::latest_version());
+        // Issue 13: the migrations' NOTICEs ("... already exists, skipping") are not shown.
+        assert!(stderr.contains("migration-finished"), "{stderr}");
+        assert!(!stderr.contains("NOTICE"), "{stderr}");
     }
     let rows: i64 = db
         .client()

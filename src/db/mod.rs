@@ -167,6 +167,15 @@ fn target(url: &str, application_name: &str) -> Result<Target, Error> {
         .map_err(|e: postgres::Error| invalid(e.to_string()))?;
     config.ssl_mode(split.mode.driver_mode());
     config.application_name(application_name);
+    // The driver logs a NOTICE ("relation ... already exists, skipping") at info; to an
+    // operator it is noise, so it goes to debug under our own target.
+    config.notice_callback(|notice| {
+        log::debug!(
+            "database-notice severity={} message=\"{}\"",
+            notice.severity(),
+            notice.message()
+        )
+    });
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
