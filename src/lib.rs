@@ -26,6 +26,7 @@ pub mod dispatch;
 pub mod health;
 pub mod http;
 pub mod liveness;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod shutdown;

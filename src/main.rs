@@ -17,24 +17,14 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(&format!("configuration: {e}"), 2),
     };
-    // tiny_http's own lines stop at warn: its debug lines (one per connection) are noise, and
-    // its warnings are the patched accept loop's (vendor/tiny_http/PATCHES.md).
-    let tiny_http = if config.log_level == "error" {
-        "error"
-    } else {
-        "warn"
-    };
-    let filter = std::env::var("RUST_LOG")
-        .unwrap_or_else(|_| format!("{},tiny_http={tiny_http}", config.log_level));
-    // The database driver logs every statement with its parameters at debug: secret tokens,
-    // payloads, signatures. Capped after the filter, so no RUST_LOG can lift it.
-    env_logger::Builder::new()
-        .parse_filters(&filter)
-        .filter_module("tokio_postgres", log::LevelFilter::Info)
-        .filter_module("postgres", log::LevelFilter::Info)
-        .init();
+    postmand::logging::init(&config);
     match postmand::run(command, &config) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if config.log_json => {
+            // A log shipper reading JSON lines gets the last words as JSON too.
+            log::error!("postmand-exit code={} error={e}", e.exit_code());
+            ExitCode::from(e.exit_code())
+        }
         Err(e) => fail(&e.to_string(), e.exit_code()),
     }
 }

@@ -385,3 +385,67 @@ fn issue_13_healthcheck_exits_0_while_serving_and_1_when_not() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("/healthz"), "{stderr}");
 }
+
+#[test]
+fn issue_13_json_logs_are_one_object_per_line_with_the_ids_as_fields() {
+    use crate::common::process::Postmand;
+    let db = TestDb::new("binary_log_json");
+    let (api_port, health_port, closed) = (free_port(), free_port(), free_port());
+    let mut process = Postmand::start(
+        &db.url,
+        "all",
+        &[
+            ("POSTMAND_HTTP_PORT", &api_port.to_string()),
+            ("POSTMAND_HEALTH_CHECK_HTTP_PORT", &health_port.to_string()),
+            ("POSTMAND_LOG_FORMAT", "json"),
+            ("POSTMAND_LOG_LEVEL", "debug"),
+        ],
+    );
+    let api = std::net::SocketAddr::from(([127, 0, 0, 1], api_port));
+    process.wait_listening(api);
+    let webhook = http::post_json(
+        api,
+        "/v1/webhooks",
+        &crate::common::fixtures::merge(
+            crate::common::fixtures::webhook_body(),
+            serde_json::json!({"url": format!("http://127.0.0.1:{closed}/"), "max_delivery_attempts": 1}),
+        ),
+    );
+    assert_eq!(webhook.status, 201, "{}", webhook.text());
+    let webhook_id = webhook.json()["id"].as_str().expect("id").to_string();
+    let created = http::post_json(
+        api,
+        "/v1/deliveries",
+        &serde_json::json!({"webhook_id": webhook_id, "payload": "{}"}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let delivery_id = created.json()["id"].as_str().expect("id").to_string();
+    process.wait_for_log("worker-delivery-attempt-created");
+    let log = process.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    for line in &lines {
+        for key in ["time", "level", "target", "message"] {
+            assert!(line[key].is_string(), "{key} in {line}");
+        }
+    }
+    let event = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == name)
+            .unwrap_or_else(|| panic!("no {name} line in {log}"))
+    };
+    assert_eq!(event("http-server-listen-and-serve")["level"], "INFO");
+    let attempt = event("worker-delivery-attempt-created");
+    assert_eq!(attempt["delivery_id"], delivery_id.as_str(), "{attempt}");
+    assert_eq!(attempt["webhook_id"], webhook_id.as_str(), "{attempt}");
+    assert!(
+        attempt["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("127.0.0.1:{closed}"))),
+        "{attempt}"
+    );
+    assert_eq!(event("delivery-created")["level"], "DEBUG");
+}

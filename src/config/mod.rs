@@ -119,6 +119,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "info",
         doc: "error, warn, info, debug or trace; RUST_LOG, when set, wins.",
     },
+    Setting {
+        name: "POSTMAND_LOG_FORMAT",
+        default: "text",
+        doc: "`text` (one line per event: `[time LEVEL target] event key=value ...`) or `json` (one JSON object per line: time, level, target, message and each key=value as a field).",
+    },
 ];
 
 /// Inclusive bounds for every integer setting, checked in [`Config::from_lookup`].
@@ -178,6 +183,8 @@ pub struct Config {
     pub retention_days: Option<u32>,
     /// `POSTMAND_LOG_LEVEL`: the logger's filter. Defaults to `info`.
     pub log_level: String,
+    /// `POSTMAND_LOG_FORMAT`: JSON lines instead of text. Defaults to text.
+    pub log_json: bool,
 }
 
 impl Default for Config {
@@ -292,6 +299,17 @@ impl Config {
                 expected: "one of error, warn, info, debug, trace, off".into(),
             });
         }
+        let log_json = match raw("POSTMAND_LOG_FORMAT").to_ascii_lowercase().as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(Error::Invalid {
+                    name: "POSTMAND_LOG_FORMAT",
+                    value: other.to_string(),
+                    expected: "text or json".into(),
+                });
+            }
+        };
         let int = |name: &'static str, bounds: (u64, u64)| bounded(name, &raw(name), bounds);
         let api_token = Some(raw("POSTMAND_API_TOKEN")).filter(|t| !t.is_empty());
         if let Some(token) = &api_token
@@ -333,6 +351,7 @@ impl Config {
             api_token,
             retention_days,
             log_level,
+            log_json,
         })
     }
 
@@ -372,6 +391,7 @@ impl fmt::Debug for Config {
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .field("retention_days", &self.retention_days)
             .field("log_level", &self.log_level)
+            .field("log_json", &self.log_json)
             .finish()
     }
 }
