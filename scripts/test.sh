@@ -18,6 +18,11 @@ if [ -z "${POSTMAND_TEST_DATABASE_URL:-}" ]; then
   echo "test database: $POSTMAND_TEST_DATABASE_URL"
 fi
 
+# The TLS tests make their certificates with the openssl CLI.
+if ! command -v openssl >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >&2
+fi
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo build --quiet
