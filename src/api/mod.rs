@@ -15,6 +15,7 @@ pub mod openapi;
 mod query;
 mod request;
 pub mod router;
+mod swagger_ui;
 mod webhooks;
 
 use std::io;

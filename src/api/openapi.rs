@@ -1,9 +1,6 @@
-//! The OpenAPI 3 document of the API as built (`/swagger/doc.json`) and the Swagger UI that
-//! reads it (`/swagger/index.html`), served from the binary: the UI's files come from the
-//! `swagger-ui` crate, embedded at compile time, so the page works with no network.
-//! A test checks that every route of `router::PATHS` is documented here, and nothing else.
-
-use std::borrow::Cow;
+//! The OpenAPI 3 document of the API as built, served at `/swagger/doc.json` (by `swagger_ui`,
+//! beside the Swagger UI page that reads it). A test checks that every route of
+//! `router::PATHS` is documented here, and nothing else.
 
 use serde_json::{Value, json};
 
@@ -12,45 +9,6 @@ use super::json::{
     MAX_RETRY_MIN_BACKOFF_SECS,
 };
 use super::query::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
-
-/// Our page: the embedded bundle pointed at our document.
-const INDEX_HTML: &str = r##"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<title>postmand API</title>
-<link rel="stylesheet" type="text/css" href="./swagger-ui.css">
-</head>
-<body>
-<div id="swagger-ui"></div>
-<script src="./swagger-ui-bundle.js" charset="UTF-8"></script>
-<script>
-window.onload = function () {
-  window.ui = SwaggerUIBundle({ url: "./doc.json", dom_id: "#swagger-ui", deepLinking: true });
-};
-</script>
-</body>
-</html>
-"##;
-
-/// The body and content type of `/swagger/{file}`, or `None` for an unknown file.
-pub fn swagger_file(file: &str) -> Option<(&'static str, Cow<'static, [u8]>)> {
-    match file {
-        "" | "index.html" => Some((
-            "text/html; charset=utf-8",
-            Cow::Borrowed(INDEX_HTML.as_bytes()),
-        )),
-        "doc.json" => Some((
-            "application/json; charset=utf-8",
-            Cow::Owned(document().to_string().into_bytes()),
-        )),
-        "swagger-ui.css" => swagger_ui::Assets::get(file).map(|b| ("text/css; charset=utf-8", b)),
-        "swagger-ui-bundle.js" => {
-            swagger_ui::Assets::get(file).map(|b| ("application/javascript; charset=utf-8", b))
-        }
-        _ => None,
-    }
-}
 
 fn error_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
@@ -271,19 +229,5 @@ mod tests {
         documented.sort();
         routed.sort();
         assert_eq!(documented, routed);
-    }
-
-    #[test]
-    fn swagger_assets_are_embedded() {
-        for file in [
-            "index.html",
-            "doc.json",
-            "swagger-ui.css",
-            "swagger-ui-bundle.js",
-        ] {
-            let (_, bytes) = swagger_file(file).unwrap_or_else(|| panic!("{file}"));
-            assert!(bytes.len() > 10, "{file}");
-        }
-        assert!(swagger_file("../Cargo.toml").is_none());
     }
 }

@@ -1,6 +1,7 @@
-//! One request, from the queue to its reply: the announced-size gate, the token, routing, the
-//! JSON-body gates (415/413), the handler, the reply with its headers, the request counter and
-//! one access-log line. A panic in a handler is contained here so the thread keeps serving.
+//! One request, from the queue to its reply: the announced-size gate, Swagger UI's files (a
+//! `GET` under `/swagger`, open without the token), the token, routing, the JSON-body gates
+//! (415/413), the handler, the reply with its headers, the request counter and one access-log
+//! line. A panic in a handler is contained here so the thread keeps serving.
 
 use std::io::{self, Read};
 use std::time::Instant;
@@ -9,7 +10,8 @@ use tiny_http::{Request, Response};
 
 use super::errors::ApiError;
 use super::router::{self, Route};
-use super::{Context, Reply, attempts, deliveries, openapi, webhooks};
+use super::swagger_ui::{self, Swagger};
+use super::{Context, Reply, attempts, deliveries, webhooks};
 use crate::http::{self, header, json_response};
 
 /// Answers one request; a panic in it is contained so the thread keeps serving.
@@ -49,14 +51,24 @@ fn answer_request(context: &Context, mut request: Request) {
     let method = request.method().as_str().to_string();
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    if let Some(file) = path.strip_prefix("/swagger/")
-        && method == "GET"
-        && let Some((content_type, body)) = openapi::swagger_file(file)
+    if method == "GET"
+        && let Some(swagger) = swagger_ui::answer(path)
     {
-        let mut response = Response::from_data(body.into_owned());
-        response.add_header(header("Content-Type", content_type));
-        respond(request, response, &method, &url);
-        context.metrics.request("GET /swagger/*", 200);
+        let status = match swagger {
+            Swagger::Redirect => {
+                let mut response = Response::empty(302);
+                response.add_header(header("Location", swagger_ui::INDEX_PATH));
+                respond(request, response, &method, &url);
+                302
+            }
+            Swagger::File { content_type, body } => {
+                let mut response = Response::from_data(body.into_owned());
+                response.add_header(header("Content-Type", content_type));
+                respond(request, response, &method, &url);
+                200
+            }
+        };
+        context.metrics.request("GET /swagger/*", status);
         return;
     }
     let mut route_name = "unmatched";
