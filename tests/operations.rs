@@ -203,6 +203,10 @@ fn api_token_guards_every_v1_route_but_not_health_metrics_or_swagger() {
         http::request(app.api, "GET", "/swagger/doc.json", &[], None).status,
         200
     );
+    assert_eq!(
+        http::request(app.api, "GET", "/swagger", &[], None).status,
+        302
+    );
 }
 
 #[test]
@@ -290,12 +294,91 @@ fn swagger_ui_and_document_are_served_from_the_binary() {
         index.header("content-type"),
         Some("text/html; charset=utf-8")
     );
-    assert!(index.text().contains("./doc.json"));
+    assert!(index.text().contains("url: \"./doc.json\","));
     let bundle = app.get("/swagger/swagger-ui-bundle.js");
     assert_eq!(bundle.status, 200);
-    assert!(bundle.body.len() > 100_000);
+    assert_eq!(
+        bundle.header("content-type"),
+        Some("application/javascript; charset=utf-8")
+    );
+    assert!(bundle.body.len() > 1_000_000, "{}", bundle.body.len());
+    let css = app.get("/swagger/swagger-ui.css");
+    assert_eq!(css.status, 200);
+    assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
     let doc = app.get("/swagger/doc.json").json();
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/v1/deliveries/{delivery_id}/retry"]["post"].is_object());
-    assert_eq!(app.get("/swagger/nope.js").status, 404);
+    for path in [
+        "/swagger/nope.js",
+        "/swagger/swagger-ui-standalone-preset.js",
+        "/swagger/../Cargo.toml",
+        "/swagger/%2e%2e/Cargo.toml",
+        "/swagger/%2E%2E%2FCargo.toml",
+        "/swagger//index.html",
+        "/swagger/index.html/",
+    ] {
+        let response = app.get(path);
+        assert_eq!(
+            (response.status, response.json()),
+            (404, json!({"code": 13, "message": "route not found"})),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn swagger_root_with_or_without_slash_redirects_to_the_page() {
+    let app = TestApp::start("swagger_redirect");
+    for path in [
+        "/swagger",
+        "/swagger/",
+        "/swagger?url=http://127.0.0.1:1/evil.json",
+        "/swagger/?configUrl=http://127.0.0.1:1/evil.json",
+    ] {
+        let response = app.get(path);
+        assert_eq!(
+            (
+                response.status,
+                response.header("location"),
+                response.text()
+            ),
+            (302, Some("/swagger/index.html"), String::new()),
+            "{path}"
+        );
+    }
+    let page = app.get("/swagger/index.html");
+    assert_eq!(page.status, 200);
+    // Only GET is served: other methods fall through to the router, which knows no /swagger.
+    let posted = http::request(app.api, "POST", "/swagger", &[], None);
+    assert_eq!(posted.status, 404);
+}
+
+// See: https://nvd.nist.gov/vuln/detail/CVE-2021-46708 (a query string choosing the document).
+#[test]
+fn swagger_page_ignores_configuration_from_the_query_string() {
+    let app = TestApp::start("swagger_query_off");
+    let plain = app.get("/swagger/index.html");
+    assert_eq!(plain.status, 200);
+    let page = plain.text();
+    for option in [
+        "url: \"./doc.json\",",
+        "queryConfigEnabled: false,",
+        "validatorUrl: null,",
+    ] {
+        assert!(page.contains(option), "{option} in {page}");
+    }
+    assert!(!page.contains("configUrl"), "{page}");
+    for query in [
+        "url=http://127.0.0.1:1/evil.json",
+        "configUrl=http://127.0.0.1:1/evil.json",
+        "config=http://127.0.0.1:1/evil.json",
+        "queryConfigEnabled=true&url=http://127.0.0.1:1/evil.json",
+    ] {
+        let response = app.get(&format!("/swagger/index.html?{query}"));
+        assert_eq!(
+            (response.status, response.text()),
+            (200, page.clone()),
+            "{query}"
+        );
+    }
 }
