@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Loads /swagger/index.html in a real headless Chromium (Debian's package) against a running
-# postmand and checks that the UI fetched the OpenAPI document and rendered every operation.
-# Needs POSTMAND_TEST_DATABASE_URL (scripts/test.sh sets it) and a built target/debug/postmand.
+# postmand and checks that Swagger UI 5 fetched the OpenAPI document and rendered every
+# operation of it. Then loads the page again with ?url= and ?configUrl= naming a document that
+# a local server offers, and checks that the page still shows ours and never asked for that one
+# (configuration from the query string is off: CVE-2021-46708).
+# Needs POSTMAND_TEST_DATABASE_URL (scripts/test.sh sets it) and a built postmand in
+# ${CARGO_TARGET_DIR:-target}/debug.
 # As root it installs chromium when missing; otherwise, without chromium, it says so and skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,12 +34,14 @@ health=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)
 work=$(mktemp -d)
 export POSTMAND_DATABASE_URL=$url POSTMAND_HTTP_PORT=$port POSTMAND_HEALTH_CHECK_HTTP_PORT=$health \
   POSTMAND_BIND_ADDRESS=127.0.0.1 POSTMAND_LOG_LEVEL=warn
-./target/debug/postmand migrate >/dev/null 2>&1
-./target/debug/postmand --role api 2>"$work/postmand.log" &
+bin="${CARGO_TARGET_DIR:-target}/debug/postmand"
+"$bin" migrate >/dev/null 2>&1
+"$bin" --role api 2>"$work/postmand.log" &
 server=$!
+evil=""
 cleanup() {
-  kill "$server" 2>/dev/null || true
-  wait "$server" 2>/dev/null || true
+  kill "$server" $evil 2>/dev/null || true
+  wait "$server" $evil 2>/dev/null || true
   pg_psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -45,25 +51,88 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+# A server of the document the query string names: it logs every request it gets, and would
+# serve (with CORS, so a browser could use it) a document of one operation, /evil.
+evil_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 - "$evil_port" "$work/evil.log" <<'EOF' 2>/dev/null &
+import http.server, json, sys
+port, log = int(sys.argv[1]), sys.argv[2]
+doc = {"openapi": "3.0.3", "info": {"title": "evil", "version": "1"},
+       "paths": {"/evil": {"get": {"operationId": "evil", "responses": {"200": {"description": "x"}}}}}}
+config = {"url": f"http://127.0.0.1:{port}/evil.json"}
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open(log, "a") as f:
+            f.write(self.path + "\n")
+        body = json.dumps(config if self.path.startswith("/config") else doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+EOF
+evil=$!
+for _ in $(seq 1 100); do
+  if python3 -c "import socket; socket.create_connection(('127.0.0.1', $evil_port), 0.2)" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$evil_port/warm-up').read()"
+: >"$work/evil.log"
+python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/swagger/doc.json').read().decode())" >"$work/doc.json"
+
 # Flags as this machine's notes advise: no sandbox as root, and no background networking (the
 # machine has no internet, and the page must not need it).
-"$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-  --disable-background-networking --disable-component-update --disable-sync \
-  --user-data-dir="$work/profile" --virtual-time-budget=15000 \
-  --dump-dom "http://127.0.0.1:$port/swagger/index.html" >"$work/dom.html" 2>"$work/chromium.log" || true
+render() {
+  "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$work/profile-$2" --virtual-time-budget=15000 \
+    --dump-dom "http://127.0.0.1:$port/swagger/index.html$1" >"$work/dom-$2.html" 2>"$work/chromium-$2.log" || true
+}
+evil_url="http://127.0.0.1:$evil_port/evil.json"
+render "" plain
+render "?url=$evil_url&configUrl=http://127.0.0.1:$evil_port/config.json" query
 
-operations=$(grep -o 'class="opblock opblock-[a-z]*' "$work/dom.html" | wc -l)
-missing=0
-for path in /v1/webhooks /v1/webhooks/{webhook_id} /v1/deliveries /v1/deliveries/{delivery_id} \
-            /v1/deliveries/{delivery_id}/retry /v1/delivery-attempts /v1/delivery-attempts/{delivery_attempt_id}; do
-  if ! grep -qF "data-path=\"$path\"" "$work/dom.html"; then
-    echo "check-swagger-ui: path $path is not in the rendered page"
-    missing=1
-  fi
-done
-if [ "$operations" -ne 12 ] || [ $missing = 1 ]; then
-  echo "check-swagger-ui: FAILED, rendered $operations operations (want 12)"
-  tail -20 "$work/chromium.log"
+# Checks one rendered page: Swagger UI 5 drew it (the page notes the version on <html>), and
+# every operation of doc.json is there once, with its method and path, and nothing else.
+checked=0
+python3 - "$work/doc.json" "$work/dom-plain.html" "$work/dom-query.html" <<'EOF' || checked=1
+import json, re, sys
+doc = json.load(open(sys.argv[1]))
+want = sorted((method, path, op["tags"][0], op["operationId"])
+              for path, item in doc["paths"].items()
+              for method, op in item.items() if isinstance(op, dict) and "operationId" in op)
+failed = False
+for name in sys.argv[2:]:
+    dom = open(name).read()
+    version = re.search(r'<html[^>]* data-swagger-ui-version="([^"]*)"', dom)
+    if not version or not re.fullmatch(r"5\.\d+\.\d+", version.group(1)):
+        print(f"check-swagger-ui: {name}: Swagger UI version {version and version.group(1)!r}, want 5.x")
+        failed = True
+    got = sorted(re.findall(r'<div class="opblock opblock-([a-z]+)[^"]*" id="operations-([^"]+)"', dom))
+    expected = sorted((method, f"{tag}-{op_id}") for method, _, tag, op_id in want)
+    if got != expected:
+        print(f"check-swagger-ui: {name}: rendered operations {got}, want {expected}")
+        failed = True
+    for method, path, _, _ in want:
+        if f'data-path="{path}"' not in dom:
+            print(f"check-swagger-ui: {name}: {method.upper()} {path} is not in the rendered page")
+            failed = True
+    if "/evil" in dom:
+        print(f"check-swagger-ui: {name}: the page shows the document the query string named")
+        failed = True
+sys.exit(1 if failed else 0)
+EOF
+if [ -s "$work/evil.log" ]; then
+  echo "check-swagger-ui: FAILED, the page fetched what the query string named: $(tr '\n' ' ' <"$work/evil.log")"
+  checked=1
+fi
+if [ "$checked" != 0 ]; then
+  echo "check-swagger-ui: FAILED"
+  tail -20 "$work/chromium-plain.log" "$work/chromium-query.log"
   exit 1
 fi
-echo "check-swagger-ui: ok, Chromium rendered all $operations operations from /swagger/doc.json"
+version=$(grep -o 'data-swagger-ui-version="[^"]*"' "$work/dom-plain.html" | head -1 | cut -d'"' -f2)
+operations=$(python3 -c "import json, sys; d = json.load(open(sys.argv[1])); print(sum(1 for i in d['paths'].values() for o in i.values() if isinstance(o, dict) and 'operationId' in o))" "$work/doc.json")
+echo "check-swagger-ui: ok, Chromium rendered all $operations operations from /swagger/doc.json with Swagger UI $version, and ignored ?url= and ?configUrl="
