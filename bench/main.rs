@@ -14,10 +14,11 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod cost;
 mod figures;
 mod pgbench;
 mod receiver;
@@ -44,6 +45,12 @@ pub(crate) struct Plan {
     pub(crate) dead_backlog: usize,
     pub(crate) pgbench_secs: u64,
     pub(crate) concurrency: usize,
+    /// Issue 14: round trips of the one-client cost figure, after `cost_warmup` unmeasured ones.
+    pub(crate) cost_messages: usize,
+    pub(crate) cost_warmup: usize,
+    /// Issue 14: clients of the fresh-versus-warm figure, and round trips per client.
+    pub(crate) clients: usize,
+    pub(crate) clients_messages: usize,
 }
 
 pub(crate) const FULL: Plan = Plan {
@@ -56,6 +63,10 @@ pub(crate) const FULL: Plan = Plan {
     dead_backlog: 2_000,
     pgbench_secs: 15,
     concurrency: 16,
+    cost_messages: 2_000,
+    cost_warmup: 200,
+    clients: 8,
+    clients_messages: 500,
 };
 
 pub(crate) const SMOKE: Plan = Plan {
@@ -68,6 +79,10 @@ pub(crate) const SMOKE: Plan = Plan {
     dead_backlog: 50,
     pgbench_secs: 2,
     concurrency: 16,
+    cost_messages: 20,
+    cost_warmup: 5,
+    clients: 2,
+    clients_messages: 5,
 };
 
 pub(crate) struct Args {
@@ -369,6 +384,96 @@ fn run() -> Result<()> {
         }
     }
 
+    // 3b. Cost per message (issue 14): one client, then several on a fresh and a warm database.
+    let mut breakdowns = String::new();
+    if wants("cost") {
+        let mut binaries = vec![("", args.postmand.as_str())];
+        if let Some(baseline) = &args.baseline {
+            binaries.push((" (baseline)", baseline.as_str()));
+        }
+        let mut costs = Vec::new();
+        for (label, binary) in &binaries {
+            let cost = cost::one_client(&args, binary, &plan, &receiver, "bench_cost")?;
+            rows.push(row(
+                &format!("1 client: create→arrival p50{label}"),
+                cost.latency.p50,
+                "ms",
+                if label.is_empty() { "<= 2" } else { "" },
+                label.is_empty().then_some(cost.latency.p50 <= 2.0),
+            ));
+            rows.push(row(
+                &format!("1 client: create→arrival p99{label}"),
+                cost.latency.p99,
+                "ms",
+                "",
+                None,
+            ));
+            rows.push(row(
+                &format!("1 client: PostgreSQL CPU per message{label}"),
+                cost.cpu_ms,
+                "ms",
+                if label.is_empty() { "<= 1.2" } else { "" },
+                label.is_empty().then_some(cost.cpu_ms <= 1.2),
+            ));
+            rows.push(row(
+                &format!("1 client: WAL per message{label}"),
+                cost.wal_bytes,
+                "bytes",
+                "",
+                None,
+            ));
+            breakdowns.push_str(&cost::render_statements(
+                &format!("Statements per message{label}"),
+                &cost,
+            ));
+            costs.push(cost);
+        }
+        if let [now, before] = costs.as_slice() {
+            let cpu = now.cpu_ms / before.cpu_ms;
+            rows.push(row(
+                "1 client: PostgreSQL CPU per message / baseline (same run)",
+                cpu,
+                "x",
+                "<= 0.55",
+                Some(cpu <= 0.55),
+            ));
+            let wal = now.wal_bytes / before.wal_bytes;
+            rows.push(row(
+                "1 client: WAL per message / baseline (same run)",
+                wal,
+                "x",
+                "<= 0.7",
+                Some(wal <= 0.7),
+            ));
+        }
+        for (label, binary) in &binaries {
+            let (fresh, warm) =
+                cost::fresh_and_warm(&args, binary, &plan, &receiver, plan.clients)?;
+            let clients = plan.clients;
+            rows.push(row(
+                &format!("{clients} clients, fresh database: messages/s{label}"),
+                fresh,
+                "msg/s",
+                "",
+                None,
+            ));
+            rows.push(row(
+                &format!("{clients} clients, warm database (analysed, new connections): messages/s{label}"),
+                warm,
+                "msg/s",
+                "",
+                None,
+            ));
+            rows.push(row(
+                &format!("{clients} clients: fresh / warm{label}"),
+                fresh / warm,
+                "x",
+                if label.is_empty() { ">= 0.9" } else { "" },
+                label.is_empty().then_some(fresh / warm >= 0.9),
+            ));
+        }
+    }
+
     // 5. Memory.
     let mib = peak_rss_kib as f64 / 1024.0;
     rows.push(row(
@@ -406,7 +511,7 @@ fn run() -> Result<()> {
         None,
     ));
 
-    let table = render(&rows);
+    let table = format!("{}{breakdowns}", render(&rows));
     print!("{table}");
     if let Some(out) = &args.out {
         let header = format!(

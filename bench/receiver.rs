@@ -11,6 +11,8 @@ pub(crate) struct Receiver {
     pub(crate) addr: SocketAddr,
     pub(crate) count: Arc<AtomicU64>,
     pub(crate) arrivals: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Signalled on every arrival, for clients that wait for their own message.
+    pub(crate) arrived: Arc<Condvar>,
 }
 
 impl Receiver {
@@ -19,10 +21,12 @@ impl Receiver {
         let addr = server.server_addr().to_ip().ok_or("receiver address")?;
         let count = Arc::new(AtomicU64::new(0));
         let arrivals = Arc::new(Mutex::new(HashMap::new()));
+        let arrived = Arc::new(Condvar::new());
         for _ in 0..threads {
             let server = Arc::clone(&server);
             let count = Arc::clone(&count);
             let arrivals = Arc::clone(&arrivals);
+            let arrived = Arc::clone(&arrived);
             thread::spawn(move || {
                 for mut request in server.incoming_requests() {
                     let at = Instant::now();
@@ -32,25 +36,18 @@ impl Receiver {
                         && let Ok(mut map) = arrivals.lock()
                     {
                         map.insert(body, at);
+                        arrived.notify_all();
                     }
                     count.fetch_add(1, Ordering::Relaxed);
                     let _ = request.respond(tiny_http::Response::from_string("ok"));
                 }
             });
         }
-        // tiny_http 0.12 can strand a new connection when several arrive at once until another
-        // connection closes (see `spawn_nudger` in src/api/mod.rs); closing one every 20 ms keeps
-        // the receiver from stalling the dispatchers' connections.
-        thread::spawn(move || {
-            loop {
-                let _ = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(20));
-                thread::sleep(Duration::from_millis(20));
-            }
-        });
         Ok(Receiver {
             addr,
             count,
             arrivals,
+            arrived,
         })
     }
 
@@ -60,6 +57,25 @@ impl Receiver {
 
     pub(crate) fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `payload` has arrived and returns when it did.
+    pub(crate) fn wait_for(&self, payload: &str, timeout: Duration) -> Result<Instant> {
+        let deadline = Instant::now() + timeout;
+        let mut arrivals = self.arrivals.lock().map_err(|_| "receiver lock poisoned")?;
+        loop {
+            if let Some(at) = arrivals.remove(payload) {
+                return Ok(at);
+            }
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .ok_or_else(|| format!("{payload} did not arrive in {timeout:?}"))?;
+            arrivals = self
+                .arrived
+                .wait_timeout(arrivals, left)
+                .map_err(|_| "receiver lock poisoned")?
+                .0;
+        }
     }
 }
 

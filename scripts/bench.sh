@@ -6,7 +6,7 @@
 #   scripts/bench.sh            full run
 #   scripts/bench.sh --smoke    tiny loads, seconds (scripts/test.sh runs this)
 #   scripts/bench.sh --only api one figure (receiver, pgbench, drain, live, api, isolation,
-#                               contention)
+#                               contention, cost)
 #   scripts/bench.sh --only api --baseline PATH
 #                               also measures another postmand binary (e.g. main's, built in a
 #                               `git worktree`) in the same run, for a before/after ratio
@@ -32,7 +32,8 @@ if [ -z "${POSTMAND_BENCH_DATABASE_URL:-}" ]; then
   PG_DIR=$(mktemp -d /tmp/postmand-bench-pg.XXXXXX)
   PG_PORT=$(pg_free_port)
   trap 'pg_stop "$PG_DIR"; rm -rf "$PG_DIR"' EXIT
-  pg_start "$PG_DIR" "$PG_PORT"
+  # pg_stat_statements gives the cost figure its per-statement breakdown (issue 14).
+  PG_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements" pg_start "$PG_DIR" "$PG_PORT"
   POSTMAND_BENCH_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 fi
 
