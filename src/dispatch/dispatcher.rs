@@ -108,8 +108,14 @@ impl Drop for Session {
 /// What one turn of the loop did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Turn {
-    /// A batch was attempted and committed.
+    /// A batch was attempted and committed, and more work may be due: the claim was full, other
+    /// webhooks had due work, or the batch stopped early.
     Delivered,
+    /// A batch was attempted and committed, and it was all the due work the claim saw: the
+    /// dispatcher waits for a wake-up (or the poll timer) instead of claiming again at once.
+    /// At one message at a time, the claim that found nothing cost as much as the one that
+    /// delivered (issue 14).
+    DeliveredAll,
     /// Work was due but its webhooks were at their caps; it was left for later.
     Deferred,
     /// Nothing was due.
@@ -124,7 +130,7 @@ impl Dispatcher {
         while !self.shutdown.is_requested() {
             match self.run_once() {
                 Ok(Turn::Delivered | Turn::Deferred) => errors = 0,
-                Ok(Turn::Idle) => {
+                Ok(Turn::Idle | Turn::DeliveredAll) => {
                     errors = 0;
                     self.wait(self.shared.poll + jitter(self.shared.poll));
                 }
@@ -177,7 +183,8 @@ impl Dispatcher {
             if candidates.is_empty() {
                 break;
             }
-            for webhook in candidates {
+            let count = candidates.len();
+            for (position, webhook) in candidates.into_iter().enumerate() {
                 // Asked again, the query must not return this one: it is at its cap, all its
                 // due rows are held by other claimers, or it is claimed now.
                 excluded.push(webhook.id);
@@ -193,19 +200,26 @@ impl Dispatcher {
                     limiter: &shared.limiter,
                     webhook_id: webhook.id,
                     succeeded: None,
+                    released: false,
                 };
                 let batch = prepared.claim_batch(&mut tx, webhook.id, size)?;
                 if !batch.is_empty() {
-                    claim = Some((webhook, slot, batch));
+                    // More is due: this webhook's claim came back full, or other webhooks
+                    // followed it in the list.
+                    let more = batch.len() as i64 == size || position + 1 < count;
+                    claim = Some((webhook, slot, batch, more));
                     break 'search;
                 }
             }
         }
         // Dropping the transaction ends it; nothing was locked.
-        let Some((webhook, mut slot, batch)) = claim else {
+        let Some((webhook, mut slot, batch, more)) = claim else {
             return Ok(turn);
         };
-        let _ = self.wake_tx.try_send(());
+        if more {
+            // Another dispatcher can take the rest while this one sends.
+            let _ = self.wake_tx.try_send(());
+        }
 
         let timeout = Duration::from_secs(
             u64::try_from(webhook.endpoint.delivery_attempt_timeout).unwrap_or(1),
@@ -263,11 +277,17 @@ impl Dispatcher {
                 counted,
             );
         }
-        if records.len() < batch.len() && slot_succeeded {
+        let wanted = slot.release();
+        let stopped_early = records.len() < batch.len();
+        if stopped_early && slot_succeeded {
             // Stopped by its budget: the rest is due now, and another dispatcher may take it.
             let _ = self.wake_tx.try_send(());
         }
-        Ok(Turn::Delivered)
+        Ok(if more || stopped_early || wanted {
+            Turn::Delivered
+        } else {
+            Turn::DeliveredAll
+        })
     }
 }
 
@@ -312,11 +332,23 @@ struct Slot<'a> {
     limiter: &'a Limiter,
     webhook_id: Uuid,
     succeeded: Option<bool>,
+    released: bool,
+}
+
+impl Slot<'_> {
+    /// Gives the slot back now; true when another dispatcher was turned away from the webhook
+    /// meanwhile (see [`Limiter::release`]).
+    fn release(&mut self) -> bool {
+        if std::mem::replace(&mut self.released, true) {
+            return false;
+        }
+        self.limiter.release(self.webhook_id, self.succeeded)
+    }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.limiter.release(self.webhook_id, self.succeeded);
+        self.release();
     }
 }
 

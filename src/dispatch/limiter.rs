@@ -36,6 +36,9 @@ struct Entry {
     consecutive_failures: u32,
     /// When `in_flight` last fell to zero.
     idle_since: Instant,
+    /// A dispatcher found it at its cap while a slot was held: the holder claims again when it
+    /// lets go, instead of leaving the deferred work to the poll timer.
+    wanted: bool,
 }
 
 impl Entry {
@@ -45,6 +48,7 @@ impl Entry {
             allowed: 1,
             consecutive_failures: 0,
             idle_since: Instant::now(),
+            wanted: false,
         }
     }
 
@@ -104,11 +108,14 @@ impl Limiter {
         let mut entries = self.entries();
         entries.retain(|_, entry| entry.in_flight > 0 || entry.idle_since.elapsed() < FORGET_AFTER);
         let failing = Limiter::failing_in_flight(&entries);
-        entries
-            .iter()
-            .filter(|(_, entry)| !self.admits(entry, failing))
-            .map(|(id, _)| *id)
-            .collect()
+        let mut saturated = Vec::new();
+        for (id, entry) in entries.iter_mut() {
+            if !self.admits(entry, failing) {
+                entry.wanted = true;
+                saturated.push(*id);
+            }
+        }
+        saturated
     }
 
     /// Takes a slot for `webhook_id`: `None` when it may not take another dispatcher now
@@ -119,6 +126,7 @@ impl Limiter {
         let failing = Limiter::failing_in_flight(&entries);
         let entry = entries.entry(webhook_id).or_insert_with(Entry::new);
         if !self.admits(entry, failing) {
+            entry.wanted = true;
             return None;
         }
         entry.in_flight += 1;
@@ -130,9 +138,14 @@ impl Limiter {
     }
 
     /// Gives the slot back and records how its last attempt went (`None`: no attempt was made).
-    pub fn release(&self, webhook_id: Uuid, succeeded: Option<bool>) {
+    /// Returns whether a dispatcher was turned away from this webhook meanwhile, so the caller
+    /// should claim again rather than wait.
+    pub fn release(&self, webhook_id: Uuid, succeeded: Option<bool>) -> bool {
         let mut entries = self.entries();
-        if let Some(entry) = entries.get_mut(&webhook_id) {
+        let Some(entry) = entries.get_mut(&webhook_id) else {
+            return false;
+        };
+        {
             entry.in_flight = entry.in_flight.saturating_sub(1);
             if entry.in_flight == 0 {
                 entry.idle_since = Instant::now();
@@ -149,6 +162,7 @@ impl Limiter {
                 None => {}
             }
         }
+        std::mem::take(&mut entry.wanted)
     }
 
     /// Deliveries in flight now, across webhooks.
@@ -163,6 +177,26 @@ mod tests {
 
     const FULL: Option<Admission> = Some(Admission::Full);
     const PROBE: Option<Admission> = Some(Admission::Probe);
+
+    #[test]
+    fn the_holder_learns_that_a_dispatcher_was_turned_away_once() {
+        let limiter = Limiter::new(4, 16);
+        let (turned_away, alone) = (Uuid::new_v4(), Uuid::new_v4());
+        for id in [turned_away, alone] {
+            assert_eq!(limiter.try_acquire(id), FULL);
+        }
+        assert_eq!(limiter.try_acquire(turned_away), None);
+        assert!(limiter.release(turned_away, Some(true)));
+        assert!(!limiter.release(alone, Some(true)), "no one wanted it");
+        assert_eq!(limiter.try_acquire(turned_away), FULL);
+        assert!(!limiter.release(turned_away, Some(true)), "told once");
+        // A claim that skips a saturated webhook may have skipped due work: its holder is told.
+        assert_eq!(limiter.try_acquire(alone), FULL);
+        assert_eq!(limiter.try_acquire(alone), FULL);
+        assert_eq!(limiter.try_acquire(alone), None);
+        assert!(limiter.saturated().contains(&alone));
+        assert!(limiter.release(alone, Some(true)));
+    }
 
     #[test]
     fn a_new_webhook_starts_with_one_and_doubles_per_success_up_to_the_cap() {
