@@ -59,3 +59,6 @@ mod servers;
 
 // Process faults under load: workers killed again and again, three workers beside two APIs.
 mod faults_processes;
+
+// scripts/receiver.py, the README tour's offline receiver: it checks the signatures postmand sends.
+mod receiver_script;
