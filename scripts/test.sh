@@ -27,6 +27,7 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo build --quiet
 cargo test --quiet -- "$@"
+bash scripts/check-deploy.sh
 bash scripts/check-swagger-ui.sh
 # The benchmark is not a test, but its driver must keep working: a smoke run on tiny loads.
 POSTMAND_BENCH_DATABASE_URL="$POSTMAND_TEST_DATABASE_URL" bash scripts/bench.sh --smoke
