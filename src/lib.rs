@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod db;
