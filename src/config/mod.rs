@@ -9,14 +9,18 @@
 //! Unlike the original, a value that does not parse is an error that names the variable, not a
 //! silent fallback to the default: a typo in a deployment should stop the process, not change it.
 
+mod ca_file;
 mod dotenv;
 mod redact;
 
+pub use ca_file::CaFile;
 pub use redact::redact_url;
 
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
+
+use crate::cidr::{self, Cidr};
 
 /// One environment variable the service reads.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +109,16 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Cap of each stored raw request and raw response, in bytes (1024-16777216).",
     },
     Setting {
+        name: "POSTMAND_CA_FILE",
+        default: "",
+        doc: "PEM file of CA certificates trusted for https endpoints on top of the system's roots (SSL_CERT_FILE, SSL_CERT_DIR or the distribution's bundle).",
+    },
+    Setting {
+        name: "POSTMAND_ENDPOINT_DENY",
+        default: DEFAULT_ENDPOINT_DENY,
+        doc: "Comma-separated CIDRs (a bare IP is one host) endpoints may not connect to, checked after DNS resolution; set it empty to deny nothing.",
+    },
+    Setting {
         name: "POSTMAND_API_TOKEN",
         default: "",
         doc: "When set, every /v1 request needs Authorization: Bearer <token> (401 otherwise).",
@@ -125,6 +139,11 @@ pub const SETTINGS: &[Setting] = &[
         doc: "`text` (one line per event: `[time LEVEL target] event key=value ...`) or `json` (one JSON object per line: time, level, target, message and each key=value as a field).",
     },
 ];
+
+/// The link-local ranges, where cloud metadata services answer (169.254.169.254), and nothing
+/// else: private networks are where internal webhooks live. (AWS's IPv6 metadata address,
+/// fd00:ec2::254, is unique-local, not link-local: README.md tells operators to add it.)
+const DEFAULT_ENDPOINT_DENY: &str = "169.254.0.0/16,fe80::/10";
 
 /// Inclusive bounds for every integer setting, checked in [`Config::from_lookup`].
 const MAX_OPEN_CONNS: (u64, u64) = (1, 1000);
@@ -176,6 +195,13 @@ pub struct Config {
     pub webhook_max_in_flight: usize,
     /// `POSTMAND_DUMP_MAX_BYTES`: cap of each raw dump. Defaults to 64 KiB.
     pub dump_max_bytes: usize,
+    /// `POSTMAND_CA_FILE`: certificates https endpoints may chain to besides the system's
+    /// roots, read at start-up. Unset by default.
+    pub ca_file: Option<CaFile>,
+    /// `POSTMAND_ENDPOINT_DENY`: networks no delivery may connect to, matched against every
+    /// address an endpoint's host resolves to. Defaults to `169.254.0.0/16,fe80::/10`; an empty
+    /// value (set, but to nothing) denies nothing.
+    pub endpoint_deny: Vec<Cidr>,
     /// `POSTMAND_API_TOKEN`: bearer token every `/v1` request must carry. Unset by default.
     pub api_token: Option<String>,
     /// `POSTMAND_RETENTION_DAYS`: age in days after which finished deliveries are deleted.
@@ -220,6 +246,15 @@ pub enum Error {
         /// What was expected.
         expected: String,
     },
+    /// A variable names a file that cannot be read or does not hold what it should.
+    File {
+        /// The variable.
+        name: &'static str,
+        /// The file, as given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The `.env` file exists but cannot be read or has a line that is not `KEY=value`.
     DotEnv {
         /// Which line (1-based), or 0 when the file could not be read at all.
@@ -238,6 +273,7 @@ impl fmt::Display for Error {
                 value,
                 expected,
             } => write!(f, "{name}={value:?} is invalid: expected {expected}"),
+            Error::File { name, path, reason } => write!(f, "{name}={path:?}: {reason}"),
             Error::DotEnv { line: 0, reason } => write!(f, ".env: {reason}"),
             Error::DotEnv { line, reason } => write!(f, ".env line {line}: {reason}"),
         }
@@ -321,6 +357,20 @@ impl Config {
                 expected: "printable ASCII without spaces".into(),
             });
         }
+        let ca_file = match raw("POSTMAND_CA_FILE") {
+            path if path.is_empty() => None,
+            path => Some(ca_file::read(std::path::Path::new(&path))?),
+        };
+        // Unlike the others, set but empty is a value here: the empty list.
+        let deny =
+            lookup("POSTMAND_ENDPOINT_DENY").unwrap_or_else(|| DEFAULT_ENDPOINT_DENY.to_string());
+        let endpoint_deny = cidr::parse_list(&deny).map_err(|e| Error::Invalid {
+            name: "POSTMAND_ENDPOINT_DENY",
+            value: deny.trim().to_string(),
+            expected: format!(
+                "comma-separated CIDRs or IP addresses, such as {DEFAULT_ENDPOINT_DENY} ({e})"
+            ),
+        })?;
         let retention = raw("POSTMAND_RETENTION_DAYS");
         let retention_days = if retention.is_empty() {
             None
@@ -348,6 +398,8 @@ impl Config {
             webhook_max_in_flight: int("POSTMAND_WEBHOOK_MAX_IN_FLIGHT", WEBHOOK_MAX_IN_FLIGHT)?
                 as usize,
             dump_max_bytes: int("POSTMAND_DUMP_MAX_BYTES", DUMP_MAX_BYTES)? as usize,
+            ca_file,
+            endpoint_deny,
             api_token,
             retention_days,
             log_level,
@@ -363,6 +415,12 @@ impl Config {
             0 => (self.worker_concurrency - self.worker_concurrency / 4).max(1),
             n => n,
         }
+    }
+
+    /// `endpoint_deny` as the variable would spell it (`169.254.0.0/16,fe80::/10`).
+    pub fn endpoint_deny_text(&self) -> String {
+        let rules: Vec<String> = self.endpoint_deny.iter().map(Cidr::to_string).collect();
+        rules.join(",")
     }
 
     /// The database URL with any password replaced, fit for logs and error messages.
@@ -388,6 +446,8 @@ impl fmt::Debug for Config {
             .field("worker_batch_size", &self.worker_batch_size)
             .field("webhook_max_in_flight", &self.webhook_max_in_flight)
             .field("dump_max_bytes", &self.dump_max_bytes)
+            .field("ca_file", &self.ca_file)
+            .field("endpoint_deny", &self.endpoint_deny_text())
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .field("retention_days", &self.retention_days)
             .field("log_level", &self.log_level)
@@ -489,6 +549,64 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn config_with(pairs: &[(&str, &str)]) -> Result<Config, Error> {
+        let mut all = vec![("POSTMAND_DATABASE_URL", "postgres://x")];
+        all.extend_from_slice(pairs);
+        Config::from_lookup(lookup(&all))
+    }
+
+    #[test]
+    fn endpoint_deny_defaults_to_link_local_and_may_be_emptied() {
+        assert_eq!(
+            Config::default().endpoint_deny_text(),
+            "169.254.0.0/16,fe80::/10"
+        );
+        let empty = config_with(&[("POSTMAND_ENDPOINT_DENY", "")]).unwrap();
+        assert_eq!(empty.endpoint_deny, vec![]);
+        let blank = config_with(&[("POSTMAND_ENDPOINT_DENY", "  ")]).unwrap();
+        assert_eq!(blank.endpoint_deny, vec![]);
+        let set = config_with(&[("POSTMAND_ENDPOINT_DENY", "10.0.0.0/8, ::1")]).unwrap();
+        assert_eq!(set.endpoint_deny_text(), "10.0.0.0/8,::1/128");
+    }
+
+    #[test]
+    fn invalid_endpoint_deny_names_the_variable_and_the_item() {
+        let err =
+            config_with(&[("POSTMAND_ENDPOINT_DENY", "10.0.0.0/8,169.254.0.0/33")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "POSTMAND_ENDPOINT_DENY=\"10.0.0.0/8,169.254.0.0/33\" is invalid: expected \
+             comma-separated CIDRs or IP addresses, such as 169.254.0.0/16,fe80::/10 \
+             (\"169.254.0.0/33\": the prefix length must be 0-32 for IPv4, 0-128 for IPv6)"
+        );
+        let err = config_with(&[("POSTMAND_ENDPOINT_DENY", "metadata.internal")]).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Invalid {
+                name: "POSTMAND_ENDPOINT_DENY",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unreadable_ca_file_is_an_error_naming_the_file() {
+        assert_eq!(Config::default().ca_file, None);
+        let err = config_with(&[("POSTMAND_CA_FILE", "/nonexistent/postmand-ca.pem")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "POSTMAND_CA_FILE=\"/nonexistent/postmand-ca.pem\": cannot read it: \
+             No such file or directory (os error 2)"
+        );
+        // A directory cannot be read as a file either.
+        let err = config_with(&[("POSTMAND_CA_FILE", "/")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("POSTMAND_CA_FILE=\"/\": cannot read it: "),
+            "{err}"
+        );
     }
 
     #[test]
