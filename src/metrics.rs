@@ -37,11 +37,13 @@ pub enum AttemptOutcome {
     Protocol,
     /// The response body could not be read.
     Body,
+    /// Every address of the endpoint's host is in `POSTMAND_ENDPOINT_DENY`; nothing was sent.
+    Denied,
 }
 
 impl AttemptOutcome {
     /// Every outcome, in the order they are rendered.
-    pub const ALL: [AttemptOutcome; 9] = [
+    pub const ALL: [AttemptOutcome; 10] = [
         AttemptOutcome::Success,
         AttemptOutcome::Rejected,
         AttemptOutcome::Timeout,
@@ -51,6 +53,7 @@ impl AttemptOutcome {
         AttemptOutcome::TooLarge,
         AttemptOutcome::Protocol,
         AttemptOutcome::Body,
+        AttemptOutcome::Denied,
     ];
 
     /// The value of the `outcome` label.
@@ -65,6 +68,7 @@ impl AttemptOutcome {
             AttemptOutcome::TooLarge => "too_large",
             AttemptOutcome::Protocol => "protocol",
             AttemptOutcome::Body => "body",
+            AttemptOutcome::Denied => "denied",
         }
     }
 }
@@ -439,6 +443,7 @@ mod tests {
                 "postmand_attempts_total{outcome=\"too_large\"} 7",
                 "postmand_attempts_total{outcome=\"protocol\"} 8",
                 "postmand_attempts_total{outcome=\"body\"} 9",
+                "postmand_attempts_total{outcome=\"denied\"} 10",
             ]
         );
     }

@@ -362,6 +362,7 @@ fn failure_outcome(error: &TransportError) -> AttemptOutcome {
         TransportError::TooLarge(_) => AttemptOutcome::TooLarge,
         TransportError::Protocol(_) => AttemptOutcome::Protocol,
         TransportError::Body(_) => AttemptOutcome::Body,
+        TransportError::Denied(_) => AttemptOutcome::Denied,
     }
 }
 

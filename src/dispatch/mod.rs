@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod dispatcher;
 pub mod dump;
+pub mod egress;
 pub mod limiter;
 pub mod retention;
 pub mod send;
@@ -108,7 +109,7 @@ impl Workers {
         }
         let shared = Arc::new(Shared {
             pool,
-            sender: send::Sender::new(config.dump_max_bytes),
+            sender: send::Sender::new(config),
             limiter: Limiter::new(config.webhook_max_in_flight(), config.worker_concurrency),
             poll: config.polling_interval,
             batch_size: config.worker_batch_size as i64,
@@ -163,9 +164,10 @@ impl Workers {
             threads.push(thread);
         }
         log::info!(
-            "worker-started dispatchers={} polling_interval_ms={}",
+            "worker-started dispatchers={} polling_interval_ms={} endpoint_deny={:?}",
             config.worker_concurrency,
-            config.polling_interval.as_millis()
+            config.polling_interval.as_millis(),
+            config.endpoint_deny_text()
         );
         // Deliveries may already be due.
         let _ = wake_tx.try_send(());

@@ -3,15 +3,18 @@
 //! [`AttemptResult`]. A remote failure is data, not an error: this module has no `Result`.
 //!
 //! Redirects are not followed (SPEC: a 3xx is judged like any other status, and the original
-//! forwarded the signature to wherever a redirect pointed). ureq stays in this file.
+//! forwarded the signature to wherever a redirect pointed). ureq stays in this file and in
+//! `egress.rs`, which gives the agent its trusted roots and its deny-list resolver.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
+use super::egress::{self, Denied};
 use super::{dump, signature};
 use crate::VERSION;
+use crate::config::Config;
 use crate::url::EndpointUrl;
 
 /// What to send.
@@ -73,6 +76,9 @@ pub enum TransportError {
     /// The response headers arrived, but reading the body failed: it broke off, was malformed,
     /// or the webhook's timeout expired meanwhile. The status code is kept in the attempt.
     Body(Cause),
+    /// Every address the host resolved to is in `POSTMAND_ENDPOINT_DENY`: nothing was
+    /// connected to. The message is [`Denied`]'s, naming the address and the rule.
+    Denied(Cause),
 }
 
 /// The text of a [`TransportError`].
@@ -91,6 +97,12 @@ impl TransportError {
         use std::io::ErrorKind;
         use ureq::Error as E;
         let url = EndpointUrl::new(url);
+        if let Some(denied) = Denied::from_ureq(e) {
+            return TransportError::Denied(Cause {
+                url: url.without_userinfo().into_owned(),
+                message: denied.to_string(),
+            });
+        }
         let cause = Cause {
             url: url.without_userinfo().into_owned(),
             message: e.to_string(),
@@ -133,7 +145,8 @@ impl TransportError {
             | TransportError::Dns(cause)
             | TransportError::TooLarge(cause)
             | TransportError::Protocol(cause)
-            | TransportError::Body(cause) => cause,
+            | TransportError::Body(cause)
+            | TransportError::Denied(cause) => cause,
         }
     }
 }
@@ -159,15 +172,24 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// A sender whose dumps are cut at `dump_cap` bytes.
-    pub fn new(dump_cap: usize) -> Sender {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+    /// A sender trusting the system's roots and `config.ca_file`, refusing the addresses of
+    /// `config.endpoint_deny`, and cutting dumps at `config.dump_max_bytes`.
+    pub fn new(config: &Config) -> Sender {
+        let agent_config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .user_agent(VERSION)
-            .build()
-            .into();
-        Sender { agent, dump_cap }
+            .tls_config(egress::tls_config(config.ca_file.as_ref()))
+            .build();
+        let agent = ureq::Agent::with_parts(
+            agent_config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            egress::DenyingResolver::new(config.endpoint_deny.clone()),
+        );
+        Sender {
+            agent,
+            dump_cap: config.dump_max_bytes,
+        }
     }
 
     /// POSTs one delivery and describes the outcome.
@@ -487,6 +509,27 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "Post \"http://h:1/\": reading the response body: Peer disconnected"
+        );
+    }
+
+    #[test]
+    fn denied_address_is_a_denied_error_naming_the_rule() {
+        let denied = Denied {
+            address: "169.254.169.254".parse().unwrap(),
+            rule: "169.254.0.0/16".parse().unwrap(),
+        };
+        let e = TransportError::from_ureq(
+            &ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                denied,
+            )),
+            "http://u:p@169.254.169.254:80/latest/meta-data",
+        );
+        assert!(matches!(e, TransportError::Denied(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "Post \"http://169.254.169.254:80/latest/meta-data\": address 169.254.169.254 is \
+             denied by POSTMAND_ENDPOINT_DENY rule 169.254.0.0/16"
         );
     }
 
