@@ -27,6 +27,10 @@ mod binary;
 // hostile responses, wake-ups and the claim's plan.
 mod dispatch;
 
+// Outbound trust and network policy: https endpoints behind a private CA with and without
+// POSTMAND_CA_FILE, POSTMAND_ENDPOINT_DENY judged after DNS, their configuration errors.
+mod endpoint_tls;
+
 // The real binary as worker processes: two processes sharing a queue, SIGKILL and SIGTERM
 // mid-attempt, the dispatcher's connection dropped mid-attempt.
 mod dispatch_processes;
