@@ -43,14 +43,7 @@ fn finished(app: &TestApp, id: &str) -> Value {
 }
 
 fn attempts(app: &TestApp, delivery_id: &str) -> Vec<Value> {
-    let mut list = app
-        .get(&format!("/v1/delivery-attempts?delivery_id={delivery_id}"))
-        .json()["delivery_attempts"]
-        .as_array()
-        .unwrap()
-        .clone();
-    list.reverse();
-    list
+    app.attempts(delivery_id)
 }
 
 fn hex_hmac(key: &[u8], message: &[u8]) -> Vec<u8> {

@@ -191,18 +191,7 @@ fn deliver_and_finish(app: &TestApp, webhook_id: &str) -> (Value, Vec<Value>) {
             Err(delivery)
         }
     });
-    (delivery, attempts(app, &id))
-}
-
-fn attempts(app: &TestApp, delivery_id: &str) -> Vec<Value> {
-    let mut list = app
-        .get(&format!("/v1/delivery-attempts?delivery_id={delivery_id}"))
-        .json()["delivery_attempts"]
-        .as_array()
-        .unwrap()
-        .clone();
-    list.reverse();
-    list
+    (delivery, app.attempts(&id))
 }
 
 /// The value of one series in the health server's `/metrics`.

@@ -295,6 +295,18 @@ impl TestApp {
         http::request(self.api, "GET", path, &[], None)
     }
 
+    /// The attempts of delivery `delivery_id`, oldest first.
+    pub fn attempts(&self, delivery_id: &str) -> Vec<serde_json::Value> {
+        let mut list = self
+            .get(&format!("/v1/delivery-attempts?delivery_id={delivery_id}"))
+            .json()["delivery_attempts"]
+            .as_array()
+            .expect("a list of attempts")
+            .clone();
+        list.reverse();
+        list
+    }
+
     /// `DELETE path` on the API.
     pub fn delete(&self, path: &str) -> Response {
         http::request(self.api, "DELETE", path, &[], None)
