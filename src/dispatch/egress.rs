@@ -142,8 +142,11 @@ pub fn tls_config(ca_file: Option<&CaFile>) -> TlsConfig {
         );
     }
     log::info!(
-        "worker-trust system_roots={system_roots} ca_file={:?} ca_certificates={}",
-        ca_file.map(|f| f.path.display().to_string()),
+        "worker-trust system_roots={system_roots} ca_file={} ca_certificates={}",
+        ca_file.map_or("none".to_string(), |f| format!(
+            "{:?}",
+            f.path.display().to_string()
+        )),
         roots.len() - system_roots
     );
     TlsConfig::builder()
