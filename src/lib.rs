@@ -230,13 +230,18 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
     let metrics = Arc::new(Metrics::default());
     let liveness = Arc::new(Liveness::default());
     let wake = dispatch::wake_channel(config);
-    let local_wake = role.runs_worker().then(|| wake.0.clone());
+    let local_wake =
+        (role.runs_worker() && api_listener.is_some()).then(|| api::notify::LocalWake {
+            sender: wake.0.clone(),
+            tag: store::queue::new_sender_tag(),
+        });
     let workers = if role.runs_worker() {
         let started = Workers::start(
             config,
             pool.clone(),
             shutdown,
             wake,
+            local_wake.as_ref().map(|local| local.tag.clone()),
             Arc::clone(&metrics),
             &liveness,
         );

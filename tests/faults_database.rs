@@ -776,8 +776,10 @@ fn worker_survives_database_restart() {
     // its delivery was sent again after the restart. These duplicates are expected.
     let resent = arrivals.values().filter(|&&n| n > 1).count();
 
-    // The LISTEN connection is back and every connected dispatcher is idle again (its last
-    // statement the ROLLBACK of an empty claim). From here only a notification can start work
+    // The LISTEN connection is back and every connected dispatcher is idle again: its last
+    // statement the ROLLBACK of an empty claim, or the COMMIT of a batch that took all the due
+    // work it saw (issue 14: it then waits instead of claiming again). From here only a
+    // notification can start work
     // before the next poll, a minute away (or a dispatcher still in an error pause, which is
     // invisible here; the outage is too short, and the backlog drained since, for one to be).
     wait_until("the listener back and the dispatchers idle", || {
@@ -800,9 +802,9 @@ fn worker_survives_database_restart() {
             .filter(|(app, _, _)| app == "postmand")
             .collect();
         let idle = !dispatchers.is_empty()
-            && dispatchers
-                .iter()
-                .all(|(_, state, query)| state == "idle" && query == "ROLLBACK");
+            && dispatchers.iter().all(|(_, state, query)| {
+                state == "idle" && (query == "ROLLBACK" || query == "COMMIT")
+            });
         if listening && idle { Ok(()) } else { Err(rows) }
     });
     let notified = Instant::now();

@@ -100,7 +100,7 @@ impl ApiServer {
         listener: TcpListener,
         pool: Pool,
         shutdown: &Shutdown,
-        local_wake: Option<crossbeam_channel::Sender<()>>,
+        local_wake: Option<notify::LocalWake>,
         metrics: Arc<Metrics>,
         liveness: &Liveness,
     ) -> io::Result<ApiServer> {

@@ -34,11 +34,20 @@ impl Notifier {
     }
 }
 
-/// Starts the notifying thread. `local` is the wake channel of this process's dispatchers,
-/// when it has any.
+/// This process's dispatchers, when it runs any: their wake channel, and the tag their
+/// listener knows this process's notifications by (it skips them: the channel already woke one).
+#[derive(Debug, Clone)]
+pub struct LocalWake {
+    /// The dispatchers' wake channel.
+    pub sender: Sender<()>,
+    /// The payload of this process's NOTIFYs (`queue::new_sender_tag`).
+    pub tag: String,
+}
+
+/// Starts the notifying thread.
 pub fn spawn(
     database_url: String,
-    local: Option<Sender<()>>,
+    local: Option<LocalWake>,
     shutdown: Shutdown,
 ) -> std::io::Result<(Notifier, thread::JoinHandle<()>)> {
     let (slot, pokes) = crossbeam_channel::bounded(1);
@@ -48,7 +57,7 @@ pub fn spawn(
     Ok((Notifier { slot }, thread))
 }
 
-fn run(database_url: &str, pokes: &Receiver<()>, local: Option<&Sender<()>>, shutdown: &Shutdown) {
+fn run(database_url: &str, pokes: &Receiver<()>, local: Option<&LocalWake>, shutdown: &Shutdown) {
     let mut client: Option<postgres::Client> = None;
     loop {
         select! {
@@ -56,7 +65,7 @@ fn run(database_url: &str, pokes: &Receiver<()>, local: Option<&Sender<()>>, shu
             recv(shutdown.receiver()) -> _ => return,
         }
         if let Some(local) = local {
-            let _ = local.try_send(());
+            let _ = local.sender.try_send(());
         }
         if client.is_none() {
             let connected =
@@ -71,7 +80,7 @@ fn run(database_url: &str, pokes: &Receiver<()>, local: Option<&Sender<()>>, shu
             };
         }
         if let Some(c) = client.as_mut()
-            && let Err(e) = queue::notify(c)
+            && let Err(e) = queue::notify(c, local.map(|l| l.tag.as_str()))
         {
             log::warn!("notifier-error error={e}");
             client = None;

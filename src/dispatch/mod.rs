@@ -92,6 +92,7 @@ impl Workers {
         pool: Pool,
         shutdown: &Shutdown,
         (wake_tx, wake_rx): (Sender<()>, Receiver<()>),
+        own_notifications: Option<String>,
         metrics: Arc<Metrics>,
         liveness: &Liveness,
     ) -> Result<Workers, StartError> {
@@ -119,6 +120,7 @@ impl Workers {
         let listener = wakeup::spawn_listener(
             config.database_url.clone(),
             wake_tx.clone(),
+            own_notifications,
             shutdown.clone(),
             liveness.register("listener", 1),
         )

@@ -22,22 +22,31 @@ const CHECK_EVERY: Duration = Duration::from_millis(250);
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
 /// Starts the listener thread. It runs until shutdown, reconnecting with exponential backoff and
-/// one log line per failure. `part` is up while the LISTEN connection is.
+/// one log line per failure. `part` is up while the LISTEN connection is. Notifications whose
+/// payload is `own` come from this process's API, which woke a dispatcher directly: they are
+/// skipped, or every create would wake two dispatchers and one of them would claim nothing.
 pub fn spawn_listener(
     database_url: String,
     wake: Sender<()>,
+    own: Option<String>,
     shutdown: Shutdown,
     part: Arc<Part>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("listener".into())
         .spawn(move || {
-            listen(&database_url, &wake, &shutdown, &part);
+            listen(&database_url, &wake, own.as_deref(), &shutdown, &part);
             part.set_up(false);
         })
 }
 
-fn listen(database_url: &str, wake: &Sender<()>, shutdown: &Shutdown, part: &Part) {
+fn listen(
+    database_url: &str,
+    wake: &Sender<()>,
+    own: Option<&str>,
+    shutdown: &Shutdown,
+    part: &Part,
+) {
     let mut delay = Duration::from_millis(100);
     while !shutdown.is_requested() {
         let connected = db::connect_with(database_url, "postmand-listener", queue::listen);
@@ -61,8 +70,10 @@ fn listen(database_url: &str, wake: &Sender<()>, shutdown: &Shutdown, part: &Par
         while !shutdown.is_requested() {
             let next = client.notifications().timeout_iter(CHECK_EVERY).next();
             match next {
-                Ok(Some(_)) => {
-                    let _ = wake.try_send(());
+                Ok(Some(notification)) => {
+                    if own != Some(notification.payload()) {
+                        let _ = wake.try_send(());
+                    }
                 }
                 Ok(None) if client.is_closed() => break,
                 Ok(None) => {}

@@ -429,10 +429,22 @@ pub fn prepare_notifier(client: &mut postgres::Client) -> Result<(), Error> {
     Ok(())
 }
 
-/// Wakes idle dispatchers in every worker process (see [`NOTIFY`]).
-pub fn notify(client: &mut impl GenericClient) -> Result<(), Error> {
-    client.batch_execute(NOTIFY)?;
+/// Wakes idle dispatchers in every worker process (see [`NOTIFY`]). `sender` (hex, from
+/// [`new_sender_tag`]) becomes the payload, so the listener of the same process can tell its own
+/// notification, whose dispatchers were woken directly, from another process's.
+pub fn notify(client: &mut impl GenericClient, sender: Option<&str>) -> Result<(), Error> {
+    match sender {
+        Some(tag) if tag.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            client.batch_execute(&format!("{NOTIFY}, '{tag}'"))?
+        }
+        _ => client.batch_execute(NOTIFY)?,
+    }
     Ok(())
+}
+
+/// A tag for one process's notifications: 32 hex digits.
+pub fn new_sender_tag() -> String {
+    Uuid::new_v4().simple().to_string()
 }
 
 /// Queue gauges for metrics, read through the partial index of pending rows only (its size is
