@@ -103,8 +103,10 @@ pub(crate) fn one_client(
     server.wait_ready()?;
     let mut client = db.client()?;
     let webhook = insert_webhook(&mut client, &receiver.url(), true, 5)?;
+    // The extension installs anywhere contrib is, but only counts when preloaded.
     let statements = client
         .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .and_then(|()| client.batch_execute("SELECT pg_stat_statements_reset()"))
         .is_ok();
     let agent = agent();
     let url = format!("http://{}/v1/deliveries", server.api);
@@ -243,6 +245,9 @@ pub(crate) fn render_statements(title: &str, cost: &Cost) -> String {
          | statement | calls | rows | time (µs) | WAL (bytes) |\n|---|---:|---:|---:|---:|\n",
         cost.cpu_ms, cost.wal_bytes
     );
+    if cost.statements.is_empty() {
+        out.push_str("| (pg_stat_statements is not preloaded on this server) | | | | |\n");
+    }
     for s in &cost.statements {
         let mut query: String = s.query.chars().take(110).collect();
         if query.len() < s.query.len() {
