@@ -19,6 +19,9 @@ mod api_attempts;
 // What every route shares: 404/405 routing, 415, 413, headers, 503 without a database, health.
 mod api_protocol;
 
+// Issue 14: every index of deliveries and attempts is read by some statement's plan.
+mod plans;
+
 // The binary: migrate (twice, over an original-schema database), --help, --version, start-up
 // errors, SIGTERM.
 mod binary;

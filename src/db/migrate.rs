@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "003_claim_index.sql"),
     migration!(4, "004_retention_index.sql"),
     migration!(5, "005_drop_status_index.sql"),
+    migration!(6, "006_lean_indexes.sql"),
 ];
 
 /// Serialises concurrent `postmand migrate` runs (several containers starting at once).

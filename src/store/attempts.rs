@@ -14,7 +14,7 @@ const GET: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response
     FROM delivery_attempts WHERE id = $1";
 
 /// Newest first, ties broken by id. A NULL filter parameter means "no filter".
-const LIST: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response, \
+pub const LIST: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response, \
     response_status_code, execution_duration, success, error, created_at \
     FROM delivery_attempts \
     WHERE ($1::uuid IS NULL OR webhook_id = $1) \

@@ -48,7 +48,7 @@ const DELETE: &str = "DELETE FROM deliveries WHERE id = $1";
 
 /// Newest first, ties broken by id so paging never skips or repeats a row. A NULL filter
 /// parameter means "no filter".
-const LIST: &str = "SELECT id, webhook_id, payload, scheduled_at, delivery_attempts, status, \
+pub const LIST: &str = "SELECT id, webhook_id, payload, scheduled_at, delivery_attempts, status, \
     created_at, updated_at FROM deliveries \
     WHERE ($1::uuid IS NULL OR webhook_id = $1) \
     AND ($2::varchar IS NULL OR status = $2) \
@@ -182,7 +182,7 @@ pub fn retry(client: &mut impl GenericClient, id: Uuid) -> Result<RetryOutcome, 
 /// Deletes up to `$2` finished deliveries (their attempts go with them) last changed more than
 /// `$1` days ago. Rows locked by someone else (a retry request) are skipped, so retention never
 /// waits on the API and the API never waits long on retention.
-const DELETE_FINISHED: &str = "DELETE FROM deliveries WHERE id IN ( \
+pub const DELETE_FINISHED: &str = "DELETE FROM deliveries WHERE id IN ( \
     SELECT id FROM deliveries \
     WHERE status IN ('succeeded', 'failed') \
       AND updated_at < now() - $1::integer * interval '1 day' \

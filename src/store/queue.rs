@@ -449,7 +449,7 @@ pub fn new_sender_tag() -> String {
 
 /// Queue gauges for metrics, read through the partial index of pending rows only (its size is
 /// the queue's, not the history's); the total is the planner's estimate, not a count.
-const QUEUE_STATS: &str = "SELECT count(*)::bigint AS pending, \
+pub const QUEUE_STATS: &str = "SELECT count(*)::bigint AS pending, \
     count(*) FILTER (WHERE scheduled_at <= now())::bigint AS due, \
     coalesce(extract(epoch FROM now() - min(scheduled_at) FILTER (WHERE scheduled_at <= now())), 0)::float8 \
         AS oldest_due_age_secs, \

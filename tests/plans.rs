@@ -1,0 +1,173 @@
+//! Issue 14: every index of the two hot tables earns its write cost. The plans of every
+//! statement that reads deliveries or attempts (the lists with each filter, the claim, the
+//! retention batch, the queue gauges) are collected on a seeded, analysed database; each index
+//! must appear in one of them, or serve a foreign key's cascade, and no plan may scan a whole
+//! table.
+
+use std::collections::BTreeSet;
+
+use postgres::types::ToSql;
+use postmand::store::{attempts, deliveries, queue};
+
+use crate::common::TestDb;
+
+const WEBHOOK: &str = "00000000-0000-4000-8000-0000000000a1";
+
+/// 30,000 deliveries (90% succeeded, 5% failed, 5% pending) and an attempt each (95% good)
+/// across three webhooks, analysed.
+fn seeded() -> (TestDb, postgres::Client) {
+    let db = TestDb::new("plans");
+    let mut client = db.client();
+    client
+        .batch_execute(&format!(
+            "INSERT INTO webhooks SELECT w::uuid, 'plan', 'http://127.0.0.1:9/', 'text/plain', '{{200}}', '', \
+                 true, 5, 1, 1, 1, now(), now() \
+             FROM unnest(ARRAY['{WEBHOOK}', '00000000-0000-4000-8000-0000000000a2', \
+                               '00000000-0000-4000-8000-0000000000a3']) AS w;
+             INSERT INTO deliveries SELECT gen_random_uuid(), \
+                 ('00000000-0000-4000-8000-0000000000a' || (1 + i % 3))::uuid, 'x', \
+                 now() - i * interval '1 second', 1, \
+                 CASE WHEN i % 20 = 0 THEN 'failed' WHEN i % 20 = 1 THEN 'pending' ELSE 'succeeded' END, \
+                 now() - i * interval '1 second', now() - i * interval '1 second' \
+             FROM generate_series(1, 30000) AS i;
+             INSERT INTO delivery_attempts SELECT gen_random_uuid(), d.webhook_id, d.id, 'req', 'resp', \
+                 200, 1, d.status <> 'failed', '', d.created_at FROM deliveries d;"
+        ))
+        .expect("seed");
+    client.batch_execute("VACUUM ANALYZE").expect("analyse");
+    (db, client)
+}
+
+/// The plan of `sql` with `params`, as text.
+fn explain(client: &mut postgres::Client, sql: &str, params: &[&(dyn ToSql + Sync)]) -> String {
+    client
+        .query(&format!("EXPLAIN {sql}"), params)
+        .unwrap_or_else(|e| panic!("EXPLAIN {sql}: {e}"))
+        .iter()
+        .map(|row| row.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Index names a plan reads.
+fn indexes_in(plan: &str) -> BTreeSet<String> {
+    plan.lines()
+        .filter_map(|line| {
+            let after = line
+                .split_once(" using ")
+                .or_else(|| line.split_once("Bitmap Index Scan on "))?
+                .1;
+            after.split_whitespace().next().map(str::to_string)
+        })
+        .collect()
+}
+
+#[test]
+fn issue_14_every_index_of_the_hot_tables_is_read_by_a_plan_or_a_cascade() {
+    let (_db, mut client) = seeded();
+    let webhook: uuid::Uuid = WEBHOOK.parse().unwrap();
+    let delivery: uuid::Uuid = client
+        .query_one(
+            "SELECT id FROM deliveries WHERE webhook_id = $1 LIMIT 1",
+            &[&webhook],
+        )
+        .unwrap()
+        .get(0);
+    let none_uuid: Option<uuid::Uuid> = None;
+    let none_text: Option<&str> = None;
+    let none_bool: Option<bool> = None;
+    let none_time: Option<chrono::DateTime<chrono::Utc>> = None;
+    let since = Some(chrono::Utc::now() - chrono::Duration::hours(1));
+    let (limit, offset) = (50_i64, 0_i64);
+    let mut plans = Vec::new();
+
+    // GET /v1/deliveries with each filter.
+    for (webhook_id, status, after) in [
+        (none_uuid, none_text, none_time),
+        (Some(webhook), none_text, none_time),
+        (none_uuid, Some("failed"), none_time),
+        (none_uuid, Some("pending"), none_time),
+        (Some(webhook), Some("failed"), none_time),
+        (none_uuid, none_text, since),
+    ] {
+        plans.push(explain(
+            &mut client,
+            deliveries::LIST,
+            &[
+                &webhook_id,
+                &status,
+                &after,
+                &none_time,
+                &none_time,
+                &none_time,
+                &limit,
+                &offset,
+            ],
+        ));
+    }
+    // GET /v1/delivery-attempts with each filter.
+    for (webhook_id, delivery_id, success) in [
+        (none_uuid, none_uuid, none_bool),
+        (Some(webhook), none_uuid, none_bool),
+        (none_uuid, Some(delivery), none_bool),
+        (none_uuid, none_uuid, Some(false)),
+    ] {
+        plans.push(explain(
+            &mut client,
+            attempts::LIST,
+            &[
+                &webhook_id,
+                &delivery_id,
+                &success,
+                &none_time,
+                &none_time,
+                &none_time,
+                &none_time,
+                &limit,
+                &offset,
+            ],
+        ));
+    }
+    plans.push(explain(
+        &mut client,
+        deliveries::DELETE_FINISHED,
+        &[&30_i32, &500_i64],
+    ));
+    plans.push(explain(&mut client, queue::QUEUE_STATS, &[]));
+    plans.push(queue::explain_claim(&mut client, 8).expect("the claim's plan"));
+
+    for plan in &plans {
+        for table in ["deliveries", "delivery_attempts"] {
+            assert!(
+                !plan.contains(&format!("Seq Scan on {table} ")),
+                "a plan reads all of {table}:\n{plan}"
+            );
+        }
+    }
+    let used: BTreeSet<String> = plans.iter().flat_map(|plan| indexes_in(plan)).collect();
+    // Deleting a webhook or a delivery cascades through these; no list needs them to be fast.
+    let cascades = [
+        "deliveries_webhook_id_idx",
+        "delivery_attempts_webhook_id_idx",
+        "delivery_attempts_delivery_id_idx",
+    ];
+    let indexes: Vec<String> = client
+        .query(
+            "SELECT indexname FROM pg_indexes \
+             WHERE tablename IN ('deliveries', 'delivery_attempts') AND indexname NOT LIKE '%_pkey'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let unused: Vec<&String> = indexes
+        .iter()
+        .filter(|name| !used.contains(*name) && !cascades.contains(&name.as_str()))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "indexes no plan reads, paid for by every write: {unused:?}\nused: {used:?}\n\n{}",
+        plans.join("\n\n")
+    );
+}
