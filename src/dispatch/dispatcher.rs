@@ -436,7 +436,7 @@ pub fn outcome(
     };
     queue::AttemptRecord {
         delivery_id: claimed.id,
-        attempt_id: Uuid::new_v4(),
+        attempt_id: Uuid::now_v7(),
         status,
         retry_in_ms,
         exchange: Exchange {
