@@ -15,6 +15,17 @@ DROP INDEX IF EXISTS delivery_attempts_success_idx;
 CREATE INDEX IF NOT EXISTS delivery_attempts_failed_created_at_id_idx
     ON delivery_attempts (created_at DESC, id DESC) WHERE NOT success;
 
+-- An attempt's webhook is its delivery's (the dispatcher writes both from the row it updates in
+-- the same statement), and deleting a webhook already reaches its attempts through
+-- deliveries (ON DELETE CASCADE on delivery_attempts.delivery_id). Checking this second key
+-- locked the webhook's row (FOR KEY SHARE) on every attempt: a WAL record each, and a
+-- multixact whenever two dispatchers recorded for the same webhook at once.
+ALTER TABLE delivery_attempts DROP CONSTRAINT IF EXISTS delivery_attempts_webhook_id_fkey;
+-- No cascade needs webhook_id alone any more; a list by webhook reads it in the list's order.
+DROP INDEX IF EXISTS delivery_attempts_webhook_id_idx;
+CREATE INDEX IF NOT EXISTS delivery_attempts_webhook_created_at_id_idx
+    ON delivery_attempts (webhook_id, created_at DESC, id DESC);
+
 -- Room on each page for the attempts' updates: a new row version on the same page is logged
 -- as the bytes that changed, not the whole row with its payload. Pages written from now on.
 ALTER TABLE deliveries SET (fillfactor = 80);

@@ -287,8 +287,23 @@ fn delete_webhook_cascades_and_second_delete_is_404() {
     let webhook = fixtures::webhook(&app, json!({}));
     let id = webhook["id"].as_str().unwrap();
     let delivery = fixtures::delivery(&app, id, "{}");
+    let delivery_uuid: uuid::Uuid = delivery["id"].as_str().unwrap().parse().unwrap();
+    let mut client = app.db.client();
+    // An attempt reaches its webhook through its delivery (migration 6 dropped the direct key).
+    client
+        .execute(
+            "INSERT INTO delivery_attempts SELECT gen_random_uuid(), webhook_id, id, 'req', 'resp', \
+             200, 1, true, '', now() FROM deliveries WHERE id = $1",
+            &[&delivery_uuid],
+        )
+        .unwrap();
     let response = app.delete(&format!("/v1/webhooks/{id}"));
     assert_eq!(response.status, 204);
+    let attempts: i64 = client
+        .query_one("SELECT count(*) FROM delivery_attempts", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 0, "the webhook's attempts went with it");
     assert!(response.body.is_empty());
     assert_eq!(app.get(&format!("/v1/webhooks/{id}")).status, 404);
     let delivery_id = delivery["id"].as_str().unwrap();

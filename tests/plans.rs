@@ -11,28 +11,27 @@ use postmand::store::{attempts, deliveries, queue};
 
 use crate::common::TestDb;
 
-const WEBHOOK: &str = "00000000-0000-4000-8000-0000000000a1";
+const WEBHOOK: &str = "00000000-0000-4000-8000-000000000001";
 
 /// 30,000 deliveries (90% succeeded, 5% failed, 5% pending) and an attempt each (95% good)
-/// across three webhooks, analysed.
+/// across 30 webhooks, analysed.
 fn seeded() -> (TestDb, postgres::Client) {
     let db = TestDb::new("plans");
     let mut client = db.client();
     client
-        .batch_execute(&format!(
-            "INSERT INTO webhooks SELECT w::uuid, 'plan', 'http://127.0.0.1:9/', 'text/plain', '{{200}}', '', \
-                 true, 5, 1, 1, 1, now(), now() \
-             FROM unnest(ARRAY['{WEBHOOK}', '00000000-0000-4000-8000-0000000000a2', \
-                               '00000000-0000-4000-8000-0000000000a3']) AS w;
+        .batch_execute(
+            "INSERT INTO webhooks SELECT ('00000000-0000-4000-8000-0000000000' || lpad(to_hex(w), 2, '0'))::uuid, \
+                 'plan', 'http://127.0.0.1:9/', 'text/plain', '{200}', '', true, 5, 1, 1, 1, now(), now() \
+             FROM generate_series(1, 30) AS w;
              INSERT INTO deliveries SELECT gen_random_uuid(), \
-                 ('00000000-0000-4000-8000-0000000000a' || (1 + i % 3))::uuid, 'x', \
+                 ('00000000-0000-4000-8000-0000000000' || lpad(to_hex(1 + i % 30), 2, '0'))::uuid, 'x', \
                  now() - i * interval '1 second', 1, \
                  CASE WHEN i % 20 = 0 THEN 'failed' WHEN i % 20 = 1 THEN 'pending' ELSE 'succeeded' END, \
                  now() - i * interval '1 second', now() - i * interval '1 second' \
              FROM generate_series(1, 30000) AS i;
              INSERT INTO delivery_attempts SELECT gen_random_uuid(), d.webhook_id, d.id, 'req', 'resp', \
-                 200, 1, d.status <> 'failed', '', d.created_at FROM deliveries d;"
-        ))
+                 200, 1, d.status <> 'failed', '', d.created_at FROM deliveries d;",
+        )
         .expect("seed");
     client.batch_execute("VACUUM ANALYZE").expect("analyse");
     (db, client)
@@ -148,7 +147,6 @@ fn issue_14_every_index_of_the_hot_tables_is_read_by_a_plan_or_a_cascade() {
     // Deleting a webhook or a delivery cascades through these; no list needs them to be fast.
     let cascades = [
         "deliveries_webhook_id_idx",
-        "delivery_attempts_webhook_id_idx",
         "delivery_attempts_delivery_id_idx",
     ];
     let indexes: Vec<String> = client
