@@ -177,7 +177,49 @@ impl Dispatcher {
         let mut excluded = shared.limiter.saturated();
         let mut turn = Turn::Idle;
         let mut claim = None;
-        'search: loop {
+        // The usual case in one statement: the first due webhook's batch.
+        let Some(next) = prepared.claim_next(
+            &mut tx,
+            &excluded,
+            &shared.limiter.probing(),
+            shared.batch_size,
+        )?
+        else {
+            // Nothing is due. Dropping the transaction ends it; nothing was locked.
+            return Ok(turn);
+        };
+        excluded.push(next.webhook.id);
+        if !next.batch.is_empty() {
+            match shared.limiter.try_acquire(next.webhook.id) {
+                Some(admission) => {
+                    let size = match admission {
+                        Admission::Probe => 1,
+                        Admission::Full => shared.batch_size,
+                    };
+                    let slot = Slot {
+                        limiter: &shared.limiter,
+                        webhook_id: next.webhook.id,
+                        succeeded: None,
+                        released: false,
+                    };
+                    let mut batch = next.batch;
+                    // Locked beyond what the slot may send (it became a probe meanwhile):
+                    // they stay pending, and count as a batch cut short.
+                    let cut = batch.len() as i64 > size;
+                    batch.truncate(usize::try_from(size).unwrap_or(1));
+                    let more = cut || next.others || batch.len() as i64 == size;
+                    claim = Some((next.webhook, slot, batch, more));
+                }
+                None => {
+                    // Another dispatcher of this process took the webhook's last slot since
+                    // `saturated()`: let its rows go and look further.
+                    tx.rollback().map_err(store::Error::from)?;
+                    tx = client.transaction().map_err(store::Error::from)?;
+                    turn = Turn::Deferred;
+                }
+            }
+        }
+        'search: while claim.is_none() {
             let candidates =
                 prepared.due_webhooks(&mut tx, &excluded, queue::WEBHOOKS_PER_CLAIM)?;
             if candidates.is_empty() {

@@ -118,6 +118,16 @@ impl Limiter {
         saturated
     }
 
+    /// Webhooks that send probes of one delivery now (see [`Admission::Probe`]), so a claim
+    /// locks one row of theirs, not a batch.
+    pub fn probing(&self) -> Vec<Uuid> {
+        self.entries()
+            .iter()
+            .filter(|(_, entry)| entry.consecutive_failures >= DEGRADE_AFTER)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Takes a slot for `webhook_id`: `None` when it may not take another dispatcher now
     /// (another dispatcher got there since [`Limiter::saturated`]), else how much the slot
     /// may send.
