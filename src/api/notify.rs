@@ -7,8 +7,7 @@
 //! that arrives during the cooldown is kept in the slot and sent right after it, so a delivery
 //! queued inside the cooldown still goes out within milliseconds.
 //!
-//! In `--role all` [`Notifier::poke`] also wakes one of this process's dispatchers directly, and
-//! the NOTIFY carries a tag its listener skips.
+//! In `--role all` the thread also wakes this process's dispatchers directly.
 
 use std::thread;
 use std::time::Duration;
@@ -26,16 +25,11 @@ pub const COOLDOWN: Duration = Duration::from_millis(2);
 #[derive(Clone)]
 pub struct Notifier {
     slot: Sender<()>,
-    local: Option<Sender<()>>,
 }
 
 impl Notifier {
-    /// Wakes one of this process's dispatchers at once, if it runs any (one thread hop fewer
-    /// than through the notifying thread: issue 14), and asks for a NOTIFY soon.
+    /// Asks for a notification soon.
     pub fn poke(&self) {
-        if let Some(local) = &self.local {
-            let _ = local.try_send(());
-        }
         let _ = self.slot.try_send(());
     }
 }
@@ -57,23 +51,21 @@ pub fn spawn(
     shutdown: Shutdown,
 ) -> std::io::Result<(Notifier, thread::JoinHandle<()>)> {
     let (slot, pokes) = crossbeam_channel::bounded(1);
-    let notifier = Notifier {
-        slot,
-        local: local.as_ref().map(|local| local.sender.clone()),
-    };
-    let tag = local.map(|local| local.tag);
     let thread = thread::Builder::new()
         .name("notifier".into())
-        .spawn(move || run(&database_url, &pokes, tag.as_deref(), &shutdown))?;
-    Ok((notifier, thread))
+        .spawn(move || run(&database_url, &pokes, local.as_ref(), &shutdown))?;
+    Ok((Notifier { slot }, thread))
 }
 
-fn run(database_url: &str, pokes: &Receiver<()>, tag: Option<&str>, shutdown: &Shutdown) {
+fn run(database_url: &str, pokes: &Receiver<()>, local: Option<&LocalWake>, shutdown: &Shutdown) {
     let mut client: Option<postgres::Client> = None;
     loop {
         select! {
             recv(pokes) -> poke => if poke.is_err() { return },
             recv(shutdown.receiver()) -> _ => return,
+        }
+        if let Some(local) = local {
+            let _ = local.sender.try_send(());
         }
         if client.is_none() {
             let connected =
@@ -88,7 +80,7 @@ fn run(database_url: &str, pokes: &Receiver<()>, tag: Option<&str>, shutdown: &S
             };
         }
         if let Some(c) = client.as_mut()
-            && let Err(e) = queue::notify(c, tag)
+            && let Err(e) = queue::notify(c, local.map(|l| l.tag.as_str()))
         {
             log::warn!("notifier-error error={e}");
             client = None;
