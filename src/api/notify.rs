@@ -9,8 +9,10 @@
 //!
 //! In `--role all` the thread also wakes this process's dispatchers directly.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, select};
 
@@ -25,11 +27,47 @@ pub const COOLDOWN: Duration = Duration::from_millis(2);
 #[derive(Clone)]
 pub struct Notifier {
     slot: Sender<()>,
+    local: Option<Arc<DirectWake>>,
+}
+
+/// Least time between two direct wakes of local dispatchers (see [`DirectWake`]): at most a
+/// thousand a second, as many as the NOTIFY round trips of the cooldown used to make.
+const DIRECT_WAKE_COOLDOWN: Duration = Duration::from_millis(1);
+
+/// Wakes a local dispatcher from the request thread itself, at most once per
+/// [`DIRECT_WAKE_COOLDOWN`]: a lone create is claimed one thread hop sooner (issue 14), and a
+/// flood of creates for an inactive webhook does not turn into a flood of empty claims (each
+/// create waking a dispatcher halved the API's rate).
+struct DirectWake {
+    sender: Sender<()>,
+    epoch: Instant,
+    /// Nanoseconds after `epoch` of the last direct wake.
+    last: AtomicU64,
+}
+
+impl DirectWake {
+    fn wake(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let last = self.last.load(Ordering::Relaxed);
+        let cooldown = u64::try_from(DIRECT_WAKE_COOLDOWN.as_nanos()).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) >= cooldown
+            && self
+                .last
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let _ = self.sender.try_send(());
+        }
+    }
 }
 
 impl Notifier {
-    /// Asks for a notification soon.
+    /// Wakes a local dispatcher unless one was woken within the cooldown (the notifying thread
+    /// tries again after it), and asks for a NOTIFY soon.
     pub fn poke(&self) {
+        if let Some(local) = &self.local {
+            local.wake();
+        }
         let _ = self.slot.try_send(());
     }
 }
@@ -51,21 +89,49 @@ pub fn spawn(
     shutdown: Shutdown,
 ) -> std::io::Result<(Notifier, thread::JoinHandle<()>)> {
     let (slot, pokes) = crossbeam_channel::bounded(1);
+    let notifier = Notifier {
+        slot,
+        local: local.as_ref().map(|local| {
+            Arc::new(DirectWake {
+                sender: local.sender.clone(),
+                epoch: Instant::now(),
+                last: AtomicU64::new(0),
+            })
+        }),
+    };
+    let direct = notifier.local.clone();
+    let tag = local.map(|local| local.tag);
     let thread = thread::Builder::new()
         .name("notifier".into())
-        .spawn(move || run(&database_url, &pokes, local.as_ref(), &shutdown))?;
-    Ok((Notifier { slot }, thread))
+        .spawn(move || {
+            run(
+                &database_url,
+                &pokes,
+                direct.as_deref(),
+                tag.as_deref(),
+                &shutdown,
+            )
+        })?;
+    Ok((notifier, thread))
 }
 
-fn run(database_url: &str, pokes: &Receiver<()>, local: Option<&LocalWake>, shutdown: &Shutdown) {
+fn run(
+    database_url: &str,
+    pokes: &Receiver<()>,
+    local: Option<&DirectWake>,
+    tag: Option<&str>,
+    shutdown: &Shutdown,
+) {
     let mut client: Option<postgres::Client> = None;
     loop {
         select! {
             recv(pokes) -> poke => if poke.is_err() { return },
             recv(shutdown.receiver()) -> _ => return,
         }
+        // Under the same cooldown as the request threads' direct wakes: a create that woke a
+        // dispatcher directly does not wake a second one here.
         if let Some(local) = local {
-            let _ = local.sender.try_send(());
+            local.wake();
         }
         if client.is_none() {
             let connected =
@@ -80,7 +146,7 @@ fn run(database_url: &str, pokes: &Receiver<()>, local: Option<&LocalWake>, shut
             };
         }
         if let Some(c) = client.as_mut()
-            && let Err(e) = queue::notify(c, local.map(|l| l.tag.as_str()))
+            && let Err(e) = queue::notify(c, tag)
         {
             log::warn!("notifier-error error={e}");
             client = None;
