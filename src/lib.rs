@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod model;
 pub mod shutdown;
 pub mod store;
+pub mod tls_roots;
 pub mod url;
 
 /// `postmand/<version>`: what `--version` prints and the dispatcher's User-Agent.

@@ -6,9 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-
 use super::Error;
 
 /// The variable this module reads.
@@ -34,34 +31,16 @@ impl std::fmt::Debug for CaFile {
     }
 }
 
-/// Reads the PEM file at `path`: every `CERTIFICATE` block, each checked to be usable as a
-/// trust anchor. Other blocks (a private key, a CRL) are skipped; text outside blocks is
-/// ignored, as OpenSSL's bundles have it.
+/// Reads the PEM file at `path` (see [`crate::tls_roots::read_pem`]).
 pub(super) fn read(path: &Path) -> Result<CaFile, Error> {
-    let fail = |reason: String| Error::File {
+    let certificates = crate::tls_roots::read_pem(path).map_err(|e| Error::File {
         name: NAME,
         path: path.display().to_string(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
-    let certificates = CertificateDer::pem_slice_iter(&pem)
-        .map(|item| item.map(|der| der.to_vec()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(format!("not a PEM file: {e}")))?;
-    if certificates.is_empty() {
-        return Err(fail("no PEM certificate (BEGIN CERTIFICATE) in it".into()));
-    }
-    // The same check rustls makes when the dispatcher builds its roots, where a failure would
-    // only skip the certificate (and log at debug).
-    let mut roots = rustls::RootCertStore::empty();
-    for (index, der) in certificates.iter().enumerate() {
-        roots
-            .add(CertificateDer::from(der.as_slice()))
-            .map_err(|e| fail(format!("certificate {} is not usable: {e}", index + 1)))?;
-    }
+        reason: e.to_string(),
+    })?;
     Ok(CaFile {
         path: path.to_path_buf(),
-        certificates,
+        certificates: certificates.iter().map(|der| der.to_vec()).collect(),
     })
 }
 

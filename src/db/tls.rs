@@ -23,12 +23,13 @@ use std::sync::Arc;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::tls_roots::PemError;
 
 /// The connector every connection of the process is made with.
 pub type Connector = MakeRustlsConnect;
@@ -285,9 +286,13 @@ pub fn connector(split: &Split) -> Result<Connector, OptionError> {
         ),
         (None, _) => None,
     };
+    let algorithms = provider.signature_verification_algorithms;
     let verifier: Arc<dyn ServerCertVerifier> = match (split.mode, root_cert) {
         (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => {
-            Arc::new(Unverified(provider.signature_verification_algorithms))
+            Arc::new(NameUnchecked {
+                chain: None,
+                algorithms,
+            })
         }
         (mode, Some(root_cert)) => {
             let roots = Arc::new(load_roots(&root_cert)?);
@@ -300,7 +305,10 @@ pub fn connector(split: &Split) -> Result<Connector, OptionError> {
             if mode == SslMode::VerifyFull {
                 webpki
             } else {
-                Arc::new(ChainOnly(webpki))
+                Arc::new(NameUnchecked {
+                    chain: Some(webpki),
+                    algorithms,
+                })
             }
         }
         (mode, None) => return Err(OptionError::NoRootCert(mode)),
@@ -336,12 +344,13 @@ fn load_roots(root_cert: &RootCert) -> Result<RootCertStore, OptionError> {
         reason,
     };
     let certificates: Vec<CertificateDer<'static>> = match root_cert {
-        RootCert::File(file) => {
-            let pem = std::fs::read(file).map_err(|e| failed(e.to_string()))?;
-            CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<_, _>>()
-                .map_err(|e| failed(format!("not PEM certificates: {e}")))?
-        }
+        RootCert::File(file) => crate::tls_roots::read_pem(file).map_err(|e| {
+            failed(match e {
+                PemError::Read(e) => e.to_string(),
+                PemError::NoCertificate => "holds no usable CA certificate".into(),
+                other => other.to_string(),
+            })
+        })?,
         RootCert::System => {
             // Honours SSL_CERT_FILE and SSL_CERT_DIR, like libpq's `sslrootcert=system`.
             let found = rustls_native_certs::load_native_certs();
@@ -361,51 +370,18 @@ fn load_roots(root_cert: &RootCert) -> Result<RootCertStore, OptionError> {
     Ok(roots)
 }
 
-/// `prefer` and `require`: encrypted, but any certificate is accepted (libpq's semantics). The
-/// handshake's signatures are still checked, so the session is bound to the certificate shown.
+/// The check of every mode but `verify-full`: the chain to a trusted CA without the host's name
+/// (`verify-ca`), or no check of the certificate at all (`prefer`, `require`: libpq's
+/// semantics). The handshake's signatures are checked either way, so the session is bound to
+/// the certificate shown.
 #[derive(Debug)]
-struct Unverified(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+struct NameUnchecked {
+    /// `None`: any certificate is accepted.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-/// `verify-ca`: the full WebPKI check except that the certificate need not name the host.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for NameUnchecked {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -414,10 +390,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -431,7 +407,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -440,11 +416,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
