@@ -174,16 +174,11 @@ impl Dispatcher {
             return Ok(Turn::Idle);
         };
         let mut tx = client.transaction().map_err(store::Error::from)?;
-        let mut excluded = shared.limiter.saturated();
+        let (mut excluded, probing) = shared.limiter.before_claim();
         let mut turn = Turn::Idle;
         let mut claim = None;
         // The usual case in one statement: the first due webhook's batch.
-        let Some(next) = prepared.claim_next(
-            &mut tx,
-            &excluded,
-            &shared.limiter.probing(),
-            shared.batch_size,
-        )?
+        let Some(next) = prepared.claim_next(&mut tx, &excluded, &probing, shared.batch_size)?
         else {
             // Nothing is due. Dropping the transaction ends it; nothing was locked.
             return Ok(turn);
@@ -212,7 +207,7 @@ impl Dispatcher {
                 }
                 None => {
                     // Another dispatcher of this process took the webhook's last slot since
-                    // `saturated()`: let its rows go and look further.
+                    // `before_claim()`: let its rows go and look further.
                     tx.rollback().map_err(store::Error::from)?;
                     tx = client.transaction().map_err(store::Error::from)?;
                     turn = Turn::Deferred;

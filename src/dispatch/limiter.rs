@@ -105,27 +105,27 @@ impl Limiter {
     /// Webhooks that may not take another dispatcher now: the claim skips their deliveries.
     /// Also forgets webhooks idle for [`FORGET_AFTER`].
     pub fn saturated(&self) -> Vec<Uuid> {
+        self.before_claim().0
+    }
+
+    /// What a claim needs, under one lock: the webhooks it must skip ([`Limiter::saturated`]),
+    /// and those sending probes of one delivery now ([`Admission::Probe`]), whose rows it locks
+    /// one at a time. Also forgets webhooks idle for [`FORGET_AFTER`].
+    pub fn before_claim(&self) -> (Vec<Uuid>, Vec<Uuid>) {
         let mut entries = self.entries();
         entries.retain(|_, entry| entry.in_flight > 0 || entry.idle_since.elapsed() < FORGET_AFTER);
         let failing = Limiter::failing_in_flight(&entries);
-        let mut saturated = Vec::new();
+        let (mut saturated, mut probing) = (Vec::new(), Vec::new());
         for (id, entry) in entries.iter_mut() {
             if !self.admits(entry, failing) {
                 entry.wanted = true;
                 saturated.push(*id);
             }
+            if entry.consecutive_failures >= DEGRADE_AFTER {
+                probing.push(*id);
+            }
         }
-        saturated
-    }
-
-    /// Webhooks that send probes of one delivery now (see [`Admission::Probe`]), so a claim
-    /// locks one row of theirs, not a batch.
-    pub fn probing(&self) -> Vec<Uuid> {
-        self.entries()
-            .iter()
-            .filter(|(_, entry)| entry.consecutive_failures >= DEGRADE_AFTER)
-            .map(|(id, _)| *id)
-            .collect()
+        (saturated, probing)
     }
 
     /// Takes a slot for `webhook_id`: `None` when it may not take another dispatcher now
@@ -246,15 +246,22 @@ mod tests {
         let limiter = Limiter::new(8, 16);
         let id = Uuid::new_v4();
         for _ in 0..DEGRADE_AFTER {
+            assert!(limiter.before_claim().1.is_empty(), "not probing yet");
             assert_eq!(limiter.try_acquire(id), FULL);
             limiter.release(id, Some(false));
         }
+        assert_eq!(
+            limiter.before_claim(),
+            (Vec::new(), vec![id]),
+            "claimed one row at a time"
+        );
         assert_eq!(limiter.try_acquire(id), PROBE);
         assert_eq!(limiter.try_acquire(id), None);
         assert_eq!(limiter.saturated(), vec![id]);
         limiter.release(id, None);
         assert_eq!(limiter.try_acquire(id), PROBE, "no attempt, no change");
         limiter.release(id, Some(true));
+        assert!(limiter.before_claim().1.is_empty());
         assert_eq!(limiter.try_acquire(id), FULL);
     }
 

@@ -309,14 +309,17 @@ fn claim_batch_with(
     limit: i64,
 ) -> Result<Vec<Claimed>, Error> {
     let rows = client.query(statement, &[&webhook_id, &now, &limit])?;
-    Ok(rows
-        .iter()
-        .map(|row| Claimed {
-            id: row.get("id"),
-            payload: row.get("payload"),
-            delivery_attempts: row.get("delivery_attempts"),
-        })
-        .collect())
+    Ok(rows.iter().filter_map(|row| claimed(row, "id")).collect())
+}
+
+/// A claimed delivery from a row of [`CLAIM_BATCH`] or [`CLAIM_NEXT`], whose id is in column
+/// `id`; `None` when it is NULL (CLAIM_NEXT's row for a webhook whose rows are all held).
+fn claimed(row: &postgres::Row, id: &str) -> Option<Claimed> {
+    Some(Claimed {
+        id: row.get::<_, Option<Uuid>>(id)?,
+        payload: row.get("payload"),
+        delivery_attempts: row.get("delivery_attempts"),
+    })
 }
 
 /// The claim and record statements prepared on one connection, so a dispatcher parses them once
@@ -364,13 +367,7 @@ impl Prepared {
             others: first.get("others"),
             batch: rows
                 .iter()
-                .filter_map(|row| {
-                    Some(Claimed {
-                        id: row.get::<_, Option<Uuid>>("delivery_id")?,
-                        payload: row.get("payload"),
-                        delivery_attempts: row.get("delivery_attempts"),
-                    })
-                })
+                .filter_map(|row| claimed(row, "delivery_id"))
                 .collect(),
         }))
     }
