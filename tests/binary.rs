@@ -258,22 +258,11 @@ fn issue_13_no_secret_or_payload_reaches_the_log_even_at_trace() {
         let api = process.addr("http-server");
         let secret = format!("secret-token-{level}-7f3a");
         let payload = format!("payload-marker-{level}-91c2");
-        let webhook = http::post_json(
+        crate::common::fixtures::webhook_and_delivery(
             api,
-            "/v1/webhooks",
-            &crate::common::fixtures::merge(
-                crate::common::fixtures::webhook_body(),
-                serde_json::json!({"url": receiver.url("/hook"), "secret_token": secret}),
-            ),
+            serde_json::json!({"url": receiver.url("/hook"), "secret_token": secret}),
+            &payload,
         );
-        assert_eq!(webhook.status, 201, "{}", webhook.text());
-        let webhook_id = webhook.json()["id"].as_str().expect("id").to_string();
-        let created = http::post_json(
-            api,
-            "/v1/deliveries",
-            &serde_json::json!({"webhook_id": webhook_id, "payload": payload}),
-        );
-        assert_eq!(created.status, 201, "{}", created.text());
         let arrived = receiver.next_arrival();
         let signature = arrived
             .header("x-hub-signature")
@@ -311,22 +300,11 @@ fn issue_13_an_attempt_error_is_logged_with_the_endpoint_origin_only() {
     );
     let api = process.addr("http-server");
     let url = format!("http://127.0.0.1:{closed}/services/T0/B0/PATHSECRET?token=QUERYSECRET");
-    let webhook = http::post_json(
+    let (webhook_id, _) = crate::common::fixtures::webhook_and_delivery(
         api,
-        "/v1/webhooks",
-        &crate::common::fixtures::merge(
-            crate::common::fixtures::webhook_body(),
-            serde_json::json!({"url": url, "max_delivery_attempts": 1}),
-        ),
+        serde_json::json!({"url": url, "max_delivery_attempts": 1}),
+        "{}",
     );
-    assert_eq!(webhook.status, 201, "{}", webhook.text());
-    let webhook_id = webhook.json()["id"].as_str().expect("id").to_string();
-    let created = http::post_json(
-        api,
-        "/v1/deliveries",
-        &serde_json::json!({"webhook_id": webhook_id, "payload": "{}"}),
-    );
-    assert_eq!(created.status, 201, "{}", created.text());
     process.wait_for_log("worker-delivery-attempt-created");
     let log = process.log();
     let line = log
@@ -403,23 +381,11 @@ fn issue_13_json_logs_are_one_object_per_line_with_the_ids_as_fields() {
     );
     let api = std::net::SocketAddr::from(([127, 0, 0, 1], api_port));
     process.wait_listening(api);
-    let webhook = http::post_json(
+    let (webhook_id, delivery_id) = crate::common::fixtures::webhook_and_delivery(
         api,
-        "/v1/webhooks",
-        &crate::common::fixtures::merge(
-            crate::common::fixtures::webhook_body(),
-            serde_json::json!({"url": format!("http://127.0.0.1:{closed}/"), "max_delivery_attempts": 1}),
-        ),
+        serde_json::json!({"url": format!("http://127.0.0.1:{closed}/"), "max_delivery_attempts": 1}),
+        "{}",
     );
-    assert_eq!(webhook.status, 201, "{}", webhook.text());
-    let webhook_id = webhook.json()["id"].as_str().expect("id").to_string();
-    let created = http::post_json(
-        api,
-        "/v1/deliveries",
-        &serde_json::json!({"webhook_id": webhook_id, "payload": "{}"}),
-    );
-    assert_eq!(created.status, 201, "{}", created.text());
-    let delivery_id = created.json()["id"].as_str().expect("id").to_string();
     process.wait_for_log("worker-delivery-attempt-created");
     let log = process.log();
     let lines: Vec<serde_json::Value> = log

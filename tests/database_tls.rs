@@ -7,7 +7,7 @@ use crate::common::fixtures;
 use crate::common::process::Postmand;
 use crate::common::receiver::Receiver;
 use crate::common::tls_postgres::TlsPostgres;
-use crate::common::{http, wait_until};
+use crate::common::wait_until;
 
 /// `postmand migrate` against `url`: its exit code and stderr.
 fn migrate(url: &str) -> (i32, String) {
@@ -146,24 +146,9 @@ fn issue_13_a_running_process_speaks_tls_on_every_connection() {
     let health = process.addr("health-server");
     process.wait_ready(health);
     let api = process.addr("http-server");
-    let webhook = http::post_json(
-        api,
-        "/v1/webhooks",
-        &fixtures::merge(
-            fixtures::webhook_body(),
-            serde_json::json!({"url": receiver.url("/hook")}),
-        ),
-    );
-    assert_eq!(webhook.status, 201, "{}", webhook.text());
-    let webhook_id = webhook.json()["id"].as_str().expect("id").to_string();
     // The create goes through the pool and the notifier; the wake-up through the LISTEN
     // connection; the claim and the attempt through the dispatchers' sessions.
-    let created = http::post_json(
-        api,
-        "/v1/deliveries",
-        &serde_json::json!({"webhook_id": webhook_id, "payload": "{}"}),
-    );
-    assert_eq!(created.status, 201, "{}", created.text());
+    fixtures::webhook_and_delivery(api, serde_json::json!({"url": receiver.url("/hook")}), "{}");
     receiver.next_arrival();
 
     let local = format!(

@@ -30,18 +30,6 @@ fn deliver(app: &TestApp, webhook_id: &str, payload: &str) -> String {
         .to_string()
 }
 
-/// Waits until the delivery leaves `pending` and returns it.
-fn finished(app: &TestApp, id: &str) -> Value {
-    wait_until(&format!("delivery {id} to finish"), || {
-        let delivery = app.get(&format!("/v1/deliveries/{id}")).json();
-        if delivery["status"] != "pending" {
-            Ok(delivery)
-        } else {
-            Err(delivery)
-        }
-    })
-}
-
 fn attempts(app: &TestApp, delivery_id: &str) -> Vec<Value> {
     app.attempts(delivery_id)
 }
@@ -62,7 +50,7 @@ fn delivery_to_accepting_endpoint_succeeds_with_one_attempt() {
         json!({"secret_token": ""}),
     );
     let id = deliver(&app, &webhook_id, "{\"success\": true}");
-    let delivery = finished(&app, &id);
+    let delivery = app.finished(&id);
     assert_eq!(delivery["status"], "succeeded");
     assert_eq!(delivery["delivery_attempts"], 1);
     let attempts = attempts(&app, &id);
@@ -113,7 +101,7 @@ fn signature_headers_match_independent_computation() {
         json!({"secret_token": "my-secret-token", "content_type": "text/plain"}),
     );
     let id = deliver(&app, &webhook_id, "{\"success\": true}");
-    finished(&app, &id);
+    app.finished(&id);
     let request = receiver.requests.lock().unwrap()[0].clone();
     assert_eq!(request.header("content-type"), Some("text/plain"));
     // The original's published vector.
@@ -148,7 +136,7 @@ fn whsec_secret_signs_with_the_decoded_key() {
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let webhook_id = webhook(&app, &receiver.url("/"), json!({"secret_token": secret}));
     let id = deliver(&app, &webhook_id, "payload");
-    finished(&app, &id);
+    app.finished(&id);
     let request = receiver.requests.lock().unwrap()[0].clone();
     use base64::Engine;
     let engine = base64::engine::general_purpose::STANDARD;
@@ -185,7 +173,7 @@ fn failing_endpoint_retries_on_the_backoff_schedule_then_fails() {
         json!({"max_delivery_attempts": 3, "retry_min_backoff": 1, "retry_max_backoff": 2}),
     );
     let id = deliver(&app, &webhook_id, "x");
-    let delivery = finished(&app, &id);
+    let delivery = app.finished(&id);
     assert_eq!(delivery["status"], "failed");
     assert_eq!(delivery["delivery_attempts"], 3);
     let uuid = Uuid::parse_str(&id).unwrap();
@@ -229,7 +217,7 @@ fn status_outside_valid_codes_fails_and_listed_code_succeeds() {
         json!({"valid_status_codes": [200, 202]}),
     );
     let first = deliver(&app, &webhook_id, "a");
-    let delivery = finished(&app, &first);
+    let delivery = app.finished(&first);
     assert_eq!(delivery["status"], "failed");
     let attempt = &attempts(&app, &first)[0];
     assert_eq!(attempt["response_status_code"], 204);
@@ -237,7 +225,7 @@ fn status_outside_valid_codes_fails_and_listed_code_succeeds() {
     assert_eq!(attempt["error"], "");
     assert!(!attempt["raw_response"].as_str().unwrap().is_empty());
     let second = deliver(&app, &webhook_id, "b");
-    assert_eq!(finished(&app, &second)["status"], "succeeded");
+    assert_eq!(app.finished(&second)["status"], "succeeded");
 }
 
 #[test]
@@ -250,7 +238,7 @@ fn slow_endpoint_times_out_with_request_dump_kept() {
     let url = receiver.url("/slow");
     let webhook_id = webhook(&app, &url, json!({"delivery_attempt_timeout": 1}));
     let id = deliver(&app, &webhook_id, "x");
-    assert_eq!(finished(&app, &id)["status"], "failed");
+    assert_eq!(app.finished(&id)["status"], "failed");
     let attempt = &attempts(&app, &id)[0];
     let error = attempt["error"].as_str().unwrap();
     assert!(error.starts_with(&format!("Post {url:?}: ")), "{error}");
@@ -278,7 +266,7 @@ fn refused_connection_is_a_failed_attempt() {
     let url = format!("http://127.0.0.1:{port}/x");
     let webhook_id = webhook(&app, &url, json!({}));
     let id = deliver(&app, &webhook_id, "x");
-    assert_eq!(finished(&app, &id)["status"], "failed");
+    assert_eq!(app.finished(&id)["status"], "failed");
     let attempt = &attempts(&app, &id)[0];
     let error = attempt["error"].as_str().unwrap();
     assert!(error.starts_with(&format!("Post \"{url}\": ")), "{error}");
@@ -296,7 +284,7 @@ fn redirect_is_not_followed() {
     let app = TestApp::start_all("dispatch_redirect", &[NO_POLL]);
     let webhook_id = webhook(&app, &receiver.url("/start"), json!({}));
     let id = deliver(&app, &webhook_id, "x");
-    assert_eq!(finished(&app, &id)["status"], "failed");
+    assert_eq!(app.finished(&id)["status"], "failed");
     let attempt = &attempts(&app, &id)[0];
     assert_eq!(attempt["response_status_code"], 302);
     assert!(
@@ -324,7 +312,7 @@ fn inactive_webhook_waits_until_reactivated() {
     // A later delivery of an active webhook goes through; the paused one must still wait.
     let active = webhook(&app, &receiver.url("/active"), json!({}));
     let later = deliver(&app, &active, "later");
-    assert_eq!(finished(&app, &later)["status"], "succeeded");
+    assert_eq!(app.finished(&later)["status"], "succeeded");
     let still = app.get(&format!("/v1/deliveries/{waiting}")).json();
     assert_eq!(
         (still["status"].clone(), still["delivery_attempts"].clone()),
@@ -339,7 +327,7 @@ fn inactive_webhook_waits_until_reactivated() {
         app.put(&format!("/v1/webhooks/{paused}"), &body).status,
         200
     );
-    assert_eq!(finished(&app, &waiting)["status"], "succeeded");
+    assert_eq!(app.finished(&waiting)["status"], "succeeded");
 }
 
 #[test]
@@ -348,10 +336,10 @@ fn retry_endpoint_sends_a_failed_delivery_again() {
     let app = TestApp::start_all("dispatch_retry_endpoint", &[NO_POLL]);
     let webhook_id = webhook(&app, &receiver.url("/"), json!({}));
     let id = deliver(&app, &webhook_id, "x");
-    assert_eq!(finished(&app, &id)["status"], "failed");
+    assert_eq!(app.finished(&id)["status"], "failed");
     let response = app.send("POST", &format!("/v1/deliveries/{id}/retry"), "");
     assert_eq!(response.status, 200);
-    let delivery = finished(&app, &id);
+    let delivery = app.finished(&id);
     assert_eq!(delivery["status"], "succeeded");
     assert_eq!(delivery["delivery_attempts"], 1);
     assert_eq!(attempts(&app, &id).len(), 2);
@@ -388,7 +376,7 @@ fn dead_endpoint_does_not_starve_a_healthy_one() {
         .map(|i| deliver(&app, &healthy_id, &format!("ok {i}")))
         .collect();
     for id in &flowing {
-        assert_eq!(finished(&app, id)["status"], "succeeded");
+        assert_eq!(app.finished(id)["status"], "succeeded");
     }
     assert_eq!(
         dead.max_in_progress
@@ -413,7 +401,7 @@ fn hostile(name: &str, response: Vec<u8>, chunk: usize, pause: Duration, check: 
         json!({"delivery_attempt_timeout": 2, "valid_status_codes": [200]}),
     );
     let id = deliver(&app, &webhook_id, "x");
-    let delivery = finished(&app, &id);
+    let delivery = app.finished(&id);
     let attempts = attempts(&app, &id);
     assert_eq!(attempts.len(), 1, "{name}");
     assert_eq!(delivery["delivery_attempts"], 1, "{name}");
@@ -509,7 +497,7 @@ fn notify_wakes_a_separate_worker_within_the_cooldown() {
         .map(|i| deliver(&api, &webhook_id, &i.to_string()))
         .collect();
     for id in &ids {
-        assert_eq!(finished(&api, id)["status"], "succeeded");
+        assert_eq!(api.finished(id)["status"], "succeeded");
     }
     drop(worker);
 }

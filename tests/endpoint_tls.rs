@@ -183,15 +183,7 @@ fn webhook(app: &TestApp, url: &str, overrides: Value) -> String {
 /// (oldest first).
 fn deliver_and_finish(app: &TestApp, webhook_id: &str) -> (Value, Vec<Value>) {
     let id = fixtures::delivery_id(app, webhook_id, "{\"success\": true}");
-    let delivery = wait_until(&format!("delivery {id} to finish"), || {
-        let delivery = app.get(&format!("/v1/deliveries/{id}")).json();
-        if delivery["status"] != "pending" {
-            Ok(delivery)
-        } else {
-            Err(delivery)
-        }
-    });
-    (delivery, app.attempts(&id))
+    (app.finished(&id), app.attempts(&id))
 }
 
 /// The value of one series in the health server's `/metrics`.

@@ -180,15 +180,7 @@ fn deliver(app: &TestApp, webhook_id: &str) -> String {
 
 /// Waits until the delivery leaves `pending`; returns it and the time since `since`.
 fn finished(app: &TestApp, id: &str, since: Instant) -> (Value, Duration) {
-    let delivery = wait_until(&format!("delivery {id} to leave pending"), || {
-        let delivery = app.get(&format!("/v1/deliveries/{id}")).json();
-        if delivery["status"] != "pending" {
-            Ok(delivery)
-        } else {
-            Err(delivery)
-        }
-    });
-    (delivery, since.elapsed())
+    (app.finished(id), since.elapsed())
 }
 
 fn attempts(app: &TestApp, delivery_id: &str) -> Vec<Value> {

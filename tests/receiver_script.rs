@@ -122,14 +122,7 @@ fn deliver(test: &str, secret_token: &str, receiver: &ReceiverScript) -> (Value,
         r#"{"success": true}"#,
     );
     let block = receiver.block_for(&id);
-    let delivery = wait_until(&format!("delivery {id} to finish"), || {
-        let delivery = app.get(&format!("/v1/deliveries/{id}")).json();
-        if delivery["status"] != "pending" {
-            Ok(delivery)
-        } else {
-            Err(delivery)
-        }
-    });
+    let delivery = app.finished(&id);
     let attempts = app
         .get(&format!("/v1/delivery-attempts?delivery_id={id}"))
         .json();

@@ -91,3 +91,23 @@ pub fn insert_webhook(
     .expect("insert webhook")
     .get(0)
 }
+
+/// Through the API of a child process at `api`: a webhook (the fixture body with `overrides`)
+/// and one delivery of `payload` for it. Returns (webhook id, delivery id).
+pub fn webhook_and_delivery(
+    api: std::net::SocketAddr,
+    overrides: Value,
+    payload: &str,
+) -> (String, String) {
+    let webhook = super::http::post_json(api, "/v1/webhooks", &merge(webhook_body(), overrides));
+    assert_eq!(webhook.status, 201, "{}", webhook.text());
+    let webhook_id = webhook.json()["id"].as_str().expect("id").to_string();
+    let created = super::http::post_json(
+        api,
+        "/v1/deliveries",
+        &json!({"webhook_id": webhook_id, "payload": payload}),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let delivery_id = created.json()["id"].as_str().expect("id").to_string();
+    (webhook_id, delivery_id)
+}

@@ -295,6 +295,18 @@ impl TestApp {
         http::request(self.api, "GET", path, &[], None)
     }
 
+    /// Waits until delivery `id` leaves `pending` and returns it.
+    pub fn finished(&self, id: &str) -> serde_json::Value {
+        wait_until(&format!("delivery {id} to finish"), || {
+            let delivery = self.get(&format!("/v1/deliveries/{id}")).json();
+            if delivery["status"] != "pending" {
+                Ok(delivery)
+            } else {
+                Err(delivery)
+            }
+        })
+    }
+
     /// The attempts of delivery `delivery_id`, oldest first.
     pub fn attempts(&self, delivery_id: &str) -> Vec<serde_json::Value> {
         let mut list = self
