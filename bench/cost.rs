@@ -238,6 +238,25 @@ pub(crate) fn fresh_and_warm(
     Ok((fresh, warm))
 }
 
+/// The round with the median PostgreSQL CPU per message, whose statements it reports, with the
+/// median of each of the other figures across rounds.
+pub(crate) fn median(mut rounds: Vec<Cost>) -> Cost {
+    let middle = |values: Vec<f64>| {
+        let mut values = values;
+        values.sort_by(|a, b| a.total_cmp(b));
+        percentile(&values, 0.5)
+    };
+    let p50 = middle(rounds.iter().map(|c| c.latency.p50).collect());
+    let p95 = middle(rounds.iter().map(|c| c.latency.p95).collect());
+    let p99 = middle(rounds.iter().map(|c| c.latency.p99).collect());
+    let wal_bytes = middle(rounds.iter().map(|c| c.wal_bytes).collect());
+    rounds.sort_by(|a, b| a.cpu_ms.total_cmp(&b.cpu_ms));
+    let mut cost = rounds.swap_remove(rounds.len() / 2);
+    cost.latency = Latency { p50, p95, p99 };
+    cost.wal_bytes = wal_bytes;
+    cost
+}
+
 /// The statement breakdown as a Markdown table.
 pub(crate) fn render_statements(title: &str, cost: &Cost) -> String {
     let mut out = format!(
@@ -274,5 +293,28 @@ mod tests {
         let (ppid, ticks) = proc_stat(std::process::id()).expect("own /proc stat");
         assert!(ppid > 0);
         assert!(ticks < u64::MAX);
+    }
+
+    fn cost(cpu_ms: f64, wal_bytes: f64, p50: f64) -> Cost {
+        Cost {
+            latency: Latency {
+                p50,
+                p95: p50,
+                p99: p50,
+            },
+            cpu_ms,
+            wal_bytes,
+            statements: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn median_takes_the_middle_of_each_figure() {
+        let m = median(vec![
+            cost(3.0, 10.0, 1.0),
+            cost(1.0, 30.0, 3.0),
+            cost(2.0, 20.0, 2.0),
+        ]);
+        assert_eq!((m.cpu_ms, m.wal_bytes, m.latency.p50), (2.0, 20.0, 2.0));
     }
 }

@@ -48,6 +48,9 @@ pub(crate) struct Plan {
     /// Issue 14: round trips of the one-client cost figure, after `cost_warmup` unmeasured ones.
     pub(crate) cost_messages: usize,
     pub(crate) cost_warmup: usize,
+    /// Issue 14: rounds of the cost figures, each binary in turn; the figures are medians
+    /// (single rounds swung from 0.51x to 0.64x on the same pair of binaries).
+    pub(crate) cost_rounds: usize,
     /// Issue 14: clients of the fresh-versus-warm figure, and round trips per client.
     pub(crate) clients: usize,
     pub(crate) clients_messages: usize,
@@ -65,6 +68,7 @@ pub(crate) const FULL: Plan = Plan {
     concurrency: 16,
     cost_messages: 2_000,
     cost_warmup: 200,
+    cost_rounds: 3,
     clients: 8,
     clients_messages: 500,
 };
@@ -81,6 +85,7 @@ pub(crate) const SMOKE: Plan = Plan {
     concurrency: 16,
     cost_messages: 20,
     cost_warmup: 5,
+    cost_rounds: 1,
     clients: 2,
     clients_messages: 5,
 };
@@ -391,9 +396,31 @@ fn run() -> Result<()> {
         if let Some(baseline) = &args.baseline {
             binaries.push((" (baseline)", baseline.as_str()));
         }
-        let mut costs = Vec::new();
-        for (label, binary) in &binaries {
-            let cost = cost::one_client(&args, binary, &plan, &receiver, "bench_cost")?;
+        // Rounds in turn (now, baseline, now, ...), so a slow minute of the machine hits both.
+        let mut rounds: Vec<Vec<cost::Cost>> = binaries.iter().map(|_| Vec::new()).collect();
+        let mut fresh_warm: Vec<Vec<(f64, f64)>> = binaries.iter().map(|_| Vec::new()).collect();
+        for _ in 0..plan.cost_rounds {
+            for ((_, binary), costs) in binaries.iter().zip(rounds.iter_mut()) {
+                costs.push(cost::one_client(
+                    &args,
+                    binary,
+                    &plan,
+                    &receiver,
+                    "bench_cost",
+                )?);
+            }
+            for ((_, binary), runs) in binaries.iter().zip(fresh_warm.iter_mut()) {
+                runs.push(cost::fresh_and_warm(
+                    &args,
+                    binary,
+                    &plan,
+                    &receiver,
+                    plan.clients,
+                )?);
+            }
+        }
+        let costs: Vec<cost::Cost> = rounds.into_iter().map(cost::median).collect();
+        for ((label, _), cost) in binaries.iter().zip(&costs) {
             rows.push(row(
                 &format!("1 client: create→arrival p50{label}"),
                 cost.latency.p50,
@@ -424,9 +451,8 @@ fn run() -> Result<()> {
             ));
             breakdowns.push_str(&cost::render_statements(
                 &format!("Statements per message{label}"),
-                &cost,
+                cost,
             ));
-            costs.push(cost);
         }
         if let [now, before] = costs.as_slice() {
             let cpu = now.cpu_ms / before.cpu_ms;
@@ -446,9 +472,14 @@ fn run() -> Result<()> {
                 Some(wal <= 0.7),
             ));
         }
-        for (label, binary) in &binaries {
-            let (fresh, warm) =
-                cost::fresh_and_warm(&args, binary, &plan, &receiver, plan.clients)?;
+        for ((label, _), runs) in binaries.iter().zip(&fresh_warm) {
+            let median = |pick: &dyn Fn(&(f64, f64)) -> f64| {
+                let mut values: Vec<f64> = runs.iter().map(pick).collect();
+                values.sort_by(|a, b| a.total_cmp(b));
+                percentile(&values, 0.5)
+            };
+            let (fresh, warm) = (median(&|r| r.0), median(&|r| r.1));
+            let ratio = median(&|r| r.0 / r.1);
             let clients = plan.clients;
             rows.push(row(
                 &format!("{clients} clients, fresh database: messages/s{label}"),
@@ -466,10 +497,10 @@ fn run() -> Result<()> {
             ));
             rows.push(row(
                 &format!("{clients} clients: fresh / warm{label}"),
-                fresh / warm,
+                ratio,
                 "x",
                 if label.is_empty() { ">= 0.9" } else { "" },
-                label.is_empty().then_some(fresh / warm >= 0.9),
+                label.is_empty().then_some(ratio >= 0.9),
             ));
         }
     }

@@ -10,7 +10,7 @@
 //! In `--role all` the thread also wakes this process's dispatchers directly.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -43,19 +43,37 @@ struct DirectWake {
     epoch: Instant,
     /// Nanoseconds after `epoch` of the last direct wake.
     last: AtomicU64,
+    /// A poke was turned away by the cooldown since the notifying thread last looked: the
+    /// dispatcher woken before it may have claimed before that poke's delivery committed.
+    missed: AtomicBool,
 }
 
 impl DirectWake {
+    /// Wakes a dispatcher unless one was woken within the cooldown; a poke turned away is
+    /// noted for [`DirectWake::wake_if_missed`].
     fn wake(&self) {
         let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let last = self.last.load(Ordering::Relaxed);
+        let last = self.last.load(Ordering::SeqCst);
         let cooldown = u64::try_from(DIRECT_WAKE_COOLDOWN.as_nanos()).unwrap_or(u64::MAX);
         if now.saturating_sub(last) >= cooldown
             && self
                 .last
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
         {
+            let _ = self.sender.try_send(());
+        } else {
+            self.missed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The notifying thread's wake: only when a poke was turned away since the last one. A
+    /// poke whose own wake went out needs no second one, which would claim nothing (issue 14:
+    /// at a message every few milliseconds, that empty claim came with nearly every message).
+    fn wake_if_missed(&self) {
+        if self.missed.swap(false, Ordering::SeqCst) {
+            let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.last.store(now, Ordering::SeqCst);
             let _ = self.sender.try_send(());
         }
     }
@@ -96,6 +114,7 @@ pub fn spawn(
                 sender: local.sender.clone(),
                 epoch: Instant::now(),
                 last: AtomicU64::new(0),
+                missed: AtomicBool::new(false),
             })
         }),
     };
@@ -128,10 +147,10 @@ fn run(
             recv(pokes) -> poke => if poke.is_err() { return },
             recv(shutdown.receiver()) -> _ => return,
         }
-        // Under the same cooldown as the request threads' direct wakes: a create that woke a
-        // dispatcher directly does not wake a second one here.
+        // The poke was sent after the `missed` note, so this sees every poke turned away
+        // before it: their deliveries are committed, and the dispatcher woken here claims them.
         if let Some(local) = local {
-            local.wake();
+            local.wake_if_missed();
         }
         if client.is_none() {
             let connected =
@@ -154,5 +173,45 @@ fn run(
         if shutdown.wait_timeout(COOLDOWN) {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct_wake() -> (DirectWake, Receiver<()>) {
+        let (sender, receiver) = crossbeam_channel::bounded(16);
+        let wake = DirectWake {
+            sender,
+            epoch: Instant::now(),
+            last: AtomicU64::new(0),
+            missed: AtomicBool::new(false),
+        };
+        // `last` starts at the epoch: let the first wake be past the cooldown.
+        thread::sleep(DIRECT_WAKE_COOLDOWN);
+        (wake, receiver)
+    }
+
+    #[test]
+    fn a_poke_whose_wake_went_out_gets_no_second_wake() {
+        let (wake, woken) = direct_wake();
+        wake.wake();
+        wake.wake_if_missed();
+        assert_eq!(woken.try_iter().count(), 1);
+    }
+
+    #[test]
+    fn a_poke_turned_away_by_the_cooldown_is_woken_by_the_notifying_thread_once() {
+        let (wake, woken) = direct_wake();
+        wake.wake();
+        // As if the second came within the cooldown of the first, however slow this machine.
+        wake.last.store(u64::MAX, Ordering::SeqCst);
+        wake.wake();
+        assert_eq!(woken.try_iter().count(), 1);
+        wake.wake_if_missed();
+        assert_eq!(woken.try_iter().count(), 1);
+        wake.wake_if_missed();
+        assert_eq!(woken.try_iter().count(), 0);
     }
 }
