@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use postmand::cli::Role;
+use postmand::store::queue;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use uuid::Uuid;
@@ -500,6 +501,38 @@ fn notify_wakes_a_separate_worker_within_the_cooldown() {
         assert_eq!(api.finished(id)["status"], "succeeded");
     }
     drop(worker);
+}
+
+#[test]
+fn notifier_sees_only_other_processes_listeners() {
+    // The notifier of a lone `--role all` process skips NOTIFY; it must not skip it while any
+    // other process listens.
+    let db = TestDb::new("dispatch_other_listeners");
+    let mut checker = db.client();
+    let others = |checker: &mut postgres::Client, own: &str| {
+        queue::others_listening(checker, own).expect("check listeners")
+    };
+    let connect = |name: &str| postmand::db::connect(&db.url, name).expect("connect");
+    let own = queue::listener_name(Some(&queue::new_sender_tag()));
+    assert!(!others(&mut checker, &own), "no listener at all");
+    let _own_listener = connect(&own);
+    assert!(!others(&mut checker, &own), "only this process's own");
+    assert!(
+        others(&mut checker, ""),
+        "an API-only process has none of its own"
+    );
+    let another = connect(&queue::listener_name(Some(&queue::new_sender_tag())));
+    assert!(others(&mut checker, &own), "another --role all process");
+    drop(another);
+    wait_until("the closed listener to leave pg_stat_activity", || {
+        if others(&mut checker, &own) {
+            Err("still listed")
+        } else {
+            Ok(())
+        }
+    });
+    let _worker = connect(&queue::listener_name(None));
+    assert!(others(&mut checker, &own), "a --role worker process");
 }
 
 #[test]

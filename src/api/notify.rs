@@ -7,7 +7,10 @@
 //! that arrives during the cooldown is kept in the slot and sent right after it, so a delivery
 //! queued inside the cooldown still goes out within milliseconds.
 //!
-//! In `--role all` the thread also wakes this process's dispatchers directly.
+//! In `--role all` the thread also wakes this process's dispatchers directly. It sends no
+//! NOTIFY while no other process listens (checked at most once per [`LISTENERS_RECHECK`]): a
+//! lone `--role all` process wakes its dispatchers itself, and a NOTIFY only its own listener
+//! hears would cost the database a transaction and a wake-up for nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,7 +21,7 @@ use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::db;
 use crate::shutdown::Shutdown;
-use crate::store::queue;
+use crate::store::{self, queue};
 
 /// Least time between two NOTIFYs of one API process.
 pub const COOLDOWN: Duration = Duration::from_millis(2);
@@ -90,6 +93,31 @@ impl Notifier {
     }
 }
 
+/// How long the notifier trusts its answer to "does another process listen?". A worker that
+/// starts listening while the answer is "no" waits this long at most for its first NOTIFY;
+/// meanwhile its poll and the claim it makes on connecting pick deliveries up.
+const LISTENERS_RECHECK: Duration = Duration::from_secs(1);
+
+/// The notifier's cached view of the other listeners ([`queue::others_listening`]).
+#[derive(Default)]
+struct Listeners {
+    checked: Option<(Instant, bool)>,
+}
+
+impl Listeners {
+    /// Whether a NOTIFY now would be heard by a listener other than this process's own.
+    fn heard(&mut self, client: &mut postgres::Client, own: &str) -> Result<bool, store::Error> {
+        match self.checked {
+            Some((at, others)) if at.elapsed() < LISTENERS_RECHECK => Ok(others),
+            _ => {
+                let others = queue::others_listening(client, own)?;
+                self.checked = Some((Instant::now(), others));
+                Ok(others)
+            }
+        }
+    }
+}
+
 /// This process's dispatchers, when it runs any: their wake channel, and the tag their
 /// listener knows this process's notifications by (it skips them: the channel already woke one).
 #[derive(Debug, Clone)]
@@ -142,6 +170,10 @@ fn run(
     shutdown: &Shutdown,
 ) {
     let mut client: Option<postgres::Client> = None;
+    let own_listener = tag
+        .map(|tag| queue::listener_name(Some(tag)))
+        .unwrap_or_default();
+    let mut listeners = Listeners::default();
     loop {
         select! {
             recv(pokes) -> poke => if poke.is_err() { return },
@@ -164,11 +196,17 @@ fn run(
                 }
             };
         }
-        if let Some(c) = client.as_mut()
-            && let Err(e) = queue::notify(c, tag)
-        {
-            log::warn!("notifier-error error={e}");
-            client = None;
+        if let Some(c) = client.as_mut() {
+            // A check that fails notifies anyway: a NOTIFY too many costs little.
+            let heard = listeners.heard(c, &own_listener);
+            let sent = match heard {
+                Ok(false) => Ok(()),
+                _ => queue::notify(c, tag),
+            };
+            if let Err(e) = heard.and(sent) {
+                log::warn!("notifier-error error={e}");
+                client = None;
+            }
         }
         if shutdown.wait_timeout(COOLDOWN) {
             return;

@@ -49,7 +49,7 @@ fn listen(
 ) {
     let mut delay = Duration::from_millis(100);
     while !shutdown.is_requested() {
-        let connected = db::connect_with(database_url, "postmand-listener", queue::listen);
+        let connected = db::connect_with(database_url, &queue::listener_name(own), queue::listen);
         let mut client = match connected {
             Ok(client) => client,
             Err(e) => {

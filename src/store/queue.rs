@@ -502,6 +502,32 @@ fn explain(
         .join("\n"))
 }
 
+/// The `application_name` of a listener's connection: with the tag of its process's
+/// notifications when the process has one (`--role all`), so that process's notifier can tell
+/// its own listener from the others' (see [`others_listening`]).
+pub fn listener_name(tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) => format!("{LISTENER_NAME}-{tag}"),
+        None => LISTENER_NAME.to_string(),
+    }
+}
+
+/// What every listener's `application_name` starts with.
+const LISTENER_NAME: &str = "postmand-listener";
+
+/// Whether a listener other than `own` (a [`listener_name`]) is connected to this database: a
+/// NOTIFY no one else hears is skipped (issue 14: in a lone `--role all` process it cost 5% of
+/// PostgreSQL's CPU per message, the listener's wake-up included). `application_name` is shown
+/// to every role in `pg_stat_activity`, unlike the query.
+const OTHER_LISTENERS: &str = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+    WHERE datname = current_database() AND backend_type = 'client backend' \
+      AND application_name LIKE 'postmand-listener%' AND application_name <> $1)";
+
+/// See [`OTHER_LISTENERS`]. `own` is this process's listener's name, or empty when it has none.
+pub fn others_listening(client: &mut impl GenericClient, own: &str) -> Result<bool, Error> {
+    Ok(client.query_one(OTHER_LISTENERS, &[&own])?.get(0))
+}
+
 /// Subscribes a listener's connection to [`NOTIFY_CHANNEL`].
 pub fn listen(client: &mut postgres::Client) -> Result<(), Error> {
     client.batch_execute(LISTEN)?;
