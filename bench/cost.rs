@@ -23,7 +23,29 @@ pub(crate) struct Cost {
     pub(crate) wal_bytes: f64,
     /// Empty when pg_stat_statements is not loaded (a server not started by bench.sh).
     pub(crate) statements: Vec<Statement>,
+    /// WAL per message by relation and record kind, from pg_walinspect; empty without it.
+    pub(crate) wal: Vec<WalShare>,
 }
+
+/// One relation's and record kind's share of a message's WAL.
+pub(crate) struct WalShare {
+    pub(crate) relation: String,
+    pub(crate) kind: String,
+    pub(crate) records: f64,
+    pub(crate) bytes: f64,
+}
+
+/// The WAL between two positions by the relation of each record's first block (the heap or
+/// index it changes) and its kind, from pg_walinspect (PostgreSQL 15's contrib).
+const WAL_BY_RELATION: &str = "SELECT coalesce(c.relname, CASE WHEN r.rel IS NULL \
+        THEN '(none)' ELSE '(other database or dropped)' END), \
+        r.resource_manager || '/' || r.record_type, count(*)::float8, \
+        sum(r.record_length)::float8 \
+    FROM (SELECT resource_manager, record_type, record_length, \
+            substring(block_ref from 'rel [0-9]+/[0-9]+/([0-9]+)') AS rel \
+          FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn)) r \
+    LEFT JOIN pg_class c ON c.relfilenode::text = r.rel \
+    GROUP BY 1, 2 ORDER BY 4 DESC";
 
 /// Creates one delivery for `webhook` and waits for it at the receiver: milliseconds from the
 /// request's start to the arrival.
@@ -141,6 +163,24 @@ pub(crate) fn one_client(
         )?
         .get(0);
     let n = plan.cost_messages as f64;
+    let wal = if client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        .is_ok()
+    {
+        client
+            .query(WAL_BY_RELATION, &[&wal_before, &wal_after])?
+            .iter()
+            .map(|r| WalShare {
+                relation: r.get(0),
+                kind: r.get(1),
+                records: r.get::<_, f64>(2) / n,
+                bytes: r.get::<_, f64>(3) / n,
+            })
+            .filter(|w| w.bytes >= 1.0)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let statements = if statements {
         client
             .query(
@@ -176,6 +216,7 @@ pub(crate) fn one_client(
         cpu_ms: cpu_ms / n,
         wal_bytes: wal_bytes / n,
         statements,
+        wal,
     })
 }
 
@@ -257,6 +298,26 @@ pub(crate) fn median(mut rounds: Vec<Cost>) -> Cost {
     cost
 }
 
+/// The WAL breakdown as a Markdown table.
+pub(crate) fn render_wal(title: &str, cost: &Cost) -> String {
+    let mut out = format!(
+        "\n### {title}\n\nPer delivered message, 1 client: {:.0} bytes in all (pg_walinspect; \
+         records are counted by the first block they change).\n\n\
+         | relation | record | records | bytes |\n|---|---|---:|---:|\n",
+        cost.wal_bytes
+    );
+    if cost.wal.is_empty() {
+        out.push_str("| (pg_walinspect is not available on this server) | | | |\n");
+    }
+    for w in &cost.wal {
+        out.push_str(&format!(
+            "| {} | {} | {:.2} | {:.0} |\n",
+            w.relation, w.kind, w.records, w.bytes
+        ));
+    }
+    out
+}
+
 /// The statement breakdown as a Markdown table.
 pub(crate) fn render_statements(title: &str, cost: &Cost) -> String {
     let mut out = format!(
@@ -305,6 +366,7 @@ mod tests {
             cpu_ms,
             wal_bytes,
             statements: Vec::new(),
+            wal: Vec::new(),
         }
     }
 

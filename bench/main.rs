@@ -453,6 +453,7 @@ fn run() -> Result<()> {
                 &format!("Statements per message{label}"),
                 cost,
             ));
+            breakdowns.push_str(&cost::render_wal(&format!("WAL per message{label}"), cost));
         }
         if let [now, before] = costs.as_slice() {
             let cpu = now.cpu_ms / before.cpu_ms;
