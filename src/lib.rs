@@ -224,7 +224,7 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
     }
     if role.runs_worker() {
         // Each dispatcher keeps one for good; retention borrows one now and then.
-        size += config.worker_concurrency as u32 + u32::from(config.retention_days.is_some());
+        size += config.worker_concurrency as u32 + 1;
     }
     let pool = db::pool(&config.database_url, "postmand", size)?;
     check_schema(&pool)?;

@@ -121,6 +121,12 @@ impl Metrics {
         self.deliveries_created.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An event was committed, with `deliveries` deliveries.
+    pub fn event_created(&self, deliveries: u64) {
+        self.deliveries_created
+            .fetch_add(deliveries, Ordering::Relaxed);
+    }
+
     /// An attempt was committed.
     pub fn attempt(&self, outcome: AttemptOutcome, transition: Transition, duration: Duration) {
         self.attempts[outcome as usize].fetch_add(1, Ordering::Relaxed);

@@ -97,6 +97,8 @@ pub struct WebhookSettings {
     pub retry_min_backoff: i32,
     /// Seconds the retry delay never exceeds.
     pub retry_max_backoff: i32,
+    /// Event types it receives from `POST /v1/events`; empty means every type.
+    pub event_types: Vec<String>,
 }
 
 /// A stored webhook.
@@ -131,6 +133,23 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// The event it was made for; `None` for a delivery created directly.
+    pub event_id: Option<Uuid>,
+}
+
+/// A stored event: one `POST /v1/events`, fanned out to the webhooks subscribed to its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Primary key.
+    pub id: Uuid,
+    /// What happened, e.g. `invoice.paid`; webhooks subscribe by it.
+    pub event_type: String,
+    /// The exact body each delivery POSTs.
+    pub payload: String,
+    /// How many deliveries it made when created.
+    pub deliveries: i32,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
 }
 
 /// A stored delivery attempt: one HTTP exchange, or one failure to have one.

@@ -23,9 +23,12 @@ fn create_delivery_returns_201_pending_due_now() {
             "status",
             "created_at",
             "updated_at",
+            // Issue 15, after the seed fields.
+            "event_id",
         ],
     );
     let body = response.json();
+    assert_eq!(body["event_id"], serde_json::Value::Null);
     assert_eq!(body["webhook_id"], json!(webhook_id));
     assert_eq!(body["payload"], "{\"success\": true}");
     assert_eq!(body["delivery_attempts"], 0);

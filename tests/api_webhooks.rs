@@ -24,7 +24,7 @@ fn create_webhook_returns_201_with_every_field_in_order() {
     let id = body["id"].as_str().unwrap().to_string();
     assert_eq!(
         without_times(body.clone()),
-        merge(webhook_body(), json!({"id": id}))
+        merge(webhook_body(), json!({"id": id, "event_types": []}))
     );
     crate::common::assert_key_order(
         &response.text(),
@@ -42,6 +42,8 @@ fn create_webhook_returns_201_with_every_field_in_order() {
             "retry_max_backoff",
             "created_at",
             "updated_at",
+            // Issue 15, after the seed fields.
+            "event_types",
         ],
     );
     assert_eq!(body["created_at"], body["updated_at"]);
@@ -252,7 +254,7 @@ fn update_webhook_replaces_every_field_and_keeps_created_at() {
         without_times(updated.clone()),
         merge(
             replacement,
-            json!({"id": id, "active": false, "secret_token": ""})
+            json!({"id": id, "active": false, "secret_token": "", "event_types": []})
         )
     );
     assert_eq!(updated["created_at"], created["created_at"]);

@@ -80,14 +80,16 @@ fn issue_14_every_index_of_the_hot_tables_is_read_by_a_plan_or_a_cascade() {
     let (limit, offset) = (50_i64, 0_i64);
     let mut plans = Vec::new();
 
+    let event = Some(uuid::Uuid::now_v7());
     // GET /v1/deliveries with each filter.
-    for (webhook_id, status, after) in [
-        (none_uuid, none_text, none_time),
-        (Some(webhook), none_text, none_time),
-        (none_uuid, Some("failed"), none_time),
-        (none_uuid, Some("pending"), none_time),
-        (Some(webhook), Some("failed"), none_time),
-        (none_uuid, none_text, since),
+    for (webhook_id, status, event_id, after) in [
+        (none_uuid, none_text, none_uuid, none_time),
+        (Some(webhook), none_text, none_uuid, none_time),
+        (none_uuid, Some("failed"), none_uuid, none_time),
+        (none_uuid, Some("pending"), none_uuid, none_time),
+        (Some(webhook), Some("failed"), none_uuid, none_time),
+        (none_uuid, none_text, none_uuid, since),
+        (none_uuid, none_text, event, none_time),
     ] {
         plans.push(explain(
             &mut client,
@@ -95,6 +97,7 @@ fn issue_14_every_index_of_the_hot_tables_is_read_by_a_plan_or_a_cascade() {
             &[
                 &webhook_id,
                 &status,
+                &event_id,
                 &after,
                 &none_time,
                 &none_time,

@@ -13,6 +13,12 @@ mod api_webhooks;
 // /v1/deliveries: create, read, delete, retry, validation, filters and paging.
 mod api_deliveries;
 
+// Issue 15: event subscriptions on webhooks, /v1/events fan-out, event_id and X-Postmand-Event.
+mod events;
+
+// Issue 15: Idempotency-Key on both creates: replay, mismatch, races, scope, expiry.
+mod idempotency;
+
 // /v1/delivery-attempts: read and list (rows arranged in SQL, as the dispatcher writes them).
 mod api_attempts;
 

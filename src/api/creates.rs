@@ -24,10 +24,12 @@ use crossbeam_channel::{Receiver, Sender};
 use uuid::Uuid;
 
 use super::errors::ApiError;
+use super::idempotency::Key;
 use crate::db::{self, Pool, PooledClient};
 use crate::liveness::Part;
 use crate::model::Delivery;
-use crate::store::deliveries;
+use crate::store::idempotency::{self, NewKey, Stored};
+use crate::store::{self, deliveries};
 
 /// Creates written by one statement at most.
 pub const MAX_BATCH: usize = 64;
@@ -50,7 +52,19 @@ const RESTART_PAUSE: Duration = Duration::from_millis(50);
 struct Job {
     webhook_id: Uuid,
     payload: String,
+    /// Its `Idempotency-Key`: the answer is stored in the create's transaction.
+    key: Option<Key>,
     reply: Reply,
+}
+
+/// What a create did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// It queued this delivery.
+    Created(Delivery),
+    /// Another request with its `Idempotency-Key` was committed first (in another process):
+    /// nothing was created, and this is that request's answer.
+    Replay(Stored),
 }
 
 /// The answer to one create, or why there is none.
@@ -58,7 +72,7 @@ enum Answer {
     /// Not yet answered.
     Waiting,
     /// The writer's answer.
-    Given(Result<Delivery, ApiError>),
+    Given(Result<Written, ApiError>),
     /// The writer dropped the create unanswered (it panicked with it in hand).
     Dropped,
 }
@@ -100,7 +114,7 @@ impl AnswerSlot {
 struct Reply(Arc<AnswerSlot>);
 
 impl Reply {
-    fn send(self, answer: Result<Delivery, ApiError>) {
+    fn send(self, answer: Result<Written, ApiError>) {
         *self.0.lock() = Answer::Given(answer);
         self.0.given.notify_one();
     }
@@ -132,22 +146,29 @@ pub struct Creates {
 impl Creates {
     /// Starts the writer's supervisor, which starts the writer on `pool` and replaces it if it
     /// panics. `part` is whole while a writer runs. They stop once every [`Creates`] is dropped
-    /// and the queue is empty.
+    /// and the queue is empty. Idempotency keys are stored for `idempotency_hours`.
     pub fn start(
         pool: Pool,
         part: Arc<Part>,
+        idempotency_hours: i32,
     ) -> std::io::Result<(Creates, thread::JoinHandle<()>)> {
         let (jobs, queue) = crossbeam_channel::unbounded();
         let supervisor = thread::Builder::new()
             .name("api-writer-supervisor".into())
-            .spawn(move || supervise(&pool, &queue, &part))?;
+            .spawn(move || supervise(&pool, &queue, &part, idempotency_hours))?;
         Ok((Creates { jobs }, supervisor))
     }
 
     /// Queues a delivery and returns it once committed; 400 when its webhook does not exist,
     /// 503 when the database is unavailable, the webhook is locked by a delete in progress, or
-    /// no answer came within [`ANSWER_DEADLINE`].
-    pub fn create(&self, webhook_id: Uuid, payload: String) -> Result<Delivery, ApiError> {
+    /// no answer came within [`ANSWER_DEADLINE`]. With a `key`, the answer is stored with the
+    /// delivery, or, when another process stored one for the key first, that one is returned.
+    pub fn create(
+        &self,
+        webhook_id: Uuid,
+        payload: String,
+        key: Option<Key>,
+    ) -> Result<Written, ApiError> {
         let slot = Arc::new(AnswerSlot {
             answer: Mutex::new(Answer::Waiting),
             given: Condvar::new(),
@@ -155,6 +176,7 @@ impl Creates {
         let job = Job {
             webhook_id,
             payload,
+            key,
             reply: Reply(Arc::clone(&slot)),
         };
         if self.jobs.send(Message::Create(job)).is_err() {
@@ -192,7 +214,7 @@ impl Creates {
 }
 
 /// Runs writers one after another until the queue closes: a writer that panicked is replaced.
-fn supervise(pool: &Pool, queue: &Receiver<Message>, part: &Arc<Part>) {
+fn supervise(pool: &Pool, queue: &Receiver<Message>, part: &Arc<Part>, idempotency_hours: i32) {
     loop {
         let writer = {
             let pool = pool.clone();
@@ -202,7 +224,7 @@ fn supervise(pool: &Pool, queue: &Receiver<Message>, part: &Arc<Part>) {
                 .name("api-writer".into())
                 .spawn(move || {
                     let _running = running;
-                    write_until_closed(&pool, &queue);
+                    write_until_closed(&pool, &queue, idempotency_hours);
                 })
         };
         let finished = match writer {
@@ -249,7 +271,7 @@ impl Drop for WriterSession {
     }
 }
 
-fn write_until_closed(pool: &Pool, queue: &Receiver<Message>) {
+fn write_until_closed(pool: &Pool, queue: &Receiver<Message>, idempotency_hours: i32) {
     let mut session = None;
     let mut next = None;
     loop {
@@ -263,7 +285,7 @@ fn write_until_closed(pool: &Pool, queue: &Receiver<Message>) {
         };
         let (batch, left_over) = take_batch(first, queue);
         next = left_over;
-        write(pool, &mut session, batch);
+        write(pool, &mut session, batch, idempotency_hours);
     }
 }
 
@@ -290,12 +312,31 @@ fn take_batch(first: Job, queue: &Receiver<Message>) -> (Vec<Job>, Option<Job>) 
     (batch, None)
 }
 
+/// A create as the writer inserts it.
+struct NewCreate {
+    webhook_id: Uuid,
+    payload: String,
+    key: Option<Key>,
+}
+
 /// Inserts a batch and answers every job in it. The session is opened when missing and
 /// dropped after an error that may have broken it.
-fn write(pool: &Pool, session: &mut Option<WriterSession>, batch: Vec<Job>) {
-    let (new, replies): (Vec<(Uuid, String)>, Vec<Reply>) = batch
+fn write(
+    pool: &Pool,
+    session: &mut Option<WriterSession>,
+    batch: Vec<Job>,
+    idempotency_hours: i32,
+) {
+    let (new, replies): (Vec<NewCreate>, Vec<Reply>) = batch
         .into_iter()
-        .map(|job| ((job.webhook_id, job.payload), job.reply))
+        .map(|job| {
+            let new = NewCreate {
+                webhook_id: job.webhook_id,
+                payload: job.payload,
+                key: job.key,
+            };
+            (new, job.reply)
+        })
         .unzip();
     if session.is_none() {
         match WriterSession::open(pool) {
@@ -309,7 +350,7 @@ fn write(pool: &Pool, session: &mut Option<WriterSession>, batch: Vec<Job>) {
         }
     }
     let answers = match session.as_mut() {
-        Some(session) => insert(&mut session.client, &new),
+        Some(session) => insert(&mut session.client, &new, idempotency_hours),
         None => vec![Err(ApiError::Unavailable); new.len()],
     };
     if session.as_ref().is_some_and(|s| s.client.is_closed()) {
@@ -322,22 +363,24 @@ fn write(pool: &Pool, session: &mut Option<WriterSession>, batch: Vec<Job>) {
 }
 
 /// One answer per new delivery, in order.
-fn insert(client: &mut PooledClient, new: &[(Uuid, String)]) -> Vec<Result<Delivery, ApiError>> {
-    match deliveries::insert_many(&mut **client, new) {
-        Ok(results) => results
-            .into_iter()
-            .map(|result| result.ok_or_else(webhook_missing))
-            .collect(),
+fn insert(
+    client: &mut PooledClient,
+    new: &[NewCreate],
+    idempotency_hours: i32,
+) -> Vec<Result<Written, ApiError>> {
+    match insert_batch(client, new, idempotency_hours) {
+        Ok(answers) => answers,
         // A webhook was deleted while the statement ran, or is being deleted (its row is
         // locked): one at a time, so only the creates that named it fail.
         Err(e) if (e.is_foreign_key_violation() || e.is_lock_timeout()) && new.len() > 1 => {
-            insert_one_by_one(client, new)
+            insert_one_by_one(client, new, idempotency_hours)
         }
         Err(e) if e.is_foreign_key_violation() => vec![Err(webhook_missing())],
         Err(e) if e.is_lock_timeout() => {
-            if let Some((webhook_id, _)) = new.first() {
+            if let Some(create) = new.first() {
                 log::warn!(
-                    "delivery-create-locked webhook_id={webhook_id} error=\"the webhook is being deleted\""
+                    "delivery-create-locked webhook_id={} error=\"the webhook is being deleted\"",
+                    create.webhook_id
                 );
             }
             vec![Err(ApiError::Unavailable)]
@@ -346,20 +389,101 @@ fn insert(client: &mut PooledClient, new: &[(Uuid, String)]) -> Vec<Result<Deliv
     }
 }
 
+/// The batch in one statement; with idempotency keys among it, in one transaction that also
+/// stores their answers (see [`insert_keyed`]).
+fn insert_batch(
+    client: &mut PooledClient,
+    new: &[NewCreate],
+    idempotency_hours: i32,
+) -> Result<Vec<Result<Written, ApiError>>, store::Error> {
+    let rows: Vec<(Uuid, String)> = new
+        .iter()
+        .map(|create| (create.webhook_id, create.payload.clone()))
+        .collect();
+    if new.iter().all(|create| create.key.is_none()) {
+        let created = deliveries::insert_many(&mut **client, &rows)?;
+        return Ok(created
+            .into_iter()
+            .map(|delivery| delivery.map(Written::Created).ok_or_else(webhook_missing))
+            .collect());
+    }
+    insert_keyed(client, new, &rows, idempotency_hours)
+}
+
+/// Inserts the deliveries, then their keys' answers, in one transaction. A key another request
+/// stored first (another process, racing) makes its create undone before the commit; that
+/// request's answer is then read back and given instead.
+fn insert_keyed(
+    client: &mut PooledClient,
+    new: &[NewCreate],
+    rows: &[(Uuid, String)],
+    idempotency_hours: i32,
+) -> Result<Vec<Result<Written, ApiError>>, store::Error> {
+    let mut tx = client.transaction()?;
+    let created = deliveries::insert_many(&mut tx, rows)?;
+    let mut answers: Vec<Result<Written, ApiError>> = created
+        .into_iter()
+        .map(|delivery| delivery.map(Written::Created).ok_or_else(webhook_missing))
+        .collect();
+    // Each keyed create that went in, with the answer it gives.
+    let mut keyed: Vec<(usize, &Key, Stored)> = Vec::new();
+    for (index, (create, answer)) in new.iter().zip(&mut answers).enumerate() {
+        if let (Some(key), Ok(Written::Created(delivery))) = (&create.key, &*answer) {
+            match super::deliveries::created_reply(delivery) {
+                Ok(reply) => keyed.push((index, key, key.stored(&reply))),
+                Err(e) => *answer = Err(e),
+            }
+        }
+    }
+    let new_keys: Vec<NewKey<'_>> = keyed
+        .iter()
+        .map(|(_, key, stored)| NewKey {
+            scope: key.scope.as_str(),
+            key: &key.key,
+            stored,
+        })
+        .collect();
+    let stored = idempotency::insert_many(&mut tx, &new_keys, idempotency_hours)?;
+    let mut lost = Vec::new();
+    for ((index, key, _), stored) in keyed.iter().zip(stored) {
+        if !stored && let Ok(Written::Created(delivery)) = &answers[*index] {
+            deliveries::delete(&mut tx, delivery.id)?;
+            lost.push((*index, *key));
+        }
+    }
+    tx.commit()?;
+    for (index, key) in lost {
+        answers[index] = match idempotency::lookup(
+            &mut **client,
+            key.scope.as_str(),
+            &key.key,
+            idempotency_hours,
+        )? {
+            Some(stored) => Ok(Written::Replay(stored)),
+            // Expired and deleted since: rare enough to ask the client to try again.
+            None => Err(ApiError::IdempotencyKeyInFlight),
+        };
+    }
+    Ok(answers)
+}
+
 /// Each create on its own. A webhook found locked is not tried again in this batch: its other
 /// creates answer 503 at once, so a batch full of them costs one lock wait, not one each.
 fn insert_one_by_one(
     client: &mut PooledClient,
-    new: &[(Uuid, String)],
-) -> Vec<Result<Delivery, ApiError>> {
+    new: &[NewCreate],
+    idempotency_hours: i32,
+) -> Vec<Result<Written, ApiError>> {
     let mut locked: Vec<Uuid> = Vec::new();
     new.chunks(1)
         .map(|one| {
-            let webhook_id = one[0].0;
+            let webhook_id = one[0].webhook_id;
             if locked.contains(&webhook_id) {
                 return Err(ApiError::Unavailable);
             }
-            let answer = insert(client, one).pop().unwrap_or(Err(ApiError::Internal));
+            let answer = insert(client, one, idempotency_hours)
+                .pop()
+                .unwrap_or(Err(ApiError::Internal));
             if matches!(answer, Err(ApiError::Unavailable)) {
                 locked.push(webhook_id);
             }
@@ -380,6 +504,7 @@ mod tests {
         Job {
             webhook_id: Uuid::nil(),
             payload: "x".repeat(payload_bytes),
+            key: None,
             reply: Reply(Arc::new(AnswerSlot {
                 answer: Mutex::new(Answer::Waiting),
                 given: Condvar::new(),

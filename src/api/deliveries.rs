@@ -2,19 +2,25 @@
 
 use uuid::Uuid;
 
+use super::creates::Written;
 use super::errors::ApiError;
+use super::idempotency::{Key, Scope};
 use super::json::{self, DeliveryJson, DeliveryList};
 use super::query::Query;
 use super::{Context, Reply};
+use crate::model::Delivery;
 use crate::store::deliveries::{self, Filter, RetryOutcome};
+use crate::store::idempotency;
 
-/// `GET /v1/deliveries`: newest first, filtered by `webhook_id`, `status` and `created_at.*`.
+/// `GET /v1/deliveries`: newest first, filtered by `webhook_id`, `status`, `event_id` and
+/// `created_at.*`.
 pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
     let mut query = Query::parse(query);
     let page = query.page();
     let filter = Filter {
         webhook_id: query.uuid("webhook_id"),
         status: query.status(),
+        event_id: query.uuid("event_id"),
         created: query.created(),
     };
     query.finish()?;
@@ -30,10 +36,40 @@ pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
 }
 
 /// `POST /v1/deliveries`: 201 with the queued delivery; 400 naming `webhook_id` when the webhook
-/// does not exist.
-pub fn create(ctx: &Context, body: &[u8]) -> Result<Reply, ApiError> {
+/// does not exist. With an `Idempotency-Key`, a repeat gets the first answer again (see
+/// `idempotency`).
+pub fn create(ctx: &Context, body: &[u8], key: Option<&str>) -> Result<Reply, ApiError> {
     let new = json::new_delivery(body)?;
-    let delivery = ctx.creates.create(new.webhook_id, new.payload)?;
+    let key = Key::new(
+        Scope::Deliveries,
+        key,
+        &[new.webhook_id.as_bytes(), new.payload.as_bytes()],
+    )?;
+    let _in_flight = match &key {
+        Some(key) => {
+            let guard = ctx.in_flight.enter(key)?;
+            let stored = idempotency::lookup(
+                &mut *ctx.client()?,
+                key.scope.as_str(),
+                &key.key,
+                ctx.idempotency_hours,
+            )?;
+            if let Some(stored) = stored {
+                return key.replay(stored);
+            }
+            Some(guard)
+        }
+        None => None,
+    };
+    let written = ctx
+        .creates
+        .create(new.webhook_id, new.payload, key.clone())?;
+    let delivery = match (written, &key) {
+        (Written::Created(delivery), _) => delivery,
+        (Written::Replay(stored), Some(key)) => return key.replay(stored),
+        // The writer replays only for a key.
+        (Written::Replay(_), None) => return Err(ApiError::Internal),
+    };
     ctx.notifier.poke();
     ctx.metrics.delivery_created();
     log::debug!(
@@ -41,7 +77,12 @@ pub fn create(ctx: &Context, body: &[u8]) -> Result<Reply, ApiError> {
         delivery.id,
         delivery.webhook_id
     );
-    Reply::json(201, &DeliveryJson::from(&delivery))
+    created_reply(&delivery)
+}
+
+/// The 201 of a create: also what an idempotency key stores and replays.
+pub(super) fn created_reply(delivery: &Delivery) -> Result<Reply, ApiError> {
+    Reply::json(201, &DeliveryJson::from(delivery))
 }
 
 /// `GET /v1/deliveries/{id}`.

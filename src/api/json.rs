@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::errors::{ApiError, FieldError};
-use crate::model::{Attempt, Delivery, Webhook, WebhookSettings};
+use crate::model::{Attempt, Delivery, Event, Webhook, WebhookSettings};
+use crate::store::events::Made;
 use crate::url::EndpointUrl;
 
 /// Upper bounds of the webhook's integers. The original had none below SMALLINT and answered
@@ -29,6 +30,12 @@ pub const MAX_URL_BYTES: usize = 2083;
 pub const MAX_CONTENT_TYPE_BYTES: usize = 255;
 /// Longest accepted secret token.
 pub const MAX_SECRET_TOKEN_BYTES: usize = 1024;
+/// Longest event type.
+pub const MAX_EVENT_TYPE_BYTES: usize = 128;
+/// Most event types one webhook subscribes to.
+pub const MAX_EVENT_TYPES: usize = 100;
+/// An event type's characters, as a JSON Schema pattern (the OpenAPI document's).
+pub const EVENT_TYPE_PATTERN: &str = "^[A-Za-z0-9._-]{1,128}$";
 
 /// The body of `POST /v1/webhooks` and `PUT /v1/webhooks/{id}`, as decoded.
 #[derive(Debug, Deserialize)]
@@ -43,6 +50,7 @@ struct WebhookBody {
     delivery_attempt_timeout: Option<i64>,
     retry_min_backoff: Option<i64>,
     retry_max_backoff: Option<i64>,
+    event_types: Option<Vec<String>>,
 }
 
 /// The body of `POST /v1/deliveries`, as decoded.
@@ -50,6 +58,22 @@ struct WebhookBody {
 struct DeliveryBody {
     webhook_id: Option<String>,
     payload: Option<String>,
+}
+
+/// The body of `POST /v1/events`, as decoded.
+#[derive(Debug, Deserialize)]
+struct EventBody {
+    event_type: Option<String>,
+    payload: Option<String>,
+}
+
+/// A valid `POST /v1/events` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// What happened; webhooks subscribe by it.
+    pub event_type: String,
+    /// The bytes each delivery POSTs.
+    pub payload: String,
 }
 
 /// A valid `POST /v1/deliveries` body.
@@ -134,6 +158,7 @@ pub fn webhook_settings(body: &[u8]) -> Result<WebhookSettings, ApiError> {
             "must be no less than retry_min_backoff",
         ));
     }
+    let event_types = event_types(&mut errors, body.event_types);
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -148,6 +173,58 @@ pub fn webhook_settings(body: &[u8]) -> Result<WebhookSettings, ApiError> {
         delivery_attempt_timeout,
         retry_min_backoff,
         retry_max_backoff,
+        event_types,
+    })
+}
+
+/// Whether `text` is an event type: 1-128 of `[A-Za-z0-9._-]` ([`EVENT_TYPE_PATTERN`]).
+pub fn is_event_type(text: &str) -> bool {
+    (1..=MAX_EVENT_TYPE_BYTES).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A webhook's subscriptions: absent, null or empty means every event type.
+fn event_types(errors: &mut Vec<FieldError>, types: Option<Vec<String>>) -> Vec<String> {
+    let types = types.unwrap_or_default();
+    let message = if types.len() > MAX_EVENT_TYPES {
+        "must have at most 100 event types"
+    } else if !types.iter().all(|t| is_event_type(t)) {
+        "each must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
+    } else if types
+        .iter()
+        .enumerate()
+        .any(|(i, t)| types[..i].contains(t))
+    {
+        "must not repeat an event type"
+    } else {
+        return types;
+    };
+    errors.push(FieldError::new("event_types", message));
+    Vec::new()
+}
+
+/// Decodes and validates an event body.
+pub fn new_event(body: &[u8]) -> Result<NewEvent, ApiError> {
+    let body: EventBody = serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)?;
+    let mut errors = Vec::new();
+    let event_type = text(&mut errors, "event_type", body.event_type, |t| {
+        (!is_event_type(t)).then_some("must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+    });
+    let payload = body.payload.unwrap_or_default();
+    if payload.contains('\0') {
+        errors.push(FieldError::new(
+            "payload",
+            "must not contain NUL characters",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(NewEvent {
+        event_type,
+        payload,
     })
 }
 
@@ -261,6 +338,7 @@ pub struct WebhookJson<'a> {
     retry_max_backoff: i32,
     created_at: String,
     updated_at: String,
+    event_types: &'a [String],
 }
 
 impl<'a> From<&'a Webhook> for WebhookJson<'a> {
@@ -280,6 +358,7 @@ impl<'a> From<&'a Webhook> for WebhookJson<'a> {
             retry_max_backoff: s.retry_max_backoff,
             created_at: format_time(&w.created_at),
             updated_at: format_time(&w.updated_at),
+            event_types: &s.event_types,
         }
     }
 }
@@ -295,6 +374,7 @@ pub struct DeliveryJson<'a> {
     status: &'static str,
     created_at: String,
     updated_at: String,
+    event_id: Option<Uuid>,
 }
 
 impl<'a> From<&'a Delivery> for DeliveryJson<'a> {
@@ -308,8 +388,59 @@ impl<'a> From<&'a Delivery> for DeliveryJson<'a> {
             status: d.status.as_str(),
             created_at: format_time(&d.created_at),
             updated_at: format_time(&d.updated_at),
+            event_id: d.event_id,
         }
     }
+}
+
+/// An event on the wire.
+#[derive(Debug, Serialize)]
+pub struct EventJson<'a> {
+    id: Uuid,
+    event_type: &'a str,
+    payload: &'a str,
+    deliveries: i32,
+    created_at: String,
+}
+
+impl<'a> From<&'a Event> for EventJson<'a> {
+    fn from(e: &'a Event) -> EventJson<'a> {
+        EventJson {
+            id: e.id,
+            event_type: &e.event_type,
+            payload: &e.payload,
+            deliveries: e.deliveries,
+            created_at: format_time(&e.created_at),
+        }
+    }
+}
+
+/// A delivery an event made, in `GET /v1/events/{id}`.
+#[derive(Debug, Serialize)]
+pub struct MadeJson {
+    id: Uuid,
+    webhook_id: Uuid,
+    status: &'static str,
+}
+
+impl From<&Made> for MadeJson {
+    fn from(m: &Made) -> MadeJson {
+        MadeJson {
+            id: m.id,
+            webhook_id: m.webhook_id,
+            status: m.status.as_str(),
+        }
+    }
+}
+
+/// `GET /v1/events/{id}`: the event and where each of its deliveries is.
+#[derive(Debug, Serialize)]
+pub struct EventDetail<'a> {
+    /// The event, flattened.
+    #[serde(flatten)]
+    pub event: EventJson<'a>,
+    /// Its deliveries' ids, webhooks and statuses.
+    pub delivery_statuses: Vec<MadeJson>,
 }
 
 /// A delivery attempt on the wire.
@@ -360,6 +491,17 @@ pub struct WebhookList<'a> {
 pub struct DeliveryList<'a> {
     /// The page.
     pub deliveries: Vec<DeliveryJson<'a>>,
+    /// The limit applied.
+    pub limit: i64,
+    /// The offset applied.
+    pub offset: i64,
+}
+
+/// `{"events":[...],"limit":N,"offset":N}`.
+#[derive(Debug, Serialize)]
+pub struct EventList<'a> {
+    /// The page.
+    pub events: Vec<EventJson<'a>>,
     /// The limit applied.
     pub limit: i64,
     /// The offset applied.

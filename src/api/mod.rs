@@ -9,6 +9,8 @@
 mod attempts;
 mod creates;
 mod deliveries;
+mod events;
+pub mod idempotency;
 pub mod json;
 pub mod notify;
 pub mod openapi;
@@ -48,6 +50,10 @@ pub struct Context {
     api_token: Option<String>,
     /// Request counters.
     metrics: Arc<Metrics>,
+    /// Idempotency keys whose first request this process is answering.
+    in_flight: idempotency::InFlight,
+    /// `POSTMAND_IDEMPOTENCY_HOURS`.
+    idempotency_hours: i32,
 }
 
 impl Context {
@@ -61,6 +67,8 @@ impl Context {
 pub struct Reply {
     status: u16,
     body: Vec<u8>,
+    /// The stored answer to an earlier request with the same `Idempotency-Key`.
+    replayed: bool,
 }
 
 impl Reply {
@@ -70,7 +78,11 @@ impl Reply {
             log::error!("cannot serialise response: {e}");
             ApiError::Internal
         })?;
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            body,
+            replayed: false,
+        })
     }
 
     /// 204 with an empty body.
@@ -78,6 +90,7 @@ impl Reply {
         Reply {
             status: 204,
             body: Vec::new(),
+            replayed: false,
         }
     }
 }
@@ -107,7 +120,9 @@ impl ApiServer {
         let (notifier, notifier_thread) =
             notify::spawn(config.database_url.clone(), local_wake, shutdown.clone())?;
         let writer_part = liveness.register("create-writer", 1);
-        let (creates, writer) = creates::Creates::start(pool.clone(), writer_part)?;
+        let idempotency_hours = i32::try_from(config.idempotency_hours).unwrap_or(i32::MAX);
+        let (creates, writer) =
+            creates::Creates::start(pool.clone(), writer_part, idempotency_hours)?;
         let context = Arc::new(Context {
             creates,
             pool,
@@ -115,6 +130,8 @@ impl ApiServer {
             notifier,
             api_token: config.api_token.clone(),
             metrics,
+            in_flight: idempotency::InFlight::default(),
+            idempotency_hours,
         });
         let plan = http::ServingPlan {
             name: "api",

@@ -4,9 +4,10 @@
 
 use serde_json::{Value, json};
 
+use super::idempotency::{HEADER as IDEMPOTENCY_HEADER, MAX_KEY_BYTES, REPLAYED_HEADER};
 use super::json::{
-    MAX_ATTEMPT_TIMEOUT_SECS, MAX_DELIVERY_ATTEMPTS, MAX_RETRY_MAX_BACKOFF_SECS,
-    MAX_RETRY_MIN_BACKOFF_SECS,
+    EVENT_TYPE_PATTERN, MAX_ATTEMPT_TIMEOUT_SECS, MAX_DELIVERY_ATTEMPTS, MAX_EVENT_TYPES,
+    MAX_RETRY_MAX_BACKOFF_SECS, MAX_RETRY_MIN_BACKOFF_SECS,
 };
 use super::query::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
 
@@ -55,6 +56,30 @@ fn list_params(filters: Vec<Value>) -> Value {
     Value::Array(params)
 }
 
+/// The `Idempotency-Key` request header of the two creates.
+fn idempotency_key() -> Value {
+    json!({"name": IDEMPOTENCY_HEADER, "in": "header", "required": false,
+           "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_BYTES, "pattern": "^[ -~]+$"},
+           "description": "1-255 printable ASCII characters. A repeat of the same request with the same key within POSTMAND_IDEMPOTENCY_HOURS gets the first answer again, with Idempotent-Replayed: true, and creates nothing. Keys are per endpoint."})
+}
+
+/// A 201 that an `Idempotency-Key` may replay.
+fn created(description: &str, schema: &str) -> Value {
+    let mut response = ok(description, schema);
+    response["headers"] = json!({REPLAYED_HEADER: {"description": "true when this is the stored answer to an earlier request with the same Idempotency-Key.", "schema": {"type": "string", "enum": ["true"]}}});
+    response
+}
+
+/// The errors of a create with an `Idempotency-Key`, besides the body's.
+fn with_idempotency_errors(mut responses: Value) -> Value {
+    responses["409"] = error_response(
+        "The first request with this Idempotency-Key is still in progress (code 16).",
+    );
+    responses["422"] =
+        error_response("This Idempotency-Key was used with a different request (code 15).");
+    responses
+}
+
 /// Responses every `/v1` operation can give besides its own.
 fn common(mut responses: Value) -> Value {
     responses["401"] =
@@ -77,6 +102,7 @@ pub fn document() -> Value {
     let webhook_id = id_param("webhook_id");
     let delivery_id = id_param("delivery_id");
     let attempt_id = id_param("delivery_attempt_id");
+    let event_id = id_param("event_id");
     let bad_query = error_response("A list parameter is malformed or out of range (code 4).");
     json!({
         "openapi": "3.0.3",
@@ -111,11 +137,13 @@ pub fn document() -> Value {
                     "parameters": list_params(vec![
                         query("webhook_id", json!({"type": "string", "format": "uuid"}), "Only this webhook's deliveries."),
                         query("status", json!({"type": "string", "enum": ["pending", "succeeded", "failed"]}), "Only deliveries in this status."),
+                        query("event_id", json!({"type": "string", "format": "uuid"}), "Only deliveries made for this event."),
                     ]),
                     "responses": common(json!({"200": ok("A page of deliveries.", "DeliveryList"), "400": bad_query}))},
                 "post": {"operationId": "createDelivery", "summary": "Queue a payload for a webhook", "tags": ["deliveries"],
+                    "parameters": [idempotency_key()],
                     "requestBody": body("DeliveryInput"),
-                    "responses": common(with_body_errors(json!({"201": ok("The queued delivery.", "Delivery")})))}
+                    "responses": common(with_idempotency_errors(with_body_errors(json!({"201": created("The queued delivery.", "Delivery")}))))}
             },
             "/v1/deliveries/{delivery_id}": {
                 "parameters": [delivery_id.clone()],
@@ -144,6 +172,22 @@ pub fn document() -> Value {
                 "parameters": [attempt_id],
                 "get": {"operationId": "getDeliveryAttempt", "summary": "Get a delivery attempt", "tags": ["delivery-attempts"],
                     "responses": common(json!({"200": ok("The attempt.", "DeliveryAttempt"), "404": error_response("Invalid id (code 2) or no such attempt (code 7).")}))}
+            },
+            "/v1/events": {
+                "get": {"operationId": "listEvents", "summary": "List events, newest first", "tags": ["events"],
+                    "parameters": list_params(vec![
+                        query("event_type", json!({"type": "string", "pattern": EVENT_TYPE_PATTERN}), "Only events of this type."),
+                    ]),
+                    "responses": common(json!({"200": ok("A page of events.", "EventList"), "400": bad_query}))},
+                "post": {"operationId": "createEvent", "summary": "Create an event: one delivery for every active webhook subscribed to its type", "tags": ["events"],
+                    "parameters": [idempotency_key()],
+                    "requestBody": body("EventInput"),
+                    "responses": common(with_idempotency_errors(with_body_errors(json!({"201": created("The event, with how many deliveries it made.", "Event")}))))}
+            },
+            "/v1/events/{event_id}": {
+                "parameters": [event_id],
+                "get": {"operationId": "getEvent", "summary": "Get an event and where each of its deliveries is", "tags": ["events"],
+                    "responses": common(json!({"200": ok("The event.", "EventDetail"), "404": error_response("Invalid id (code 2) or no such event (code 17).")}))}
             }
         },
         "components": {
@@ -156,6 +200,10 @@ pub fn document() -> Value {
 fn schemas() -> Value {
     let time = json!({"type": "string", "format": "date-time"});
     let uuid = json!({"type": "string", "format": "uuid"});
+    let event_type =
+        json!({"type": "string", "pattern": EVENT_TYPE_PATTERN, "minLength": 1, "maxLength": 128});
+    let event_types = json!({"type": "array", "maxItems": MAX_EVENT_TYPES, "uniqueItems": true, "items": event_type.clone(),
+        "description": "Event types it receives from POST /v1/events; absent or empty means every type."});
     let page = |items: &str, schema: &str| {
         json!({"type": "object", "required": [items, "limit", "offset"], "properties": {
             items: {"type": "array", "items": {"$ref": format!("#/components/schemas/{schema}")}},
@@ -174,19 +222,35 @@ fn schemas() -> Value {
                 "max_delivery_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_DELIVERY_ATTEMPTS},
                 "delivery_attempt_timeout": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPT_TIMEOUT_SECS, "description": "seconds"},
                 "retry_min_backoff": {"type": "integer", "minimum": 1, "maximum": MAX_RETRY_MIN_BACKOFF_SECS, "description": "seconds"},
-                "retry_max_backoff": {"type": "integer", "minimum": 1, "maximum": MAX_RETRY_MAX_BACKOFF_SECS, "description": "seconds, at least retry_min_backoff"}
+                "retry_max_backoff": {"type": "integer", "minimum": 1, "maximum": MAX_RETRY_MAX_BACKOFF_SECS, "description": "seconds, at least retry_min_backoff"},
+                "event_types": event_types
             }},
         "Webhook": {"allOf": [{"$ref": "#/components/schemas/WebhookInput"}, {"type": "object",
-            "required": ["id", "secret_token", "active", "created_at", "updated_at"],
+            "required": ["id", "secret_token", "active", "created_at", "updated_at", "event_types"],
             "properties": {"id": uuid, "created_at": time, "updated_at": time}}]},
         "DeliveryInput": {"type": "object", "required": ["webhook_id"], "properties": {
             "webhook_id": {"type": "string", "format": "uuid", "description": "UUID v4 of an existing webhook"},
             "payload": {"type": "string", "description": "The exact body to POST; no NUL characters."}}},
         "Delivery": {"type": "object",
-            "required": ["id", "webhook_id", "payload", "scheduled_at", "delivery_attempts", "status", "created_at", "updated_at"],
+            "required": ["id", "webhook_id", "payload", "scheduled_at", "delivery_attempts", "status", "created_at", "updated_at", "event_id"],
             "properties": {"id": uuid, "webhook_id": uuid, "payload": {"type": "string"}, "scheduled_at": time,
                 "delivery_attempts": {"type": "integer"}, "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
-                "created_at": time, "updated_at": time}},
+                "created_at": time, "updated_at": time,
+                "event_id": {"type": "string", "format": "uuid", "nullable": true, "description": "The event it was made for; null for a delivery created directly."}}},
+        "EventInput": {"type": "object", "required": ["event_type"], "properties": {
+            "event_type": event_type.clone(),
+            "payload": {"type": "string", "description": "The exact body each delivery POSTs; no NUL characters."}}},
+        "Event": {"type": "object", "required": ["id", "event_type", "payload", "deliveries", "created_at"],
+            "properties": {"id": uuid, "event_type": event_type, "payload": {"type": "string"},
+                "deliveries": {"type": "integer", "description": "How many deliveries it made when created."},
+                "created_at": time}},
+        "EventDetail": {"allOf": [{"$ref": "#/components/schemas/Event"}, {"type": "object",
+            "required": ["delivery_statuses"],
+            "properties": {"delivery_statuses": {"type": "array", "items": {"type": "object",
+                "required": ["id", "webhook_id", "status"],
+                "properties": {"id": uuid, "webhook_id": uuid,
+                    "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]}}}}}}]},
+        "EventList": page("events", "Event"),
         "DeliveryAttempt": {"type": "object",
             "required": ["id", "webhook_id", "delivery_id", "raw_request", "raw_response", "response_status_code", "execution_duration", "success", "error", "created_at"],
             "properties": {"id": uuid, "webhook_id": uuid, "delivery_id": uuid, "raw_request": {"type": "string"},

@@ -94,6 +94,15 @@ impl Query {
         self.check(key, "must be a valid UUID", |v| Uuid::parse_str(v).ok())
     }
 
+    /// An event type (see `json::is_event_type`).
+    pub fn event_type(&mut self, key: &str) -> Option<String> {
+        self.check(
+            key,
+            "must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'",
+            |v| super::json::is_event_type(v).then(|| v.to_string()),
+        )
+    }
+
     /// `status`: one of the three delivery states.
     pub fn status(&mut self) -> Option<DeliveryStatus> {
         self.check("status", "must be one of pending, succeeded, failed", |v| {

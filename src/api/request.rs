@@ -11,7 +11,7 @@ use tiny_http::{Request, Response};
 use super::errors::ApiError;
 use super::router::{self, Route};
 use super::swagger_ui::{self, Swagger};
-use super::{Context, Reply, attempts, deliveries, webhooks};
+use super::{Context, Reply, attempts, deliveries, events, idempotency, webhooks};
 use crate::http::{self, header, json_response};
 
 /// Answers one request; a panic in it is contained so the thread keeps serving.
@@ -77,14 +77,23 @@ fn answer_request(context: &Context, mut request: Request) {
         .and_then(|route| {
             route_name = route.name();
             let body = read_body(&mut request, context.max_body_bytes)?;
-            let reply = handle(context, route, query, &body);
+            let key = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv(idempotency::HEADER))
+                .map(|h| h.value.as_str().to_string());
+            let reply = handle(context, route, query, &body, key.as_deref());
             if let Err(ApiError::Internal) = &reply {
                 log::error!("api-internal-error route={:?}", route.name());
             }
             reply
         });
+    let mut replayed = false;
     let (status, body, allow) = match result {
-        Ok(reply) => (reply.status, reply.body, None),
+        Ok(reply) => {
+            replayed = reply.replayed;
+            (reply.status, reply.body, None)
+        }
         Err(error) => {
             let allow = match &error {
                 ApiError::MethodNotAllowed { allow } => Some(allow.join(", ")),
@@ -93,7 +102,10 @@ fn answer_request(context: &Context, mut request: Request) {
             (error.status(), error.body().into_bytes(), allow)
         }
     };
-    let response = json_response(status, body, allow.as_deref());
+    let mut response = json_response(status, body, allow.as_deref());
+    if replayed {
+        response.add_header(header(idempotency::REPLAYED_HEADER, "true"));
+    }
     respond(request, response, &method, &url);
     context.metrics.request(route_name, status);
     let took_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -150,7 +162,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     difference == 0
 }
 
-fn handle(context: &Context, route: Route, query: &str, body: &[u8]) -> Result<Reply, ApiError> {
+/// Runs the route's handler. `key` is the request's `Idempotency-Key`, which only the two
+/// creates read.
+fn handle(
+    context: &Context,
+    route: Route,
+    query: &str,
+    body: &[u8],
+    key: Option<&str>,
+) -> Result<Reply, ApiError> {
     match route {
         Route::ListWebhooks => webhooks::list(context, query),
         Route::CreateWebhook => webhooks::create(context, body),
@@ -158,12 +178,15 @@ fn handle(context: &Context, route: Route, query: &str, body: &[u8]) -> Result<R
         Route::UpdateWebhook(id) => webhooks::update(context, id, body),
         Route::DeleteWebhook(id) => webhooks::delete(context, id),
         Route::ListDeliveries => deliveries::list(context, query),
-        Route::CreateDelivery => deliveries::create(context, body),
+        Route::CreateDelivery => deliveries::create(context, body, key),
         Route::GetDelivery(id) => deliveries::get(context, id),
         Route::DeleteDelivery(id) => deliveries::delete(context, id),
         Route::RetryDelivery(id) => deliveries::retry(context, id),
         Route::ListAttempts => attempts::list(context, query),
         Route::GetAttempt(id) => attempts::get(context, id),
+        Route::ListEvents => events::list(context, query),
+        Route::CreateEvent => events::create(context, body, key),
+        Route::GetEvent(id) => events::get(context, id),
     }
 }
 

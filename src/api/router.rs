@@ -40,6 +40,12 @@ pub enum Route {
     ListAttempts,
     /// `GET /v1/delivery-attempts/{id}`
     GetAttempt(Uuid),
+    /// `GET /v1/events`
+    ListEvents,
+    /// `POST /v1/events`
+    CreateEvent,
+    /// `GET /v1/events/{id}`
+    GetEvent(Uuid),
 }
 
 impl Route {
@@ -58,6 +64,9 @@ impl Route {
             Route::RetryDelivery(_) => "POST /v1/deliveries/{delivery_id}/retry",
             Route::ListAttempts => "GET /v1/delivery-attempts",
             Route::GetAttempt(_) => "GET /v1/delivery-attempts/{delivery_attempt_id}",
+            Route::ListEvents => "GET /v1/events",
+            Route::CreateEvent => "POST /v1/events",
+            Route::GetEvent(_) => "GET /v1/events/{event_id}",
         }
     }
 }
@@ -79,6 +88,8 @@ pub const PATHS: &[(&str, &[&str])] = &[
     ("/v1/deliveries/{delivery_id}/retry", &["POST"]),
     ("/v1/delivery-attempts", &["GET"]),
     ("/v1/delivery-attempts/{delivery_attempt_id}", &["GET"]),
+    ("/v1/events", &["GET", "POST"]),
+    ("/v1/events/{event_id}", &["GET"]),
 ];
 
 /// Which route serves `method path` (the path without its query string).
@@ -123,6 +134,9 @@ fn table(method: &str, segments: &[&str]) -> Option<Result<Route, ApiError>> {
         ("POST", ["v1", "deliveries", delivery, "retry"]) => id(delivery).map(Route::RetryDelivery),
         ("GET", ["v1", "delivery-attempts"]) => Ok(Route::ListAttempts),
         ("GET", ["v1", "delivery-attempts", attempt]) => id(attempt).map(Route::GetAttempt),
+        ("GET", ["v1", "events"]) => Ok(Route::ListEvents),
+        ("POST", ["v1", "events"]) => Ok(Route::CreateEvent),
+        ("GET", ["v1", "events", event]) => id(event).map(Route::GetEvent),
         _ => return None,
     })
 }
@@ -188,6 +202,9 @@ mod tests {
                 format!("/v1/delivery-attempts/{ID}"),
                 Route::GetAttempt(id()),
             ),
+            ("GET", "/v1/events".to_string(), Route::ListEvents),
+            ("POST", "/v1/events/".to_string(), Route::CreateEvent),
+            ("GET", format!("/v1/events/{ID}"), Route::GetEvent(id())),
         ];
         for (method, path, expected) in cases {
             assert_eq!(route(method, &path), Ok(expected), "{method} {path}");
@@ -261,6 +278,9 @@ mod tests {
             Route::RetryDelivery(id()),
             Route::ListAttempts,
             Route::GetAttempt(id()),
+            Route::ListEvents,
+            Route::CreateEvent,
+            Route::GetEvent(id()),
         ];
         let index = |route: &Route| match route {
             Route::ListWebhooks => 0,
@@ -275,9 +295,12 @@ mod tests {
             Route::RetryDelivery(_) => 9,
             Route::ListAttempts => 10,
             Route::GetAttempt(_) => 11,
+            Route::ListEvents => 12,
+            Route::CreateEvent => 13,
+            Route::GetEvent(_) => 14,
         };
         let indices: Vec<usize> = all.iter().map(index).collect();
-        assert_eq!(indices, (0..12).collect::<Vec<_>>());
+        assert_eq!(indices, (0..15).collect::<Vec<_>>());
         all
     }
 
@@ -315,7 +338,7 @@ mod tests {
         }
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), 12, "route names are unique");
+        assert_eq!(names.len(), 15, "route names are unique");
     }
 
     #[test]

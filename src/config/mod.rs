@@ -129,6 +129,11 @@ pub const SETTINGS: &[Setting] = &[
         doc: "When set, workers delete succeeded and failed deliveries (and attempts) unchanged for this many days (1-36500).",
     },
     Setting {
+        name: "POSTMAND_IDEMPOTENCY_HOURS",
+        default: "24",
+        doc: "How long the first answer to an `Idempotency-Key` is replayed (1-8760 hours); workers delete expired keys.",
+    },
+    Setting {
         name: "POSTMAND_LOG_LEVEL",
         default: "info",
         doc: "error, warn, info, debug or trace; RUST_LOG, when set, wins.",
@@ -158,6 +163,7 @@ const WEBHOOK_MAX_IN_FLIGHT: (u64, u64) = (0, 256);
 const WORKER_BATCH_SIZE: (u64, u64) = (1, 100);
 const DUMP_MAX_BYTES: (u64, u64) = (1024, 16 * 1024 * 1024);
 const RETENTION_DAYS: (u64, u64) = (1, 36_500);
+const IDEMPOTENCY_HOURS: (u64, u64) = (1, 8760);
 
 /// The validated configuration of one process.
 #[derive(Clone)]
@@ -207,6 +213,8 @@ pub struct Config {
     /// `POSTMAND_RETENTION_DAYS`: age in days after which finished deliveries are deleted.
     /// Unset (retention off) by default.
     pub retention_days: Option<u32>,
+    /// `POSTMAND_IDEMPOTENCY_HOURS`: how long an idempotency key's answer is replayed.
+    pub idempotency_hours: u32,
     /// `POSTMAND_LOG_LEVEL`: the logger's filter. Defaults to `info`.
     pub log_level: String,
     /// `POSTMAND_LOG_FORMAT`: JSON lines instead of text. Defaults to text.
@@ -402,6 +410,7 @@ impl Config {
             endpoint_deny,
             api_token,
             retention_days,
+            idempotency_hours: int("POSTMAND_IDEMPOTENCY_HOURS", IDEMPOTENCY_HOURS)? as u32,
             log_level,
             log_json,
         })
@@ -450,6 +459,7 @@ impl fmt::Debug for Config {
             .field("endpoint_deny", &self.endpoint_deny_text())
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .field("retention_days", &self.retention_days)
+            .field("idempotency_hours", &self.idempotency_hours)
             .field("log_level", &self.log_level)
             .field("log_json", &self.log_json)
             .finish()

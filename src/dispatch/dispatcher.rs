@@ -279,6 +279,7 @@ impl Dispatcher {
                 content_type: &webhook.endpoint.content_type,
                 secret: &webhook.endpoint.secret_token,
                 payload: claimed.payload.as_bytes(),
+                event_type: claimed.event_type.as_deref(),
                 timeout,
             });
             last_took = sent.elapsed();
@@ -516,6 +517,7 @@ mod tests {
 
     fn claimed(attempts: i32) -> queue::Claimed {
         queue::Claimed {
+            event_type: None,
             id: Uuid::nil(),
             payload: String::new(),
             delivery_attempts: attempts,

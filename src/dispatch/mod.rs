@@ -125,18 +125,19 @@ impl Workers {
             liveness.register("listener", 1),
         )
         .map_err(StartError::Spawn)?;
-        let retention = match config.retention_days {
-            Some(days) => Some(
-                retention::spawn(
-                    days,
-                    shared.pool.clone(),
-                    Arc::clone(&shared.metrics),
-                    shutdown.clone(),
-                )
-                .map_err(StartError::Spawn)?,
-            ),
-            None => None,
+        let policy = retention::Policy {
+            days: config.retention_days,
+            idempotency_hours: config.idempotency_hours,
         };
+        let retention = Some(
+            retention::spawn(
+                policy,
+                shared.pool.clone(),
+                Arc::clone(&shared.metrics),
+                shutdown.clone(),
+            )
+            .map_err(StartError::Spawn)?,
+        );
         let panicked = Arc::new(AtomicBool::new(false));
         let part = liveness.register("dispatchers", sessions.len());
         let mut threads = Vec::with_capacity(sessions.len());

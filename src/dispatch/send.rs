@@ -30,6 +30,8 @@ pub struct Outgoing<'a> {
     pub secret: &'a str,
     /// The body.
     pub payload: &'a [u8],
+    /// The type of the event the delivery was made for, sent as `X-Postmand-Event`.
+    pub event_type: Option<&'a str>,
     /// The whole exchange must end within this.
     pub timeout: Duration,
 }
@@ -309,6 +311,12 @@ fn request_headers(out: &Outgoing<'_>, timestamp: i64) -> Vec<(String, Vec<u8>)>
             signature::hub_signature_256(out.secret, out.payload).into_bytes(),
         ));
     }
+    if let Some(event_type) = out.event_type {
+        headers.push((
+            "X-Postmand-Event".to_string(),
+            event_type.as_bytes().to_vec(),
+        ));
+    }
     headers.sort_by(|a, b| a.0.cmp(&b.0));
     headers.insert(
         0,
@@ -371,6 +379,7 @@ mod tests {
             content_type: "application/json",
             secret: "my-secret-token",
             payload: br#"{"success": true}"#,
+            event_type: Some("invoice.paid"),
             timeout: Duration::from_secs(1),
         };
         let names: Vec<String> = request_headers(&out, 1)
@@ -387,7 +396,8 @@ mod tests {
                 "Webhook-Signature",
                 "Webhook-Timestamp",
                 "X-Hub-Signature",
-                "X-Hub-Signature-256"
+                "X-Hub-Signature-256",
+                "X-Postmand-Event"
             ]
         );
     }

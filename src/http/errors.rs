@@ -63,6 +63,12 @@ pub enum ApiError {
     RouteNotFound,
     /// The retry endpoint was called on a delivery that is still pending. 409, code 14.
     DeliveryPending,
+    /// An `Idempotency-Key` already answered a different request. 422, code 15.
+    IdempotencyKeyReused,
+    /// The first request with this `Idempotency-Key` is still being answered. 409, code 16.
+    IdempotencyKeyInFlight,
+    /// No event with that id. 404, code 17.
+    EventNotFound,
 }
 
 impl ApiError {
@@ -88,6 +94,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::RouteNotFound => 404,
             ApiError::DeliveryPending => 409,
+            ApiError::IdempotencyKeyReused => 422,
+            ApiError::IdempotencyKeyInFlight => 409,
+            ApiError::EventNotFound => 404,
         }
     }
 
@@ -108,6 +117,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => 12,
             ApiError::RouteNotFound => 13,
             ApiError::DeliveryPending => 14,
+            ApiError::IdempotencyKeyReused => 15,
+            ApiError::IdempotencyKeyInFlight => 16,
+            ApiError::EventNotFound => 17,
         }
     }
 
@@ -128,6 +140,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method not allowed",
             ApiError::RouteNotFound => "route not found",
             ApiError::DeliveryPending => "delivery is pending",
+            ApiError::IdempotencyKeyReused => "idempotency key reused",
+            ApiError::IdempotencyKeyInFlight => "idempotency key in use",
+            ApiError::EventNotFound => "event not found",
         }
     }
 
@@ -147,12 +162,20 @@ impl ApiError {
             ApiError::DeliveryPending => {
                 "only a succeeded or failed delivery can be retried".to_string()
             }
+            ApiError::IdempotencyKeyReused => {
+                "this Idempotency-Key was used with a different request body".to_string()
+            }
+            ApiError::IdempotencyKeyInFlight => {
+                "the first request with this Idempotency-Key is still in progress; retry later"
+                    .to_string()
+            }
             ApiError::Internal
             | ApiError::InvalidId
             | ApiError::MalformedBody
             | ApiError::WebhookNotFound
             | ApiError::DeliveryNotFound
             | ApiError::AttemptNotFound
+            | ApiError::EventNotFound
             | ApiError::RouteNotFound => String::new(),
         }
     }

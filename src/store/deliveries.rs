@@ -41,7 +41,7 @@ pub fn reset_writer_session(client: &mut impl GenericClient) -> Result<(), Error
 
 /// One delivery by id; columns in the order [`from_row`] reads them.
 const GET: &str = "SELECT id, webhook_id, payload, scheduled_at, delivery_attempts, status, \
-    created_at, updated_at FROM deliveries WHERE id = $1";
+    created_at, updated_at, event_id FROM deliveries WHERE id = $1";
 
 /// Deletes a delivery and its attempts (ON DELETE CASCADE).
 const DELETE: &str = "DELETE FROM deliveries WHERE id = $1";
@@ -49,14 +49,15 @@ const DELETE: &str = "DELETE FROM deliveries WHERE id = $1";
 /// Newest first, ties broken by id so paging never skips or repeats a row. A NULL filter
 /// parameter means "no filter".
 pub const LIST: &str = "SELECT id, webhook_id, payload, scheduled_at, delivery_attempts, status, \
-    created_at, updated_at FROM deliveries \
+    created_at, updated_at, event_id FROM deliveries \
     WHERE ($1::uuid IS NULL OR webhook_id = $1) \
     AND ($2::varchar IS NULL OR status = $2) \
-    AND ($3::timestamptz IS NULL OR created_at > $3) \
-    AND ($4::timestamptz IS NULL OR created_at >= $4) \
-    AND ($5::timestamptz IS NULL OR created_at < $5) \
-    AND ($6::timestamptz IS NULL OR created_at <= $6) \
-    ORDER BY created_at DESC, id DESC LIMIT $7 OFFSET $8";
+    AND ($3::uuid IS NULL OR event_id = $3) \
+    AND ($4::timestamptz IS NULL OR created_at > $4) \
+    AND ($5::timestamptz IS NULL OR created_at >= $5) \
+    AND ($6::timestamptz IS NULL OR created_at < $6) \
+    AND ($7::timestamptz IS NULL OR created_at <= $7) \
+    ORDER BY created_at DESC, id DESC LIMIT $8 OFFSET $9";
 
 /// Sends a finished delivery round again: pending, due now, a fresh attempt budget. Its
 /// attempts stay. Only finished deliveries move; a pending one may be in flight right now.
@@ -64,7 +65,7 @@ const RETRY: &str = "UPDATE deliveries SET status = 'pending', delivery_attempts
     scheduled_at = now(), updated_at = now() \
     WHERE id = $1 AND status IN ('succeeded', 'failed') \
     RETURNING id, webhook_id, payload, scheduled_at, delivery_attempts, status, \
-    created_at, updated_at";
+    created_at, updated_at, event_id";
 
 /// Filters of the delivery list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -73,6 +74,8 @@ pub struct Filter {
     pub webhook_id: Option<Uuid>,
     /// Only deliveries in this state.
     pub status: Option<DeliveryStatus>,
+    /// Only deliveries made for this event.
+    pub event_id: Option<Uuid>,
     /// Creation-time bounds.
     pub created: CreatedRange,
 }
@@ -100,6 +103,7 @@ fn from_row(row: &Row) -> Result<Delivery, Error> {
         status: status.parse().map_err(Error::UnknownStatus)?,
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
+        event_id: row.get("event_id"),
     })
 }
 
@@ -138,6 +142,7 @@ pub fn insert_many(
                 status: DeliveryStatus::Pending,
                 created_at: row.get("created_at"),
                 updated_at: row.get("updated_at"),
+                event_id: None,
             })
         })
         .collect())
@@ -163,7 +168,11 @@ pub fn list(
     page_of(
         client,
         LIST,
-        &[(&filter.webhook_id, Type::UUID), (&status, Type::VARCHAR)],
+        &[
+            (&filter.webhook_id, Type::UUID),
+            (&status, Type::VARCHAR),
+            (&filter.event_id, Type::UUID),
+        ],
         &filter.created,
         &page,
         from_row,

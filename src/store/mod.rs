@@ -6,6 +6,8 @@
 
 pub mod attempts;
 pub mod deliveries;
+pub mod events;
+pub mod idempotency;
 pub mod queue;
 pub mod webhooks;
 

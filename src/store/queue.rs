@@ -64,9 +64,10 @@ pub const CLAIM_NEXT: &str = "WITH due AS ( \
     SELECT f.id, f.url, f.content_type, f.valid_status_codes, f.secret_token, \
         f.max_delivery_attempts, f.delivery_attempt_timeout, f.retry_min_backoff, \
         f.retry_max_backoff, (SELECT count(*) FROM due) > 1 AS others, \
-        d.id AS delivery_id, d.payload, d.delivery_attempts \
+        d.id AS delivery_id, d.payload, d.delivery_attempts, \
+        (SELECT e.event_type FROM events e WHERE e.id = d.event_id) AS event_type \
     FROM first f LEFT JOIN LATERAL ( \
-        SELECT d.id, d.payload, d.delivery_attempts FROM deliveries d \
+        SELECT d.id, d.payload, d.delivery_attempts, d.event_id FROM deliveries d \
         WHERE d.webhook_id = f.id AND d.status = 'pending' \
           AND d.scheduled_at <= coalesce($1::timestamptz, now()) \
         ORDER BY d.scheduled_at, d.id \
@@ -96,7 +97,9 @@ pub const WEBHOOKS_PER_CLAIM: i64 = 4;
 /// pending). Only the delivery rows are locked (`FOR UPDATE OF d`): the original also locked the
 /// webhook row, so creating a delivery or editing a webhook waited for an HTTP call (behaviour
 /// spec 4.3). If the process dies, the rows are due again with their attempts unchanged.
-pub const CLAIM_BATCH: &str = "SELECT d.id, d.payload, d.delivery_attempts FROM deliveries d \
+pub const CLAIM_BATCH: &str = "SELECT d.id, d.payload, d.delivery_attempts, \
+        (SELECT e.event_type FROM events e WHERE e.id = d.event_id) AS event_type \
+    FROM deliveries d \
     WHERE d.webhook_id = $1 AND d.status = 'pending' \
       AND d.scheduled_at <= coalesce($2::timestamptz, now()) \
     ORDER BY d.scheduled_at, d.id \
@@ -230,6 +233,9 @@ pub struct Claimed {
     pub payload: String,
     /// Attempts made before this one.
     pub delivery_attempts: i32,
+    /// The type of the event it was made for (sent as `X-Postmand-Event`); `None` for a
+    /// delivery created directly.
+    pub event_type: Option<String>,
 }
 
 /// What one attempt changes: the attempt row and the delivery's next state.
@@ -319,6 +325,7 @@ fn claimed(row: &postgres::Row, id: &str) -> Option<Claimed> {
         id: row.get::<_, Option<Uuid>>(id)?,
         payload: row.get("payload"),
         delivery_attempts: row.get("delivery_attempts"),
+        event_type: row.get("event_type"),
     })
 }
 

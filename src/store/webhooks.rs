@@ -11,20 +11,20 @@ use crate::model::{Webhook, WebhookSettings};
 /// One webhook by id; columns in the order [`from_row`] reads them.
 const GET: &str = "SELECT id, name, url, content_type, valid_status_codes, secret_token, active, \
     max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff, \
-    created_at, updated_at FROM webhooks WHERE id = $1";
+    event_types, created_at, updated_at FROM webhooks WHERE id = $1";
 
 /// Inserts a webhook; the database stamps both timestamps.
 const INSERT: &str = "INSERT INTO webhooks (id, name, url, content_type, valid_status_codes, \
     secret_token, active, max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, \
-    retry_max_backoff, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), now()) \
+    retry_max_backoff, event_types, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now(), now()) \
     RETURNING created_at, updated_at";
 
 /// Replaces every setting of a webhook; `created_at` stays.
 const UPDATE: &str = "UPDATE webhooks SET name = $2, url = $3, content_type = $4, \
     valid_status_codes = $5, secret_token = $6, active = $7, max_delivery_attempts = $8, \
     delivery_attempt_timeout = $9, retry_min_backoff = $10, retry_max_backoff = $11, \
-    updated_at = now() WHERE id = $1 RETURNING created_at, updated_at";
+    event_types = $12, updated_at = now() WHERE id = $1 RETURNING created_at, updated_at";
 
 /// Deletes a webhook; its deliveries and attempts go with it (ON DELETE CASCADE).
 const DELETE: &str = "DELETE FROM webhooks WHERE id = $1";
@@ -33,7 +33,7 @@ const DELETE: &str = "DELETE FROM webhooks WHERE id = $1";
 /// parameter means "no filter".
 const LIST: &str = "SELECT id, name, url, content_type, valid_status_codes, secret_token, active, \
     max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff, \
-    created_at, updated_at FROM webhooks \
+    event_types, created_at, updated_at FROM webhooks \
     WHERE ($1::boolean IS NULL OR active = $1) \
     AND ($2::timestamptz IS NULL OR created_at > $2) \
     AND ($3::timestamptz IS NULL OR created_at >= $3) \
@@ -64,14 +64,15 @@ fn from_row(row: &Row) -> Webhook {
             delivery_attempt_timeout: row.get("delivery_attempt_timeout"),
             retry_min_backoff: row.get("retry_min_backoff"),
             retry_max_backoff: row.get("retry_max_backoff"),
+            event_types: row.get("event_types"),
         },
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     }
 }
 
-/// `$1` = the id, `$2..$11` = the settings, as [`INSERT`] and [`UPDATE`] number them.
-fn row_params<'a>(id: &'a Uuid, s: &'a WebhookSettings) -> [&'a (dyn ToSql + Sync); 11] {
+/// `$1` = the id, `$2..$12` = the settings, as [`INSERT`] and [`UPDATE`] number them.
+fn row_params<'a>(id: &'a Uuid, s: &'a WebhookSettings) -> [&'a (dyn ToSql + Sync); 12] {
     [
         id,
         &s.name,
@@ -84,6 +85,7 @@ fn row_params<'a>(id: &'a Uuid, s: &'a WebhookSettings) -> [&'a (dyn ToSql + Syn
         &s.delivery_attempt_timeout,
         &s.retry_min_backoff,
         &s.retry_max_backoff,
+        &s.event_types,
     ]
 }
 

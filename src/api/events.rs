@@ -1,0 +1,112 @@
+//! Handlers of `/v1/events`: one event fans out to every active webhook subscribed to its type.
+
+use uuid::Uuid;
+
+use super::errors::ApiError;
+use super::idempotency::{Key, Scope};
+use super::json::{self, EventDetail, EventJson, EventList, MadeJson};
+use super::query::Query;
+use super::{Context, Reply};
+use crate::model::Event;
+use crate::store::events::{self, Filter};
+use crate::store::idempotency::{self, NewKey};
+
+/// `GET /v1/events`: newest first, filtered by `event_type` and `created_at.*`.
+pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
+    let mut query = Query::parse(query);
+    let page = query.page();
+    let filter = Filter {
+        event_type: query.event_type("event_type"),
+        created: query.created(),
+    };
+    query.finish()?;
+    let rows = events::list(&mut *ctx.client()?, &filter, page)?;
+    Reply::json(
+        200,
+        &EventList {
+            events: rows.iter().map(EventJson::from).collect(),
+            limit: page.limit,
+            offset: page.offset,
+        },
+    )
+}
+
+/// `POST /v1/events`: 201 with the event and how many deliveries it made (0 when no webhook
+/// subscribes: the event is kept all the same). One statement and one commit whatever the
+/// fan-out; with an `Idempotency-Key`, its answer is stored in the same transaction.
+pub fn create(ctx: &Context, body: &[u8], key: Option<&str>) -> Result<Reply, ApiError> {
+    let new = json::new_event(body)?;
+    let key = Key::new(
+        Scope::Events,
+        key,
+        &[new.event_type.as_bytes(), new.payload.as_bytes()],
+    )?;
+    let mut client = ctx.client()?;
+    let (event, reply) = match &key {
+        None => {
+            let event = events::insert(&mut *client, &new.event_type, &new.payload)?;
+            let reply = created_reply(&event)?;
+            (event, reply)
+        }
+        Some(key) => {
+            let _in_flight = ctx.in_flight.enter(key)?;
+            let hours = ctx.idempotency_hours;
+            if let Some(stored) =
+                idempotency::lookup(&mut *client, key.scope.as_str(), &key.key, hours)?
+            {
+                return key.replay(stored);
+            }
+            let mut tx = client.transaction().map_err(crate::store::Error::from)?;
+            let event = events::insert(&mut tx, &new.event_type, &new.payload)?;
+            let reply = created_reply(&event)?;
+            let stored = key.stored(&reply);
+            let new_key = NewKey {
+                scope: key.scope.as_str(),
+                key: &key.key,
+                stored: &stored,
+            };
+            if idempotency::insert_many(&mut tx, &[new_key], hours)? != [true] {
+                // Another process committed this key first: undo, and give its answer.
+                tx.rollback().map_err(crate::store::Error::from)?;
+                return match idempotency::lookup(&mut *client, key.scope.as_str(), &key.key, hours)?
+                {
+                    Some(stored) => key.replay(stored),
+                    None => Err(ApiError::IdempotencyKeyInFlight),
+                };
+            }
+            tx.commit().map_err(crate::store::Error::from)?;
+            (event, reply)
+        }
+    };
+    if event.deliveries > 0 {
+        ctx.notifier.poke();
+    }
+    ctx.metrics
+        .event_created(u64::try_from(event.deliveries).unwrap_or(0));
+    log::debug!(
+        "event-created event_id={} event_type={} deliveries={}",
+        event.id,
+        event.event_type,
+        event.deliveries
+    );
+    Ok(reply)
+}
+
+/// The 201 of a create: also what an idempotency key stores and replays.
+fn created_reply(event: &Event) -> Result<Reply, ApiError> {
+    Reply::json(201, &EventJson::from(event))
+}
+
+/// `GET /v1/events/{id}`: the event, and the id, webhook and status of each of its deliveries.
+pub fn get(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
+    let mut client = ctx.client()?;
+    let event = events::get(&mut *client, id)?.ok_or(ApiError::EventNotFound)?;
+    let made = events::deliveries(&mut *client, id)?;
+    Reply::json(
+        200,
+        &EventDetail {
+            event: EventJson::from(&event),
+            delivery_statuses: made.iter().map(MadeJson::from).collect(),
+        },
+    )
+}
