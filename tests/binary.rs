@@ -156,6 +156,48 @@ fn migrate_upgrades_a_database_of_the_original() {
     assert_eq!(row.get::<_, String>(0), "Old");
     assert_eq!(row.get::<_, Vec<i32>>(1), vec![200, 201]);
     assert_eq!(row.get::<_, i32>(2), 5);
+    // Issue 15: the original's webhook subscribes to every event type, and its rows (written
+    // the original's way, without the new columns) still go in.
+    let (event_types, existing): (Vec<String>, i64) = {
+        let row = client
+            .query_one(
+                "SELECT event_types, (SELECT count(*) FROM deliveries WHERE event_id IS NOT NULL) \
+                 FROM webhooks",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(event_types.is_empty());
+    assert_eq!(existing, 0);
+    client
+        .batch_execute(
+            "INSERT INTO webhooks (id, name, url, content_type, valid_status_codes, secret_token, active, \
+                 max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff, \
+                 created_at, updated_at) \
+             VALUES (gen_random_uuid(), 'Older', 'http://127.0.0.1:9/', 'text/plain', '{200}', '', true, \
+                 5, 1, 10, 60, now(), now()); \
+             INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status, \
+                 created_at, updated_at) \
+             VALUES (gen_random_uuid(), 'a6e9a525-ac5a-488c-b118-bd7327ce6d8d', 'x', now(), 0, 'pending', \
+                 now(), now());",
+        )
+        .unwrap();
+    let event: uuid::Uuid = client
+        .query_one(
+            postmand::store::events::INSERT,
+            &[&uuid::Uuid::now_v7(), &"invoice.paid", &"{}"],
+        )
+        .unwrap()
+        .get("id");
+    let fanned: i64 = client
+        .query_one(
+            "SELECT count(*) FROM deliveries WHERE event_id = $1",
+            &[&event],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(fanned, 2, "both webhooks of the original's shape receive every event");
 }
 
 #[test]

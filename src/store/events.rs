@@ -16,7 +16,7 @@ use crate::model::{DeliveryStatus, Event};
 /// so a long cascading delete stalls no event. Delivery ids are UUIDv7, made here as the
 /// direct creates make them in Rust (time-ordered, for the primary key's sake): the random
 /// bytes of a v4 with the millisecond clock over the first 48 bits and the version set to 7.
-const INSERT: &str = "WITH targets AS MATERIALIZED ( \
+pub const INSERT: &str = "WITH targets AS MATERIALIZED ( \
         SELECT w.id FROM webhooks w \
         WHERE w.active AND (cardinality(w.event_types) = 0 OR $2::varchar = ANY (w.event_types)) \
         FOR KEY SHARE OF w SKIP LOCKED), \
