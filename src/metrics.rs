@@ -84,6 +84,15 @@ pub enum Transition {
     Retrying,
 }
 
+/// Why postmand deactivated a webhook, for `postmand_webhooks_disabled_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisableCause {
+    /// The endpoint answered 410 Gone.
+    Gone,
+    /// Its attempts all failed for `POSTMAND_DISABLE_AFTER_HOURS`.
+    Failing,
+}
+
 /// Gauges read from the database at scrape time.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct QueueStats {
@@ -112,6 +121,8 @@ pub struct Metrics {
     dispatchers: AtomicU64,
     dispatchers_busy: AtomicU64,
     retention_deleted: AtomicU64,
+    /// Indexed by `DisableCause as usize`.
+    webhooks_disabled: [AtomicU64; 2],
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
 }
 
@@ -164,6 +175,11 @@ impl Metrics {
     /// Retention deleted `n` finished deliveries.
     pub fn retention_deleted(&self, n: u64) {
         self.retention_deleted.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A worker deactivated a webhook.
+    pub fn webhook_disabled(&self, cause: DisableCause) {
+        self.webhooks_disabled[cause as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// An API request was answered.
@@ -362,6 +378,23 @@ impl Metrics {
             "",
             get(&self.retention_deleted) as f64,
         );
+        family(
+            &mut out,
+            "postmand_webhooks_disabled_total",
+            "counter",
+            "Webhooks this process deactivated, by reason: gone (410) or failing.",
+        );
+        for (cause, label) in [
+            (DisableCause::Gone, "gone"),
+            (DisableCause::Failing, "failing"),
+        ] {
+            sample(
+                &mut out,
+                "postmand_webhooks_disabled_total",
+                &format!("reason=\"{label}\""),
+                get(&self.webhooks_disabled[cause as usize]) as f64,
+            );
+        }
         family(
             &mut out,
             "postmand_http_requests_total",

@@ -112,6 +112,20 @@ pub struct Webhook {
     pub created_at: DateTime<Utc>,
     /// When it was last replaced (database clock).
     pub updated_at: DateTime<Utc>,
+    /// Why and when postmand deactivated it (410 Gone, or only failures for too long); `None`
+    /// unless postmand did. A replace with `active: true` clears it.
+    pub disabled: Option<Disabled>,
+    /// Until when the secret replaced by the last rotation still signs; `None` when none does.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Why and when postmand deactivated a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disabled {
+    /// e.g. "endpoint answered 410 Gone".
+    pub reason: String,
+    /// When (database clock).
+    pub at: DateTime<Utc>,
 }
 
 /// A stored delivery: one payload for one webhook.

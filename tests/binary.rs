@@ -197,7 +197,10 @@ fn migrate_upgrades_a_database_of_the_original() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(fanned, 2, "both webhooks of the original's shape receive every event");
+    assert_eq!(
+        fanned, 2,
+        "both webhooks of the original's shape receive every event"
+    );
 }
 
 #[test]

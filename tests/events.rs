@@ -64,6 +64,9 @@ fn webhook_json_shows_event_types_after_the_seed_fields_and_put_replaces_them() 
             "created_at",
             "updated_at",
             "event_types",
+            "disabled_reason",
+            "disabled_at",
+            "previous_secret_expires_at",
         ],
     );
     let webhook = created.json();

@@ -19,6 +19,9 @@ mod events;
 // Issue 15: Idempotency-Key on both creates: replay, mismatch, races, scope, expiry.
 mod idempotency;
 
+// Issue 16: 410 Gone, Retry-After, auto-disable, the operational webhook, secret rotation, recover.
+mod failing_endpoints;
+
 // /v1/delivery-attempts: read and list (rows arranged in SQL, as the dispatcher writes them).
 mod api_attempts;
 

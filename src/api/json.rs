@@ -107,21 +107,8 @@ pub fn webhook_settings(body: &[u8]) -> Result<WebhookSettings, ApiError> {
         }
     });
     let secret_token = body.secret_token.unwrap_or_default();
-    if secret_token.contains('\0') {
-        errors.push(FieldError::new(
-            "secret_token",
-            "must not contain NUL characters",
-        ));
-    } else if secret_token.len() > MAX_SECRET_TOKEN_BYTES {
-        errors.push(FieldError::new(
-            "secret_token",
-            "the length must be no more than 1024",
-        ));
-    } else if let Some(Err(_)) = crate::model::whsec_key(&secret_token) {
-        errors.push(FieldError::new(
-            "secret_token",
-            "must be base64 after the whsec_ prefix",
-        ));
+    if let Some(message) = secret_error(&secret_token) {
+        errors.push(FieldError::new("secret_token", message));
     }
     let valid_status_codes = status_codes(&mut errors, body.valid_status_codes);
     let max_delivery_attempts = positive(
@@ -175,6 +162,126 @@ pub fn webhook_settings(body: &[u8]) -> Result<WebhookSettings, ApiError> {
         retry_max_backoff,
         event_types,
     })
+}
+
+/// What is wrong with a secret token, if anything (empty is allowed: unsigned).
+fn secret_error(secret: &str) -> Option<&'static str> {
+    if secret.contains('\0') {
+        Some("must not contain NUL characters")
+    } else if secret.len() > MAX_SECRET_TOKEN_BYTES {
+        Some("the length must be no more than 1024")
+    } else if let Some(Err(_)) = crate::model::whsec_key(secret) {
+        Some("must be base64 after the whsec_ prefix")
+    } else {
+        None
+    }
+}
+
+/// Default of `previous_valid_for`: a day, as Svix and Outpost keep an old secret.
+pub const DEFAULT_PREVIOUS_VALID_FOR_SECS: i64 = 86_400;
+/// Longest `previous_valid_for`: 30 days.
+pub const MAX_PREVIOUS_VALID_FOR_SECS: i64 = 2_592_000;
+
+/// The body of `POST /v1/webhooks/{id}/rotate-secret`, as decoded.
+#[derive(Debug, Deserialize)]
+struct RotationBody {
+    secret_token: Option<String>,
+    previous_valid_for: Option<i64>,
+}
+
+/// A valid rotation: the new secret (`None`: generate one) and how long the old one signs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// The new secret, or `None` to have one generated.
+    pub secret_token: Option<String>,
+    /// Seconds the replaced secret keeps signing (0: not at all).
+    pub previous_valid_for: i32,
+}
+
+/// Decodes and validates a rotation body; no body at all means every default.
+pub fn rotation(body: &[u8]) -> Result<Rotation, ApiError> {
+    let body: RotationBody = if body.is_empty() {
+        RotationBody {
+            secret_token: None,
+            previous_valid_for: None,
+        }
+    } else {
+        serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)?
+    };
+    let mut errors = Vec::new();
+    if let Some(secret) = &body.secret_token {
+        let message = if secret.is_empty() {
+            Some("cannot be blank")
+        } else {
+            secret_error(secret)
+        };
+        if let Some(message) = message {
+            errors.push(FieldError::new("secret_token", message));
+        }
+    }
+    let previous_valid_for = body
+        .previous_valid_for
+        .unwrap_or(DEFAULT_PREVIOUS_VALID_FOR_SECS);
+    if !(0..=MAX_PREVIOUS_VALID_FOR_SECS).contains(&previous_valid_for) {
+        errors.push(FieldError::new(
+            "previous_valid_for",
+            "must be between 0 and 2592000 seconds",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(Rotation {
+        secret_token: body.secret_token,
+        // In 0..=2592000, so it fits an i32.
+        previous_valid_for: previous_valid_for as i32,
+    })
+}
+
+/// The body of `POST /v1/webhooks/{id}/recover`, as decoded.
+#[derive(Debug, Deserialize)]
+struct RecoveryBody {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// A valid recovery window: `since` inclusive, `until` exclusive (`None`: up to now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// From this creation time on.
+    pub since: DateTime<Utc>,
+    /// Before this creation time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Decodes and validates a recovery body.
+pub fn recovery(body: &[u8]) -> Result<Recovery, ApiError> {
+    let body: RecoveryBody = serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)?;
+    let mut errors = Vec::new();
+    let mut time = |field: &str, value: Option<String>| -> Option<DateTime<Utc>> {
+        let parsed = DateTime::parse_from_rfc3339(value.as_deref()?)
+            .ok()
+            .map(|t| t.with_timezone(&Utc));
+        if parsed.is_none() {
+            errors.push(FieldError::new(field, "must be an RFC 3339 date-time"));
+        }
+        parsed
+    };
+    let missing_since = body.since.is_none();
+    let since = time("since", body.since);
+    let until = time("until", body.until);
+    if missing_since {
+        errors.push(FieldError::new("since", "cannot be blank"));
+    }
+    if let (Some(since), Some(until)) = (since, until)
+        && until <= since
+    {
+        errors.push(FieldError::new("until", "must be later than since"));
+    }
+    match since {
+        Some(since) if errors.is_empty() => Ok(Recovery { since, until }),
+        _ => Err(ApiError::Validation(errors)),
+    }
 }
 
 /// Whether `text` is an event type: 1-128 of `[A-Za-z0-9._-]` ([`EVENT_TYPE_PATTERN`]).
@@ -339,6 +446,9 @@ pub struct WebhookJson<'a> {
     created_at: String,
     updated_at: String,
     event_types: &'a [String],
+    disabled_reason: Option<&'a str>,
+    disabled_at: Option<String>,
+    previous_secret_expires_at: Option<String>,
 }
 
 impl<'a> From<&'a Webhook> for WebhookJson<'a> {
@@ -359,6 +469,9 @@ impl<'a> From<&'a Webhook> for WebhookJson<'a> {
             created_at: format_time(&w.created_at),
             updated_at: format_time(&w.updated_at),
             event_types: &s.event_types,
+            disabled_reason: w.disabled.as_ref().map(|d| d.reason.as_str()),
+            disabled_at: w.disabled.as_ref().map(|d| format_time(&d.at)),
+            previous_secret_expires_at: w.previous_secret_expires_at.as_ref().map(format_time),
         }
     }
 }
@@ -495,6 +608,15 @@ pub struct DeliveryList<'a> {
     pub limit: i64,
     /// The offset applied.
     pub offset: i64,
+}
+
+/// The answer of `POST /v1/webhooks/{id}/recover`.
+#[derive(Debug, Serialize)]
+pub struct Recovered {
+    /// Failed deliveries sent back to pending.
+    pub recovered: u64,
+    /// The cap stopped it: call again for the rest of the window.
+    pub more: bool,
 }
 
 /// `{"events":[...],"limit":N,"offset":N}`.

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use super::idempotency::{HEADER as IDEMPOTENCY_HEADER, MAX_KEY_BYTES, REPLAYED_HEADER};
 use super::json::{
-    EVENT_TYPE_PATTERN, MAX_ATTEMPT_TIMEOUT_SECS, MAX_DELIVERY_ATTEMPTS, MAX_EVENT_TYPES,
+    DEFAULT_PREVIOUS_VALID_FOR_SECS, EVENT_TYPE_PATTERN, MAX_ATTEMPT_TIMEOUT_SECS,
+    MAX_DELIVERY_ATTEMPTS, MAX_EVENT_TYPES, MAX_PREVIOUS_VALID_FOR_SECS,
     MAX_RETRY_MAX_BACKOFF_SECS, MAX_RETRY_MIN_BACKOFF_SECS,
 };
 use super::query::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
@@ -132,6 +133,18 @@ pub fn document() -> Value {
                 "delete": {"operationId": "deleteWebhook", "summary": "Delete a webhook with its deliveries and attempts", "tags": ["webhooks"],
                     "responses": common(json!({"204": {"description": "Deleted."}, "404": error_response("Invalid id (code 2) or no such webhook (code 5).")}))}
             },
+            "/v1/webhooks/{webhook_id}/rotate-secret": {
+                "parameters": [id_param("webhook_id")],
+                "post": {"operationId": "rotateWebhookSecret", "summary": "Replace the signing secret; the old one keeps signing beside it for previous_valid_for seconds", "tags": ["webhooks"],
+                    "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SecretRotation"}}}},
+                    "responses": common(with_body_errors(json!({"200": ok("The webhook, with previous_secret_expires_at.", "Webhook"), "404": error_response("Invalid id (code 2) or no such webhook (code 5).")})))}
+            },
+            "/v1/webhooks/{webhook_id}/recover": {
+                "parameters": [id_param("webhook_id")],
+                "post": {"operationId": "recoverWebhook", "summary": "Send the webhook's failed deliveries created in a window again, with a fresh attempt budget", "tags": ["webhooks"],
+                    "requestBody": body("RecoveryWindow"),
+                    "responses": common(with_body_errors(json!({"200": ok("How many went back to pending; more is true when the cap stopped it.", "Recovered"), "404": error_response("Invalid id (code 2) or no such webhook (code 5).")})))}
+            },
             "/v1/deliveries": {
                 "get": {"operationId": "listDeliveries", "summary": "List deliveries, newest first", "tags": ["deliveries"],
                     "parameters": list_params(vec![
@@ -226,8 +239,19 @@ fn schemas() -> Value {
                 "event_types": event_types
             }},
         "Webhook": {"allOf": [{"$ref": "#/components/schemas/WebhookInput"}, {"type": "object",
-            "required": ["id", "secret_token", "active", "created_at", "updated_at", "event_types"],
-            "properties": {"id": uuid, "created_at": time, "updated_at": time}}]},
+            "required": ["id", "secret_token", "active", "created_at", "updated_at", "event_types", "disabled_reason", "disabled_at", "previous_secret_expires_at"],
+            "properties": {"id": uuid, "created_at": time, "updated_at": time,
+                "disabled_reason": {"type": "string", "nullable": true, "description": "Why postmand deactivated it (410 Gone, or only failures for POSTMAND_DISABLE_AFTER_HOURS); null otherwise. A PUT with active true clears it."},
+                "disabled_at": {"type": "string", "format": "date-time", "nullable": true},
+                "previous_secret_expires_at": {"type": "string", "format": "date-time", "nullable": true, "description": "Until when the secret replaced by the last rotation still signs; null when none does."}}}]},
+        "SecretRotation": {"type": "object", "properties": {
+            "secret_token": {"type": "string", "minLength": 1, "maxLength": 1024, "description": "The new secret; absent means a generated whsec_ secret (32 random bytes)."},
+            "previous_valid_for": {"type": "integer", "minimum": 0, "maximum": MAX_PREVIOUS_VALID_FOR_SECS, "default": DEFAULT_PREVIOUS_VALID_FOR_SECS, "description": "Seconds the replaced secret keeps signing."}}},
+        "RecoveryWindow": {"type": "object", "required": ["since"], "properties": {
+            "since": {"type": "string", "format": "date-time", "description": "Failed deliveries created at or after this time."},
+            "until": {"type": "string", "format": "date-time", "description": "... and before this one (default: now); later than since."}}},
+        "Recovered": {"type": "object", "required": ["recovered", "more"], "properties": {
+            "recovered": {"type": "integer"}, "more": {"type": "boolean"}}},
         "DeliveryInput": {"type": "object", "required": ["webhook_id"], "properties": {
             "webhook_id": {"type": "string", "format": "uuid", "description": "UUID v4 of an existing webhook"},
             "payload": {"type": "string", "description": "The exact body to POST; no NUL characters."}}},

@@ -184,6 +184,8 @@ fn handle(
         Route::RetryDelivery(id) => deliveries::retry(context, id),
         Route::ListAttempts => attempts::list(context, query),
         Route::GetAttempt(id) => attempts::get(context, id),
+        Route::RotateSecret(id) => webhooks::rotate_secret(context, id, body),
+        Route::RecoverWebhook(id) => webhooks::recover(context, id, body),
         Route::ListEvents => events::list(context, query),
         Route::CreateEvent => events::create(context, body, key),
         Route::GetEvent(id) => events::get(context, id),

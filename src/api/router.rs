@@ -40,6 +40,10 @@ pub enum Route {
     ListAttempts,
     /// `GET /v1/delivery-attempts/{id}`
     GetAttempt(Uuid),
+    /// `POST /v1/webhooks/{id}/rotate-secret`
+    RotateSecret(Uuid),
+    /// `POST /v1/webhooks/{id}/recover`
+    RecoverWebhook(Uuid),
     /// `GET /v1/events`
     ListEvents,
     /// `POST /v1/events`
@@ -64,6 +68,8 @@ impl Route {
             Route::RetryDelivery(_) => "POST /v1/deliveries/{delivery_id}/retry",
             Route::ListAttempts => "GET /v1/delivery-attempts",
             Route::GetAttempt(_) => "GET /v1/delivery-attempts/{delivery_attempt_id}",
+            Route::RotateSecret(_) => "POST /v1/webhooks/{webhook_id}/rotate-secret",
+            Route::RecoverWebhook(_) => "POST /v1/webhooks/{webhook_id}/recover",
             Route::ListEvents => "GET /v1/events",
             Route::CreateEvent => "POST /v1/events",
             Route::GetEvent(_) => "GET /v1/events/{event_id}",
@@ -83,6 +89,8 @@ const METHODS: &[&str] = &[
 pub const PATHS: &[(&str, &[&str])] = &[
     ("/v1/webhooks", &["GET", "POST"]),
     ("/v1/webhooks/{webhook_id}", &["GET", "PUT", "DELETE"]),
+    ("/v1/webhooks/{webhook_id}/rotate-secret", &["POST"]),
+    ("/v1/webhooks/{webhook_id}/recover", &["POST"]),
     ("/v1/deliveries", &["GET", "POST"]),
     ("/v1/deliveries/{delivery_id}", &["GET", "DELETE"]),
     ("/v1/deliveries/{delivery_id}/retry", &["POST"]),
@@ -127,6 +135,10 @@ fn table(method: &str, segments: &[&str]) -> Option<Result<Route, ApiError>> {
         ("GET", ["v1", "webhooks", webhook]) => id(webhook).map(Route::GetWebhook),
         ("PUT", ["v1", "webhooks", webhook]) => id(webhook).map(Route::UpdateWebhook),
         ("DELETE", ["v1", "webhooks", webhook]) => id(webhook).map(Route::DeleteWebhook),
+        ("POST", ["v1", "webhooks", webhook, "rotate-secret"]) => {
+            id(webhook).map(Route::RotateSecret)
+        }
+        ("POST", ["v1", "webhooks", webhook, "recover"]) => id(webhook).map(Route::RecoverWebhook),
         ("GET", ["v1", "deliveries"]) => Ok(Route::ListDeliveries),
         ("POST", ["v1", "deliveries"]) => Ok(Route::CreateDelivery),
         ("GET", ["v1", "deliveries", delivery]) => id(delivery).map(Route::GetDelivery),
@@ -281,6 +293,8 @@ mod tests {
             Route::ListEvents,
             Route::CreateEvent,
             Route::GetEvent(id()),
+            Route::RotateSecret(id()),
+            Route::RecoverWebhook(id()),
         ];
         let index = |route: &Route| match route {
             Route::ListWebhooks => 0,
@@ -298,9 +312,11 @@ mod tests {
             Route::ListEvents => 12,
             Route::CreateEvent => 13,
             Route::GetEvent(_) => 14,
+            Route::RotateSecret(_) => 15,
+            Route::RecoverWebhook(_) => 16,
         };
         let indices: Vec<usize> = all.iter().map(index).collect();
-        assert_eq!(indices, (0..15).collect::<Vec<_>>());
+        assert_eq!(indices, (0..17).collect::<Vec<_>>());
         all
     }
 
@@ -338,7 +354,7 @@ mod tests {
         }
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), 15, "route names are unique");
+        assert_eq!(names.len(), 17, "route names are unique");
     }
 
     #[test]

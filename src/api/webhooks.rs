@@ -6,6 +6,7 @@ use super::errors::ApiError;
 use super::json::{self, WebhookJson, WebhookList};
 use super::query::Query;
 use super::{Context, Reply};
+use crate::store::deliveries;
 use crate::store::webhooks::{self, Filter};
 
 /// `GET /v1/webhooks`: by name, filtered by `active` and `created_at.*`.
@@ -62,4 +63,78 @@ pub fn delete(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
     }
     log::info!("webhook-deleted webhook_id={id}");
     Ok(Reply::no_content())
+}
+
+/// `POST /v1/webhooks/{id}/rotate-secret`: the given secret, or a generated `whsec_` one,
+/// becomes the webhook's; the one it replaces keeps signing beside it for `previous_valid_for`
+/// seconds (default a day). 200 with the webhook, whose `previous_secret_expires_at` says
+/// until when.
+pub fn rotate_secret(ctx: &Context, id: Uuid, body: &[u8]) -> Result<Reply, ApiError> {
+    let rotation = json::rotation(body)?;
+    let secret = match rotation.secret_token {
+        Some(secret) => secret,
+        None => generate_secret()?,
+    };
+    let webhook = webhooks::rotate_secret(
+        &mut *ctx.client()?,
+        id,
+        &secret,
+        rotation.previous_valid_for,
+    )?
+    .ok_or(ApiError::WebhookNotFound)?;
+    log::info!(
+        "webhook-secret-rotated webhook_id={id} previous_valid_for={}",
+        rotation.previous_valid_for
+    );
+    Reply::json(200, &WebhookJson::from(&webhook))
+}
+
+/// A Standard Webhooks secret: `whsec_` and 32 bytes from the OS's CSPRNG in base64.
+fn generate_secret() -> Result<String, ApiError> {
+    use base64::Engine;
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| {
+        log::error!("secret-generation-error error={e}");
+        ApiError::Internal
+    })?;
+    Ok(format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    ))
+}
+
+/// Most deliveries one `recover` call sends back; a larger window is recovered by calling again
+/// (the answer says `"more": true`).
+pub const RECOVER_CAP: u64 = 100_000;
+
+/// Deliveries per recovery statement, each its own short transaction.
+const RECOVER_BATCH: i64 = 1_000;
+
+/// `POST /v1/webhooks/{id}/recover`: its failed deliveries created in [`since`, `until`) go
+/// back to pending with a fresh attempt budget, in batches, synchronously, at most
+/// [`RECOVER_CAP`] per call. 200 `{"recovered": N, "more": bool}`. Pending ones are untouched,
+/// so a second call recovers nothing new.
+pub fn recover(ctx: &Context, id: Uuid, body: &[u8]) -> Result<Reply, ApiError> {
+    let window = json::recovery(body)?;
+    let mut client = ctx.client()?;
+    if webhooks::get(&mut *client, id)?.is_none() {
+        return Err(ApiError::WebhookNotFound);
+    }
+    let mut recovered = 0;
+    let more = loop {
+        let batch = RECOVER_BATCH.min(i64::try_from(RECOVER_CAP - recovered).unwrap_or(0));
+        let moved = deliveries::recover_batch(&mut *client, id, window.since, window.until, batch)?;
+        recovered += moved;
+        if moved < batch as u64 {
+            break false;
+        }
+        if recovered >= RECOVER_CAP {
+            break true;
+        }
+    };
+    if recovered > 0 {
+        ctx.notifier.poke();
+    }
+    log::info!("webhook-recovered webhook_id={id} recovered={recovered} more={more}");
+    Reply::json(200, &json::Recovered { recovered, more })
 }

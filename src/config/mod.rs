@@ -134,6 +134,21 @@ pub const SETTINGS: &[Setting] = &[
         doc: "How long the first answer to an `Idempotency-Key` is replayed (1-8760 hours); workers delete expired keys.",
     },
     Setting {
+        name: "POSTMAND_DISABLE_AFTER_HOURS",
+        default: "120",
+        doc: "Workers deactivate a webhook whose attempts have all failed for this many hours, with at least 10 failed attempts (0-8760; 0 turns it off).",
+    },
+    Setting {
+        name: "POSTMAND_OPERATIONAL_WEBHOOK_URL",
+        default: "",
+        doc: "When set, an http(s) URL that receives a signed `webhook.disabled` notice, through the queue, whenever postmand deactivates a webhook.",
+    },
+    Setting {
+        name: "POSTMAND_OPERATIONAL_WEBHOOK_SECRET",
+        default: "",
+        doc: "The signing secret of those notices (like a webhook's `secret_token`; `whsec_` + base64 for Standard Webhooks); required with the URL.",
+    },
+    Setting {
         name: "POSTMAND_LOG_LEVEL",
         default: "info",
         doc: "error, warn, info, debug or trace; RUST_LOG, when set, wins.",
@@ -164,6 +179,25 @@ const WORKER_BATCH_SIZE: (u64, u64) = (1, 100);
 const DUMP_MAX_BYTES: (u64, u64) = (1024, 16 * 1024 * 1024);
 const RETENTION_DAYS: (u64, u64) = (1, 36_500);
 const IDEMPOTENCY_HOURS: (u64, u64) = (1, 8760);
+const DISABLE_AFTER_HOURS: (u64, u64) = (0, 8760);
+
+/// Where postmand's own notices go (`POSTMAND_OPERATIONAL_WEBHOOK_*`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct OperationalWebhook {
+    /// An http or https URL.
+    pub url: String,
+    /// The signing secret.
+    pub secret: String,
+}
+
+impl fmt::Debug for OperationalWebhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OperationalWebhook")
+            .field("url", &redact_url(&self.url))
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
 
 /// The validated configuration of one process.
 #[derive(Clone)]
@@ -215,6 +249,11 @@ pub struct Config {
     pub retention_days: Option<u32>,
     /// `POSTMAND_IDEMPOTENCY_HOURS`: how long an idempotency key's answer is replayed.
     pub idempotency_hours: u32,
+    /// `POSTMAND_DISABLE_AFTER_HOURS`: failure-only span after which a webhook is deactivated;
+    /// 0 never.
+    pub disable_after_hours: u32,
+    /// `POSTMAND_OPERATIONAL_WEBHOOK_URL` and `_SECRET`: where notices of disabled webhooks go.
+    pub operational_webhook: Option<OperationalWebhook>,
     /// `POSTMAND_LOG_LEVEL`: the logger's filter. Defaults to `info`.
     pub log_level: String,
     /// `POSTMAND_LOG_FORMAT`: JSON lines instead of text. Defaults to text.
@@ -379,6 +418,7 @@ impl Config {
                 "comma-separated CIDRs or IP addresses, such as {DEFAULT_ENDPOINT_DENY} ({e})"
             ),
         })?;
+        let operational_webhook = operational_webhook(&raw)?;
         let retention = raw("POSTMAND_RETENTION_DAYS");
         let retention_days = if retention.is_empty() {
             None
@@ -411,6 +451,8 @@ impl Config {
             api_token,
             retention_days,
             idempotency_hours: int("POSTMAND_IDEMPOTENCY_HOURS", IDEMPOTENCY_HOURS)? as u32,
+            disable_after_hours: int("POSTMAND_DISABLE_AFTER_HOURS", DISABLE_AFTER_HOURS)? as u32,
+            operational_webhook,
             log_level,
             log_json,
         })
@@ -460,6 +502,8 @@ impl fmt::Debug for Config {
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .field("retention_days", &self.retention_days)
             .field("idempotency_hours", &self.idempotency_hours)
+            .field("disable_after_hours", &self.disable_after_hours)
+            .field("operational_webhook", &self.operational_webhook)
             .field("log_level", &self.log_level)
             .field("log_json", &self.log_json)
             .finish()
@@ -471,6 +515,38 @@ fn default_of(name: &str) -> &'static str {
         .iter()
         .find(|s| s.name == name)
         .map_or("", |s| s.default)
+}
+
+/// `POSTMAND_OPERATIONAL_WEBHOOK_URL` and `_SECRET`: both or neither.
+fn operational_webhook(
+    raw: &impl Fn(&'static str) -> String,
+) -> Result<Option<OperationalWebhook>, Error> {
+    let url = raw("POSTMAND_OPERATIONAL_WEBHOOK_URL");
+    let secret = raw("POSTMAND_OPERATIONAL_WEBHOOK_SECRET");
+    if url.is_empty() {
+        return Ok(None);
+    }
+    if url.len() > 2083 || !crate::url::EndpointUrl::new(&url).is_valid() {
+        return Err(Error::Invalid {
+            name: "POSTMAND_OPERATIONAL_WEBHOOK_URL",
+            value: redact_url(&url),
+            expected: "an http or https URL with a host".into(),
+        });
+    }
+    let valid_secret = !secret.is_empty()
+        && secret.len() <= 1024
+        && !secret.contains('\0')
+        && !matches!(crate::model::whsec_key(&secret), Some(Err(_)));
+    if !valid_secret {
+        return Err(Error::Invalid {
+            name: "POSTMAND_OPERATIONAL_WEBHOOK_SECRET",
+            value: "<redacted>".into(),
+            expected: "a secret of 1-1024 bytes (whsec_ + base64 for Standard Webhooks), \
+                       required with POSTMAND_OPERATIONAL_WEBHOOK_URL"
+                .into(),
+        });
+    }
+    Ok(Some(OperationalWebhook { url, secret }))
 }
 
 fn bounded(name: &'static str, value: &str, (min, max): (u64, u64)) -> Result<u64, Error> {

@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "005_drop_status_index.sql"),
     migration!(6, "006_lean_indexes.sql"),
     migration!(7, "007_events_and_idempotency.sql"),
+    migration!(8, "008_failing_endpoints.sql"),
 ];
 
 /// Serialises concurrent `postmand migrate` runs (several containers starting at once).

@@ -30,7 +30,7 @@ use super::backoff;
 use super::limiter::{Admission, Limiter};
 use super::send::{self, AttemptResult, Outgoing, TransportError};
 use crate::db::{self, Pool, PooledClient};
-use crate::metrics::{AttemptOutcome, Metrics, Transition};
+use crate::metrics::{AttemptOutcome, DisableCause, Metrics, Transition};
 use crate::model::{DeliveryStatus, Exchange};
 use crate::shutdown::Shutdown;
 use crate::store::{self, queue};
@@ -53,6 +53,8 @@ pub struct Shared {
     pub batch_size: i64,
     /// Attempt counters.
     pub metrics: Arc<Metrics>,
+    /// When a failing webhook is deactivated, and who is told.
+    pub disable: queue::DisablePolicy,
 }
 
 /// One dispatcher thread's state.
@@ -265,6 +267,7 @@ impl Dispatcher {
         let mut last_took = Duration::ZERO;
         let mut records = Vec::with_capacity(batch.len());
         let mut counted = Vec::with_capacity(batch.len());
+        let mut gone = false;
         for claimed in &batch {
             if !records.is_empty()
                 && (self.shutdown.is_requested() || started.elapsed() + last_took > timeout)
@@ -278,6 +281,7 @@ impl Dispatcher {
                 url: &webhook.endpoint.url,
                 content_type: &webhook.endpoint.content_type,
                 secret: &webhook.endpoint.secret_token,
+                previous_secret: webhook.endpoint.previous_secret_token.as_deref(),
                 payload: claimed.payload.as_bytes(),
                 event_type: claimed.event_type.as_deref(),
                 timeout,
@@ -285,6 +289,9 @@ impl Dispatcher {
             last_took = sent.elapsed();
             shared.metrics.dispatcher_busy(false);
             let failure = result.error.as_ref().map(failure_outcome);
+            if is_gone(&webhook.endpoint, &result) {
+                gone = true;
+            }
             let record = outcome(&webhook.endpoint, claimed, result);
             let succeeded = record.exchange.success;
             counted.push(failure.unwrap_or(if succeeded {
@@ -301,7 +308,37 @@ impl Dispatcher {
         let slot_succeeded = slot.succeeded == Some(true);
 
         let moved = prepared.record_attempts(&mut tx, &records)?;
+        // A failed attempt ends a batch, so only the last can have failed.
+        let deactivated = match records.last() {
+            Some(last) if !last.exchange.success && moved.contains(&last.delivery_id) => {
+                let failure = queue::Failure {
+                    webhook_id: webhook.id,
+                    failures: 1,
+                    after_success: records.len() > 1,
+                    first_failed_at: last.ended_at,
+                    gone: gone.then(|| GONE_REASON.to_string()),
+                };
+                queue::webhook_failed(&mut tx, &failure, shared.disable)?
+            }
+            _ => None,
+        };
         tx.commit().map_err(store::Error::from)?;
+        if let Some(deactivated) = deactivated {
+            log::warn!(
+                "webhook-disabled webhook_id={} reason={:?} notice_queued={}",
+                webhook.id,
+                deactivated.reason,
+                deactivated.notified
+            );
+            shared.metrics.webhook_disabled(if gone {
+                DisableCause::Gone
+            } else {
+                DisableCause::Failing
+            });
+            if deactivated.notified {
+                let _ = self.wake_tx.try_send(());
+            }
+        }
         for (record, counted) in records.iter().zip(counted) {
             if !moved.contains(&record.delivery_id) {
                 log::warn!("delivery-not-pending delivery_id={}", record.delivery_id);
@@ -446,9 +483,25 @@ fn loggable_error(error: &str, url: &str) -> String {
     error.replace(endpoint.without_userinfo().as_ref(), &endpoint.origin())
 }
 
+/// Why a webhook whose endpoint answered 410 was deactivated.
+pub const GONE_REASON: &str = "endpoint answered 410 Gone";
+
+/// Whether an exchange is the endpoint saying it is gone for good: a whole 410 response, unless
+/// the webhook lists 410 among its valid status codes (then it is a success like any other).
+fn is_gone(webhook: &queue::Endpoint, result: &AttemptResult) -> bool {
+    result.error.is_none()
+        && result.status_code == 410
+        && !webhook.valid_status_codes.contains(&410)
+}
+
+/// Statuses whose `Retry-After` is honoured: "slow down" in the Standard Webhooks spec.
+const SLOW_DOWN: [i32; 3] = [429, 503, 504];
+
 /// Judges an exchange: succeeded when a response arrived whole with a valid status code;
 /// otherwise failed once the attempts reach the webhook's maximum, else pending again after the
-/// backoff. A transport error is stored as its text (`Post "<url>": ...`), none as "".
+/// backoff, or after the response's `Retry-After` when it asks for longer on a 429, 503 or 504
+/// (capped at `retry_max_backoff`; the attempt's error says when the cap cut it). A transport
+/// error is stored as its text (`Post "<url>": ...`), none as "".
 pub fn outcome(
     webhook: &queue::Endpoint,
     claimed: &queue::Claimed,
@@ -457,16 +510,35 @@ pub fn outcome(
     let success =
         result.error.is_none() && webhook.valid_status_codes.contains(&result.status_code);
     let attempts = claimed.delivery_attempts.saturating_add(1);
+    let mut note = None;
     let (status, retry_in_ms) = if success {
         (DeliveryStatus::Succeeded, None)
     } else if attempts >= webhook.max_delivery_attempts {
         (DeliveryStatus::Failed, None)
     } else {
-        let delay = backoff::delay(
+        let backoff = backoff::delay(
             claimed.delivery_attempts,
             webhook.retry_min_backoff,
             webhook.retry_max_backoff,
         );
+        let asked = result
+            .retry_after
+            .filter(|_| result.error.is_none() && SLOW_DOWN.contains(&result.status_code));
+        let delay = match asked {
+            Some(asked) => {
+                let cap =
+                    Duration::from_secs(u64::try_from(webhook.retry_max_backoff).unwrap_or(0));
+                if asked > cap {
+                    note = Some(format!(
+                        "Retry-After asked for {} s; waiting the webhook's retry_max_backoff of {} s",
+                        asked.as_secs(),
+                        cap.as_secs()
+                    ));
+                }
+                backoff.max(asked.min(cap))
+            }
+            None => backoff,
+        };
         (
             DeliveryStatus::Pending,
             Some(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
@@ -486,6 +558,7 @@ pub fn outcome(
             error: result
                 .error
                 .map(|error| error.to_string())
+                .or(note)
                 .unwrap_or_default(),
         },
         ended_at: Instant::now(),
@@ -508,6 +581,7 @@ mod tests {
             content_type: String::new(),
             valid_status_codes: vec![200, 201],
             secret_token: String::new(),
+            previous_secret_token: None,
             max_delivery_attempts: max,
             delivery_attempt_timeout: 1,
             retry_min_backoff: 10,
@@ -524,8 +598,44 @@ mod tests {
         }
     }
 
+    #[test]
+    fn retry_after_lengthens_the_backoff_of_a_slow_down_up_to_the_cap() {
+        let asking = |status: i32, secs: u64| AttemptResult {
+            retry_after: Some(Duration::from_secs(secs)),
+            ..result(status, None)
+        };
+        // Backoff 10 s (first failure), cap 60 s.
+        let within = outcome(&webhook(5), &claimed(0), asking(429, 30));
+        assert_eq!(within.retry_in_ms, Some(30_000));
+        assert_eq!(within.exchange.error, "");
+        let shorter = outcome(&webhook(5), &claimed(0), asking(503, 2));
+        assert_eq!(
+            shorter.retry_in_ms,
+            Some(10_000),
+            "never less than the backoff"
+        );
+        let beyond = outcome(&webhook(5), &claimed(0), asking(504, 7200));
+        assert_eq!(beyond.retry_in_ms, Some(60_000));
+        assert_eq!(
+            beyond.exchange.error,
+            "Retry-After asked for 7200 s; waiting the webhook's retry_max_backoff of 60 s"
+        );
+        let other = outcome(&webhook(5), &claimed(0), asking(500, 30));
+        assert_eq!(
+            other.retry_in_ms,
+            Some(10_000),
+            "only 429, 503 and 504 ask to slow down"
+        );
+        let last = outcome(&webhook(1), &claimed(0), asking(429, 30));
+        assert_eq!(
+            (last.status, last.retry_in_ms),
+            (DeliveryStatus::Failed, None)
+        );
+    }
+
     fn result(status_code: i32, error: Option<TransportError>) -> AttemptResult {
         AttemptResult {
+            retry_after: None,
             raw_request: String::new(),
             raw_response: String::new(),
             status_code,

@@ -27,6 +27,7 @@ use crate::db::{self, Pool};
 use crate::liveness::Liveness;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use crate::store;
 use dispatcher::{Dispatcher, Shared};
 use limiter::Limiter;
 
@@ -96,15 +97,27 @@ impl Workers {
         metrics: Arc<Metrics>,
         liveness: &Liveness,
     ) -> Result<Workers, StartError> {
+        let unreachable = |cause: String| {
+            StartError::Db(db::Error::Unreachable {
+                target: config.redacted_database_url(),
+                mode: db::sslmode_of(&config.database_url),
+                cause,
+            })
+        };
+        if let Some(operational) = &config.operational_webhook {
+            let mut client = db::checkout(&pool).map_err(StartError::Db)?;
+            store::webhooks::ensure_operational(
+                &mut *client,
+                &operational.url,
+                &operational.secret,
+            )
+            .map_err(|e| unreachable(format!("cannot set up the operational webhook: {e}")))?;
+        }
         let mut sessions = Vec::with_capacity(config.worker_concurrency);
         for _ in 0..config.worker_concurrency {
             let session = dispatcher::Session::open(&pool).map_err(|e| match e {
                 dispatcher::DispatchError::Checkout(e) => StartError::Db(e),
-                other => StartError::Db(db::Error::Unreachable {
-                    target: config.redacted_database_url(),
-                    mode: db::sslmode_of(&config.database_url),
-                    cause: other.to_string(),
-                }),
+                other => unreachable(other.to_string()),
             })?;
             sessions.push(session);
         }
@@ -115,6 +128,13 @@ impl Workers {
             poll: config.polling_interval,
             batch_size: config.worker_batch_size as i64,
             metrics,
+            disable: store::queue::DisablePolicy {
+                after_hours: config.disable_after_hours,
+                operational_webhook: config
+                    .operational_webhook
+                    .as_ref()
+                    .map(|_| store::webhooks::OPERATIONAL_WEBHOOK_ID),
+            },
         });
         shared.metrics.set_dispatchers(config.worker_concurrency);
         let listener = wakeup::spawn_listener(

@@ -28,6 +28,9 @@ pub struct Outgoing<'a> {
     pub content_type: &'a str,
     /// The webhook's secret; empty means unsigned.
     pub secret: &'a str,
+    /// The secret a rotation replaced, while it still signs: `Webhook-Signature` then carries
+    /// a signature by each, the new one first (the Standard Webhooks way to rotate).
+    pub previous_secret: Option<&'a str>,
     /// The body.
     pub payload: &'a [u8],
     /// The type of the event the delivery was made for, sent as `X-Postmand-Event`.
@@ -50,6 +53,22 @@ pub struct AttemptResult {
     /// Why the exchange failed on the wire: no response arrived, or its body could not be
     /// read; `None` when a response arrived whole (whatever its status).
     pub error: Option<TransportError>,
+    /// The response's `Retry-After`, as a wait from now (see [`retry_after`]); `None` without
+    /// one or when it is malformed.
+    pub retry_after: Option<Duration>,
+}
+
+/// A `Retry-After` value as a wait from `now`: delay-seconds (`120`) or an HTTP-date (`Wed, 21
+/// Oct 2015 07:28:00 GMT`; one in the past is no wait). Anything else is `None`, and ignored.
+pub fn retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only: a number too large for u64 is still a wait longer than any cap.
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = date.with_timezone(&chrono::Utc) - now;
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 /// How an exchange failed below HTTP semantics, sorted by what went wrong (for metrics and
@@ -228,10 +247,16 @@ impl Sender {
                     status_code: 0,
                     duration_ms,
                     error: Some(TransportError::from_ureq(&e, out.url)),
+                    retry_after: None,
                 };
             }
         };
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| retry_after(value, chrono::Utc::now()));
         let first_line = format!(
             "{:?} {} {}",
             response.version(),
@@ -277,6 +302,7 @@ impl Sender {
             status_code: i32::from(status.as_u16()),
             duration_ms,
             error,
+            retry_after,
         }
     }
 }
@@ -298,10 +324,17 @@ fn request_headers(out: &Outgoing<'_>, timestamp: i64) -> Vec<(String, Vec<u8>)>
         ),
     ];
     if !out.secret.is_empty() {
-        headers.push((
-            "Webhook-Signature".to_string(),
-            signature::standard_signature(out.secret, &id, timestamp, out.payload).into_bytes(),
-        ));
+        let mut signatures = signature::standard_signature(out.secret, &id, timestamp, out.payload);
+        if let Some(previous) = out.previous_secret.filter(|p| !p.is_empty()) {
+            signatures.push(' ');
+            signatures.push_str(&signature::standard_signature(
+                previous,
+                &id,
+                timestamp,
+                out.payload,
+            ));
+        }
+        headers.push(("Webhook-Signature".to_string(), signatures.into_bytes()));
         headers.push((
             "X-Hub-Signature".to_string(),
             signature::hub_signature(out.secret, out.payload).into_bytes(),
@@ -372,12 +405,38 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:20:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(480))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past"
+        );
+        for malformed in ["", "-5", "1.5", "soon", "2015-10-21T07:28:00Z", "120s"] {
+            assert_eq!(retry_after(malformed, now), None, "{malformed:?}");
+        }
+    }
+
+    #[test]
     fn signed_request_headers_in_dump_order() {
         let out = Outgoing {
             delivery_id: Uuid::nil(),
             url: "https://httpbin.org/post",
             content_type: "application/json",
             secret: "my-secret-token",
+            previous_secret: None,
             payload: br#"{"success": true}"#,
             event_type: Some("invoice.paid"),
             timeout: Duration::from_secs(1),

@@ -190,6 +190,30 @@ pub fn retry(client: &mut impl GenericClient, id: Uuid) -> Result<RetryOutcome, 
     })
 }
 
+/// Sends up to `$4` failed deliveries of webhook `$1` created in [`$2`, `$3`) (`$3` NULL: no
+/// end) round again, oldest first, as [`RETRY`] does: pending, due now, a fresh budget. Rows
+/// locked by someone else are skipped; the next batch finds them. A pending delivery is never
+/// touched, so recovering twice changes nothing the second time.
+const RECOVER: &str = "UPDATE deliveries SET status = 'pending', delivery_attempts = 0, \
+    scheduled_at = now(), updated_at = now() \
+    WHERE id IN ( \
+        SELECT id FROM deliveries \
+        WHERE webhook_id = $1 AND status = 'failed' AND created_at >= $2 \
+          AND ($3::timestamptz IS NULL OR created_at < $3) \
+        ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+    AND status = 'failed'";
+
+/// One recovery batch (see [`RECOVER`]); returns how many deliveries went back to pending.
+pub fn recover_batch(
+    client: &mut impl GenericClient,
+    webhook_id: Uuid,
+    since: chrono::DateTime<chrono::Utc>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    batch: i64,
+) -> Result<u64, Error> {
+    Ok(client.execute(RECOVER, &[&webhook_id, &since, &until, &batch])?)
+}
+
 /// Deletes up to `$2` finished deliveries (their attempts go with them) last changed more than
 /// `$1` days ago. Rows locked by someone else (a retry request) are skipped, so retention never
 /// waits on the API and the API never waits long on retention.

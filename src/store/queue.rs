@@ -31,7 +31,9 @@ const LISTEN: &str = "LISTEN postmand_deliveries";
 /// `$1` is the time to judge "due" at; NULL means `now()`.
 pub const DUE_WEBHOOKS: &str = "SELECT w.id, w.url, w.content_type, w.valid_status_codes, \
     w.secret_token, w.max_delivery_attempts, w.delivery_attempt_timeout, w.retry_min_backoff, \
-    w.retry_max_backoff \
+    w.retry_max_backoff, \
+    CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret_token END \
+        AS previous_secret_token \
     FROM webhooks w CROSS JOIN LATERAL ( \
         SELECT p.scheduled_at, p.id FROM deliveries p \
         WHERE p.webhook_id = w.id AND p.status = 'pending' \
@@ -51,7 +53,9 @@ pub const DUE_WEBHOOKS: &str = "SELECT w.id, w.url, w.content_type, w.valid_stat
 pub const CLAIM_NEXT: &str = "WITH due AS ( \
         SELECT w.id, w.url, w.content_type, w.valid_status_codes, w.secret_token, \
             w.max_delivery_attempts, w.delivery_attempt_timeout, w.retry_min_backoff, \
-            w.retry_max_backoff, head.scheduled_at AS head_due, head.id AS head_id \
+            w.retry_max_backoff, head.scheduled_at AS head_due, head.id AS head_id, \
+            CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret_token END \
+                AS previous_secret_token \
         FROM webhooks w CROSS JOIN LATERAL ( \
             SELECT p.scheduled_at, p.id FROM deliveries p \
             WHERE p.webhook_id = w.id AND p.status = 'pending' \
@@ -63,7 +67,7 @@ pub const CLAIM_NEXT: &str = "WITH due AS ( \
     first AS (SELECT * FROM due ORDER BY head_due, head_id LIMIT 1) \
     SELECT f.id, f.url, f.content_type, f.valid_status_codes, f.secret_token, \
         f.max_delivery_attempts, f.delivery_attempt_timeout, f.retry_min_backoff, \
-        f.retry_max_backoff, (SELECT count(*) FROM due) > 1 AS others, \
+        f.retry_max_backoff, f.previous_secret_token, (SELECT count(*) FROM due) > 1 AS others, \
         d.id AS delivery_id, d.payload, d.delivery_attempts, \
         (SELECT e.event_type FROM events e WHERE e.id = d.event_id) AS event_type \
     FROM first f LEFT JOIN LATERAL ( \
@@ -170,7 +174,9 @@ pub fn reset_dispatcher_session(client: &mut impl GenericClient) -> Result<(), E
 /// plan: with statistics taken while the queue was short, PostgreSQL walked that index through
 /// every pending row for each batch (measured: 13 ms per record on average and up to 3 s with
 /// 170,000 rows queued for an inactive webhook), where it must look each delivery up by primary
-/// key.
+/// key. A batch (one webhook's) that succeeded throughout stops its webhook's failure clock
+/// (issue 16): a probe of a table that holds only failing webhooks, with no write for a healthy
+/// one. A batch with a failure goes on with [`WEBHOOK_FAILED`].
 pub const RECORD_ATTEMPTS: &str = "WITH input AS ( \
         SELECT i.*, clock_timestamp() - i.ended_ago_ms * interval '1 millisecond' AS ended_at \
         FROM unnest($1::uuid[], $2::varchar[], $3::bigint[], $4::uuid[], $5::text[], \
@@ -184,13 +190,129 @@ pub const RECORD_ATTEMPTS: &str = "WITH input AS ( \
             updated_at = clock_timestamp() \
         FROM input i \
         WHERE d.id = i.delivery_id AND d.status || '' = 'pending' \
-        RETURNING d.id, d.webhook_id) \
+        RETURNING d.id, d.webhook_id), \
+    healed AS ( \
+        DELETE FROM webhook_failures f \
+        WHERE f.webhook_id IN (SELECT m.webhook_id FROM moved m) \
+          AND (SELECT bool_and(i.success) FROM input i)) \
     INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, \
         response_status_code, execution_duration, success, error, created_at) \
     SELECT i.attempt_id, m.webhook_id, m.id, i.raw_request, i.raw_response, \
         i.response_status_code, i.execution_duration, i.success, i.error, i.ended_at \
     FROM moved m JOIN input i ON i.delivery_id = m.id \
     RETURNING delivery_id";
+
+/// After a batch of webhook `$1` that ended with `$2` failed attempts (`$3`: after a success
+/// in the same batch, which restarted the clock; `$4`: how many milliseconds ago the first of
+/// them ended), in the batch's transaction: advances its failure clock and deactivates it when
+/// `$6` names a reason (410 Gone), or when its attempts have all failed for `$5` hours (0: never)
+/// with at least `$8` failed. Never the operational webhook `$7` itself. A deactivation queues
+/// a `webhook.disabled` notice (delivery id `$9`) for `$7`, when it exists. Returns a row only
+/// when it deactivated the webhook: the reason, the time, and whether a notice was queued.
+pub const WEBHOOK_FAILED: &str = "WITH state AS ( \
+        INSERT INTO webhook_failures AS f (webhook_id, failing_since, failures) \
+        VALUES ($1, clock_timestamp() - $4::bigint * interval '1 millisecond', $2) \
+        ON CONFLICT (webhook_id) DO UPDATE SET \
+            failing_since = CASE WHEN $3 THEN EXCLUDED.failing_since ELSE f.failing_since END, \
+            failures = CASE WHEN $3 THEN EXCLUDED.failures ELSE f.failures + EXCLUDED.failures END \
+        RETURNING failing_since, failures), \
+    verdict AS ( \
+        SELECT CASE \
+            WHEN $6::text IS NOT NULL THEN $6::text \
+            WHEN $5::integer > 0 AND s.failures >= $8::integer \
+                AND s.failing_since <= now() - $5::integer * interval '1 hour' \
+            THEN format('every attempt failed for %s hours: %s failed attempts since %s', \
+                $5::integer, s.failures, \
+                to_char(s.failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')) \
+            END AS reason \
+        FROM state s), \
+    disabled AS ( \
+        UPDATE webhooks w SET active = false, disabled_reason = v.reason, disabled_at = now(), \
+            updated_at = now() \
+        FROM verdict v \
+        WHERE w.id = $1 AND w.active AND v.reason IS NOT NULL \
+          AND w.id IS DISTINCT FROM $7::uuid \
+        RETURNING w.id, w.disabled_reason, w.disabled_at), \
+    notice AS ( \
+        INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, \
+            status, created_at, updated_at) \
+        SELECT $9::uuid, o.id, json_build_object('type', 'webhook.disabled', \
+                'webhook_id', d.id, 'reason', d.disabled_reason, \
+                'at', to_char(d.disabled_at AT TIME ZONE 'UTC', \
+                    'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))::text, \
+            now(), 0, 'pending', now(), now() \
+        FROM disabled d JOIN webhooks o ON o.id = $7::uuid \
+        RETURNING id) \
+    SELECT d.disabled_reason, d.disabled_at, EXISTS (SELECT 1 FROM notice) AS notified \
+    FROM disabled d";
+
+/// Failed attempts after which the failure-only span may deactivate a webhook.
+pub const MIN_FAILURES_TO_DISABLE: i32 = 10;
+
+/// What [`webhook_failed`] decides about a webhook whose batch ended in a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The webhook.
+    pub webhook_id: Uuid,
+    /// Failed attempts in the batch.
+    pub failures: i32,
+    /// A success came before them in the batch: the clock restarts.
+    pub after_success: bool,
+    /// When the first of them ended.
+    pub first_failed_at: Instant,
+    /// A reason to deactivate it now whatever the clock says (the endpoint answered 410).
+    pub gone: Option<String>,
+}
+
+/// The rules of [`webhook_failed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisablePolicy {
+    /// `POSTMAND_DISABLE_AFTER_HOURS`; 0 never.
+    pub after_hours: u32,
+    /// The operational webhook, which is never deactivated and gets the notices.
+    pub operational_webhook: Option<Uuid>,
+}
+
+/// A deactivation [`webhook_failed`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deactivated {
+    /// Why.
+    pub reason: String,
+    /// When (database clock).
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Whether a `webhook.disabled` notice was queued.
+    pub notified: bool,
+}
+
+/// Runs [`WEBHOOK_FAILED`] in the transaction that records the batch.
+pub fn webhook_failed(
+    client: &mut impl GenericClient,
+    failure: &Failure,
+    policy: DisablePolicy,
+) -> Result<Option<Deactivated>, Error> {
+    let failed_ago_ms =
+        i64::try_from(failure.first_failed_at.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let after_hours = i32::try_from(policy.after_hours).unwrap_or(i32::MAX);
+    let row = client.query_opt(
+        WEBHOOK_FAILED,
+        &[
+            &failure.webhook_id,
+            &failure.failures,
+            &failure.after_success,
+            &failed_ago_ms,
+            &after_hours,
+            &failure.gone,
+            &policy.operational_webhook,
+            &MIN_FAILURES_TO_DISABLE,
+            &Uuid::now_v7(),
+        ],
+    )?;
+    Ok(row.map(|row| Deactivated {
+        reason: row.get("disabled_reason"),
+        at: row.get("disabled_at"),
+        notified: row.get("notified"),
+    }))
+}
 
 /// An active webhook with due deliveries, and what sending to it needs, as it is now (re-read
 /// on every claim, so an edit applies to the next batch).
@@ -214,6 +336,8 @@ pub struct Endpoint {
     pub valid_status_codes: Vec<i32>,
     /// The signing secret; empty means unsigned.
     pub secret_token: String,
+    /// The secret a rotation replaced, while it still signs (beside `secret_token`).
+    pub previous_secret_token: Option<String>,
     /// Attempts after which a delivery fails.
     pub max_delivery_attempts: i32,
     /// Seconds one attempt may take.
@@ -287,6 +411,7 @@ fn due_webhook(row: &postgres::Row) -> DueWebhook {
             content_type: row.get("content_type"),
             valid_status_codes: row.get("valid_status_codes"),
             secret_token: row.get("secret_token"),
+            previous_secret_token: row.get("previous_secret_token"),
             max_delivery_attempts: row.get("max_delivery_attempts"),
             delivery_attempt_timeout: row.get("delivery_attempt_timeout"),
             retry_min_backoff: row.get("retry_min_backoff"),

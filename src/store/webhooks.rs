@@ -6,12 +6,15 @@ use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use super::{CreatedRange, Error, Page, by_id, page_of};
-use crate::model::{Webhook, WebhookSettings};
+use crate::model::{Disabled, Webhook, WebhookSettings};
 
 /// One webhook by id; columns in the order [`from_row`] reads them.
 const GET: &str = "SELECT id, name, url, content_type, valid_status_codes, secret_token, active, \
     max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff, \
-    event_types, created_at, updated_at FROM webhooks WHERE id = $1";
+    event_types, created_at, updated_at, disabled_reason, disabled_at, \
+    CASE WHEN previous_secret_expires_at > now() THEN previous_secret_expires_at END \
+        AS previous_secret_expires_at \
+    FROM webhooks WHERE id = $1";
 
 /// Inserts a webhook; the database stamps both timestamps.
 const INSERT: &str = "INSERT INTO webhooks (id, name, url, content_type, valid_status_codes, \
@@ -20,11 +23,57 @@ const INSERT: &str = "INSERT INTO webhooks (id, name, url, content_type, valid_s
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now(), now()) \
     RETURNING created_at, updated_at";
 
-/// Replaces every setting of a webhook; `created_at` stays.
-const UPDATE: &str = "UPDATE webhooks SET name = $2, url = $3, content_type = $4, \
+/// Replaces every setting of a webhook; `created_at` stays. Activating it (`$7`) clears why
+/// postmand disabled it, and restarts the failure clock of one that was inactive, so a webhook
+/// turned back on is judged by its attempts from now on.
+const UPDATE: &str = "WITH before AS ( \
+        SELECT active FROM webhooks WHERE id = $1 FOR NO KEY UPDATE), \
+    restarted AS ( \
+        DELETE FROM webhook_failures \
+        WHERE webhook_id = $1 AND $7 AND NOT (SELECT active FROM before)) \
+    UPDATE webhooks SET name = $2, url = $3, content_type = $4, \
     valid_status_codes = $5, secret_token = $6, active = $7, max_delivery_attempts = $8, \
     delivery_attempt_timeout = $9, retry_min_backoff = $10, retry_max_backoff = $11, \
-    event_types = $12, updated_at = now() WHERE id = $1 RETURNING created_at, updated_at";
+    event_types = $12, \
+    disabled_reason = CASE WHEN $7 THEN NULL ELSE disabled_reason END, \
+    disabled_at = CASE WHEN $7 THEN NULL ELSE disabled_at END, \
+    updated_at = now() WHERE id = $1 \
+    RETURNING created_at, updated_at, disabled_reason, disabled_at, \
+        CASE WHEN previous_secret_expires_at > now() THEN previous_secret_expires_at END \
+            AS previous_secret_expires_at";
+
+/// Makes `$2` the secret and keeps the current one signing for `$3` seconds more (none when
+/// the current one is empty: an unsigned webhook has nothing to keep).
+const ROTATE_SECRET: &str = "UPDATE webhooks SET \
+    previous_secret_token = CASE WHEN secret_token = '' THEN NULL ELSE secret_token END, \
+    previous_secret_expires_at = CASE WHEN secret_token = '' OR $3 = 0 THEN NULL \
+        ELSE now() + $3::integer * interval '1 second' END, \
+    secret_token = $2, updated_at = now() \
+    WHERE id = $1 \
+    RETURNING id, name, url, content_type, valid_status_codes, secret_token, active, \
+    max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff, \
+    event_types, created_at, updated_at, disabled_reason, disabled_at, \
+    previous_secret_expires_at";
+
+/// The id of the operational webhook, the row postmand keeps for its own notices
+/// (`POSTMAND_OPERATIONAL_WEBHOOK_URL`). A v4 UUID, like every webhook id.
+pub const OPERATIONAL_WEBHOOK_ID: Uuid = Uuid::from_u128(0x706f_7374_6d61_4e64_8000_0000_0000_0001);
+
+/// The event type the operational webhook subscribes to, so that no client event reaches it.
+pub const OPERATIONAL_EVENT_TYPE: &str = "postmand.operational";
+
+/// Creates the operational webhook, or points it at `$2` signed with `$3` when either changed.
+/// Its other settings are an ordinary webhook's, which a client may change with `PUT` (a
+/// deactivated one stays deactivated).
+const ENSURE_OPERATIONAL: &str = "INSERT INTO webhooks (id, name, url, content_type, \
+    valid_status_codes, secret_token, active, max_delivery_attempts, delivery_attempt_timeout, \
+    retry_min_backoff, retry_max_backoff, event_types, created_at, updated_at) \
+    VALUES ($1, 'postmand operational notices', $2, 'application/json', '{200,201,202,204}', \
+        $3, true, 20, 10, 10, 3600, ARRAY[$4::varchar], now(), now()) \
+    ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, secret_token = EXCLUDED.secret_token, \
+        updated_at = now() \
+    WHERE webhooks.url IS DISTINCT FROM EXCLUDED.url \
+       OR webhooks.secret_token IS DISTINCT FROM EXCLUDED.secret_token";
 
 /// Deletes a webhook; its deliveries and attempts go with it (ON DELETE CASCADE).
 const DELETE: &str = "DELETE FROM webhooks WHERE id = $1";
@@ -33,7 +82,10 @@ const DELETE: &str = "DELETE FROM webhooks WHERE id = $1";
 /// parameter means "no filter".
 const LIST: &str = "SELECT id, name, url, content_type, valid_status_codes, secret_token, active, \
     max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff, \
-    event_types, created_at, updated_at FROM webhooks \
+    event_types, created_at, updated_at, disabled_reason, disabled_at, \
+    CASE WHEN previous_secret_expires_at > now() THEN previous_secret_expires_at END \
+        AS previous_secret_expires_at \
+    FROM webhooks \
     WHERE ($1::boolean IS NULL OR active = $1) \
     AND ($2::timestamptz IS NULL OR created_at > $2) \
     AND ($3::timestamptz IS NULL OR created_at >= $3) \
@@ -68,7 +120,19 @@ fn from_row(row: &Row) -> Webhook {
         },
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
+        disabled: disabled(row),
+        previous_secret_expires_at: row.get("previous_secret_expires_at"),
     }
+}
+
+/// The `disabled_reason` and `disabled_at` columns of `row`.
+fn disabled(row: &Row) -> Option<Disabled> {
+    let reason: Option<String> = row.get("disabled_reason");
+    let at: Option<DateTime<Utc>> = row.get("disabled_at");
+    Some(Disabled {
+        reason: reason?,
+        at: at?,
+    })
 }
 
 /// `$1` = the id, `$2..$12` = the settings, as [`INSERT`] and [`UPDATE`] number them.
@@ -101,6 +165,8 @@ pub fn insert(
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
         settings,
+        disabled: None,
+        previous_secret_expires_at: None,
     })
 }
 
@@ -111,16 +177,44 @@ pub fn update(
     settings: WebhookSettings,
 ) -> Result<Option<Webhook>, Error> {
     let row = client.query_opt(UPDATE, &row_params(&id, &settings))?;
-    Ok(row.map(|row| {
-        let (created_at, updated_at): (DateTime<Utc>, DateTime<Utc>) =
-            (row.get("created_at"), row.get("updated_at"));
-        Webhook {
-            id,
-            settings,
-            created_at,
-            updated_at,
-        }
+    Ok(row.map(|row| Webhook {
+        id,
+        settings,
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        disabled: disabled(&row),
+        previous_secret_expires_at: row.get("previous_secret_expires_at"),
     }))
+}
+
+/// Rotates a webhook's secret to `secret`, the old one signing too for `previous_valid_for`
+/// seconds (see [`ROTATE_SECRET`]). `None` when no webhook has that id.
+pub fn rotate_secret(
+    client: &mut impl GenericClient,
+    id: Uuid,
+    secret: &str,
+    previous_valid_for: i32,
+) -> Result<Option<Webhook>, Error> {
+    let row = client.query_opt(ROTATE_SECRET, &[&id, &secret, &previous_valid_for])?;
+    Ok(row.as_ref().map(from_row))
+}
+
+/// Makes sure the operational webhook exists and posts to `url` signed with `secret`.
+pub fn ensure_operational(
+    client: &mut impl GenericClient,
+    url: &str,
+    secret: &str,
+) -> Result<(), Error> {
+    client.execute(
+        ENSURE_OPERATIONAL,
+        &[
+            &OPERATIONAL_WEBHOOK_ID,
+            &url,
+            &secret,
+            &OPERATIONAL_EVENT_TYPE,
+        ],
+    )?;
+    Ok(())
 }
 
 /// Deletes a webhook and everything under it. Returns whether it existed.
