@@ -111,6 +111,16 @@ fn wal_lsn(client: &mut postgres::Client) -> Result<String> {
         .get(0))
 }
 
+/// Flushes the WAL written so far: pg_walinspect reads nothing past the flushed end ("cannot
+/// accept future start/end LSN"), and with `synchronous_commit = off` (scripts/test.sh's
+/// server, where the smoke run goes) the last commits are flushed by the WAL writer only later.
+/// A WAL switch flushes everything before it. (A synchronous commit would not do: a transaction
+/// that writes no WAL of its own commits without a flush.)
+fn flush_wal(client: &mut postgres::Client) -> Result<()> {
+    client.batch_execute("SELECT pg_switch_wal()")?;
+    Ok(())
+}
+
 /// One client, one message in flight: `plan.cost_messages` create→arrival round trips on a
 /// fresh database, after a warm-up.
 pub(crate) fn one_client(
@@ -167,6 +177,7 @@ pub(crate) fn one_client(
         .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
         .is_ok()
     {
+        flush_wal(&mut client)?;
         client
             .query(WAL_BY_RELATION, &[&wal_before, &wal_after])?
             .iter()
