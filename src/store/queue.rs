@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use postgres::GenericClient;
+use postgres::types::Type;
 use uuid::Uuid;
 
 use super::Error;
@@ -293,18 +294,19 @@ pub fn webhook_failed(
     let failed_ago_ms =
         i64::try_from(failure.first_failed_at.elapsed().as_millis()).unwrap_or(i64::MAX);
     let after_hours = i32::try_from(policy.after_hours).unwrap_or(i32::MAX);
-    let row = client.query_opt(
+    // Typed parameters: one round trip, no separate prepare.
+    let row = client.query_typed_opt(
         WEBHOOK_FAILED,
         &[
-            &failure.webhook_id,
-            &failure.failures,
-            &failure.after_success,
-            &failed_ago_ms,
-            &after_hours,
-            &failure.gone,
-            &policy.operational_webhook,
-            &MIN_FAILURES_TO_DISABLE,
-            &Uuid::now_v7(),
+            (&failure.webhook_id, Type::UUID),
+            (&failure.failures, Type::INT4),
+            (&failure.after_success, Type::BOOL),
+            (&failed_ago_ms, Type::INT8),
+            (&after_hours, Type::INT4),
+            (&failure.gone, Type::TEXT),
+            (&policy.operational_webhook, Type::UUID),
+            (&MIN_FAILURES_TO_DISABLE, Type::INT4),
+            (&Uuid::now_v7(), Type::UUID),
         ],
     )?;
     Ok(row.map(|row| Deactivated {
