@@ -28,6 +28,23 @@ pub(crate) fn drain(db: &Database, receiver: &Receiver, n: usize, endpoints: usi
         &[&ids],
     )?;
     client.batch_execute("NOTIFY postmand_deliveries")?;
+    let rate = wait_drained(&mut client, receiver, before, n, started)?;
+    client.execute(
+        "UPDATE webhooks SET active = false WHERE id = ANY($1)",
+        &[&ids],
+    )?;
+    Ok(rate)
+}
+
+/// Waits until the receiver has had `n` requests more than `before` and no delivery is
+/// pending; deliveries per second since `started`.
+pub(crate) fn wait_drained(
+    client: &mut postgres::Client,
+    receiver: &Receiver,
+    before: u64,
+    n: usize,
+    started: Instant,
+) -> Result<f64> {
     let deadline = started + Duration::from_secs(300);
     // Watch the receiver (free) rather than count pending rows (a query that would compete
     // with the drain), then confirm in the database.
@@ -37,7 +54,7 @@ pub(crate) fn drain(db: &Database, receiver: &Receiver, n: usize, endpoints: usi
         }
         thread::sleep(Duration::from_millis(5));
     }
-    while pending(&mut client)? > 0 {
+    while pending(client)? > 0 {
         if Instant::now() > deadline {
             return Err("drain did not finish in 300 s".into());
         }
@@ -48,10 +65,6 @@ pub(crate) fn drain(db: &Database, receiver: &Receiver, n: usize, endpoints: usi
     if delivered < n as u64 {
         return Err(format!("receiver got {delivered} of {n}").into());
     }
-    client.execute(
-        "UPDATE webhooks SET active = false WHERE id = ANY($1)",
-        &[&ids],
-    )?;
     Ok(n as f64 / elapsed)
 }
 
@@ -223,26 +236,33 @@ pub(crate) fn api_webhook(db: &Database) -> Result<uuid::Uuid> {
     insert_webhook(&mut client, "http://127.0.0.1:9/", false, 5)
 }
 
-/// `clients` keep-alive clients create deliveries for `webhook` as fast as they can for
-/// `api_secs`.
-pub(crate) fn api_throughput(
-    webhook: uuid::Uuid,
-    server: &Postmand,
-    plan: &Plan,
-    clients: usize,
-) -> Result<ApiFigures> {
-    let url = format!("http://{}/v1/deliveries", server.api);
+/// The body of `POST /v1/deliveries` that the API figures send, for `webhook`.
+pub(crate) fn delivery_body(webhook: uuid::Uuid) -> String {
+    format!("{{\"webhook_id\":\"{webhook}\",\"payload\":\"{{\\\"event\\\":\\\"api-bench\\\"}}\"}}")
+}
+
+/// What the API figures load: `body` POSTed to `url` by `clients` keep-alive clients, as fast
+/// as they can for `secs`; every answer but a 201 is an error.
+pub(crate) struct Load<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) body: &'a str,
+    pub(crate) clients: usize,
+    pub(crate) secs: u64,
+}
+
+/// [`Load`] with the driver's own ureq clients.
+pub(crate) fn api_throughput(load: &Load<'_>) -> Result<ApiFigures> {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
-    for _ in 0..clients {
-        let url = url.clone();
+    for _ in 0..load.clients {
+        let url = load.url.to_string();
+        let body = load.body.to_string();
         let stop = Arc::clone(&stop);
         let errors = Arc::clone(&errors);
         let run_started = Instant::now();
         threads.push(thread::spawn(move || {
             let agent = agent();
-            let body = format!("{{\"webhook_id\":\"{webhook}\",\"payload\":\"{{\\\"event\\\":\\\"api-bench\\\"}}\"}}");
             let mut latencies = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
@@ -271,7 +291,7 @@ pub(crate) fn api_throughput(
         }));
     }
     let started = Instant::now();
-    thread::sleep(Duration::from_secs(plan.api_secs));
+    thread::sleep(Duration::from_secs(load.secs));
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for t in threads {
@@ -288,31 +308,25 @@ pub(crate) fn api_throughput(
     })
 }
 
-/// The API figures with wrk as the load: `clients` keep-alive connections on 2 threads for
-/// `api_secs`, creating deliveries for `webhook`.
-pub(crate) fn api_throughput_wrk(
-    wrk: &str,
-    webhook: uuid::Uuid,
-    server: &Postmand,
-    plan: &Plan,
-    clients: usize,
-) -> Result<ApiFigures> {
+/// [`Load`] with wrk: the clients are keep-alive connections on 2 threads.
+pub(crate) fn api_throughput_wrk(wrk: &str, load: &Load<'_>) -> Result<ApiFigures> {
     let script =
         std::env::temp_dir().join(format!("postmand-bench-wrk-{}.lua", std::process::id()));
     std::fs::write(
         &script,
         format!(
             "wrk.method = \"POST\"\n\
-             wrk.body = '{{\"webhook_id\":\"{webhook}\",\"payload\":\"{{\\\\\"event\\\\\":\\\\\"api-bench\\\\\"}}\"}}'\n\
-             wrk.headers[\"Content-Type\"] = \"application/json\"\n"
+             wrk.body = '{}'\n\
+             wrk.headers[\"Content-Type\"] = \"application/json\"\n",
+            load.body.replace('\\', "\\\\").replace('\'', "\\'")
         ),
     )?;
     let output = Command::new(wrk)
-        .args(["-t", "2", "-c", &clients.to_string(), "-d"])
-        .arg(format!("{}s", plan.api_secs))
+        .args(["-t", "2", "-c", &load.clients.to_string(), "-d"])
+        .arg(format!("{}s", load.secs))
         .args(["--latency", "-s"])
         .arg(&script)
-        .arg(format!("http://{}/v1/deliveries", server.api))
+        .arg(load.url)
         .output()?;
     let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -324,6 +338,14 @@ pub(crate) fn api_throughput_wrk(
         .into());
     }
     parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output: {text}").into())
+}
+
+/// [`Load`] with wrk when there is one, else with ureq clients; the name of the client used.
+pub(crate) fn api_load(args: &Args, load: &Load<'_>) -> Result<(ApiFigures, &'static str)> {
+    Ok(match &args.wrk {
+        Some(wrk) => (api_throughput_wrk(wrk, load)?, "wrk"),
+        None => (api_throughput(load)?, "ureq"),
+    })
 }
 
 /// Rate, p50, p99, max and errors from wrk's `--latency` report.

@@ -342,14 +342,14 @@ fn run() -> Result<()> {
             let mut server = Postmand::start(binary, &db.url, &plan, "all")?;
             server.wait_ready()?;
             for clients in [plan.api_clients, plan.api_crowd] {
-                let webhook = api_webhook(&db)?;
-                let (api, client) = match &args.wrk {
-                    Some(wrk) => (
-                        api_throughput_wrk(wrk, webhook, &server, &plan, clients)?,
-                        "wrk",
-                    ),
-                    None => (api_throughput(webhook, &server, &plan, clients)?, "ureq"),
+                let body = delivery_body(api_webhook(&db)?);
+                let load = Load {
+                    url: &format!("http://{}/v1/deliveries", server.api),
+                    body: &body,
+                    clients,
+                    secs: plan.api_secs,
                 };
+                let (api, client) = api_load(&args, &load)?;
                 let name = format!("API creates, {clients} keep-alive clients ({client}){label}");
                 let (rate_target, rate_met) = if clients == plan.api_clients {
                     (
