@@ -5,7 +5,8 @@
 //! Figures (see issue 6): drain throughput (1 and 10 endpoints), live create-to-arrival latency
 //! at a steady rate, API create throughput with keep-alive clients, the same latency beside a
 //! dead endpoint's backlog, peak RSS of `postmand --role all`, the pgbench ceiling of the same
-//! claim-and-record SQL, and the receiver's own rate.
+//! claim-and-record SQL, and the receiver's own rate. Issue 14 added what one message costs
+//! (`cost.rs`); issue 15 events fanned out to 1, 10 and 100 webhooks (`events.rs`).
 //!
 //! Usage: bench --admin-url URL --postmand PATH --pgbench PATH [--smoke] [--out FILE]
 
@@ -19,6 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod cost;
+mod events;
 mod figures;
 mod pgbench;
 mod receiver;
@@ -54,6 +56,13 @@ pub(crate) struct Plan {
     /// Issue 14: clients of the fresh-versus-warm figure, and round trips per client.
     pub(crate) clients: usize,
     pub(crate) clients_messages: usize,
+    /// Issue 15: counted seconds of event creates at each fan-out (`api_clients` clients).
+    pub(crate) events_secs: u64,
+    /// Issue 15: unmeasured seconds of event creates before them, then a wait of 11 s for the
+    /// statistics to settle; 0 skips both (the pool's connections are opened in the count).
+    pub(crate) events_warm_up_secs: u64,
+    /// Issue 15: events of the 100-way fan-out backlog that the events drain figure drains.
+    pub(crate) event_backlog: usize,
 }
 
 pub(crate) const FULL: Plan = Plan {
@@ -71,6 +80,9 @@ pub(crate) const FULL: Plan = Plan {
     cost_rounds: 3,
     clients: 8,
     clients_messages: 500,
+    events_secs: 10,
+    events_warm_up_secs: 1,
+    event_backlog: 200,
 };
 
 pub(crate) const SMOKE: Plan = Plan {
@@ -88,6 +100,9 @@ pub(crate) const SMOKE: Plan = Plan {
     cost_rounds: 1,
     clients: 2,
     clients_messages: 5,
+    events_secs: 1,
+    events_warm_up_secs: 0,
+    event_backlog: 3,
 };
 
 pub(crate) struct Args {
@@ -97,7 +112,7 @@ pub(crate) struct Args {
     pub(crate) smoke: bool,
     pub(crate) out: Option<String>,
     /// Run only the figures whose names contain this (receiver, pgbench, drain, live, api,
-    /// isolation), for profiling one at a time.
+    /// isolation, contention, cost, events), for profiling one at a time.
     pub(crate) only: Option<String>,
     /// Another postmand binary (e.g. main's, built in a `git worktree`) whose API figures are
     /// measured in the same run, for a before/after ratio.
@@ -389,8 +404,17 @@ fn run() -> Result<()> {
         }
     }
 
-    // 3b. Cost per message (issue 14): one client, then several on a fresh and a warm database.
+    // 3b. Events (issue 15): creates fanned out to 1, 10 and 100 webhooks, statements and
+    // commits per event, and the drain of a 100-way fan-out backlog. No baseline: a build
+    // older than issue 15 has no POST /v1/events.
     let mut breakdowns = String::new();
+    if wants("events") {
+        let (event_rows, breakdown) = events::figures(&args, &plan, &receiver)?;
+        rows.extend(event_rows);
+        breakdowns.push_str(&breakdown);
+    }
+
+    // 3c. Cost per message (issue 14): one client, then several on a fresh and a warm database.
     if wants("cost") {
         let mut binaries = vec![("", args.postmand.as_str())];
         if let Some(baseline) = &args.baseline {

@@ -6,7 +6,7 @@
 #   scripts/bench.sh            full run
 #   scripts/bench.sh --smoke    tiny loads, seconds (scripts/test.sh runs this)
 #   scripts/bench.sh --only api one figure (receiver, pgbench, drain, live, api, isolation,
-#                               contention, cost)
+#                               contention, cost, events)
 #   scripts/bench.sh --only api --baseline PATH
 #                               also measures another postmand binary (e.g. main's, built in a
 #                               `git worktree`) in the same run, for a before/after ratio
