@@ -40,8 +40,9 @@ struct Creates {
     statements: Option<(f64, f64)>,
     /// Transactions committed in the database during the counted run.
     commits: f64,
-    /// The statements of the counted run, calls and rows per event, for the breakdown table.
-    breakdown: Vec<(String, f64, f64)>,
+    /// The statements of the counted run for the breakdown table: calls and rows per event,
+    /// and mean microseconds per call.
+    breakdown: Vec<(String, f64, f64, f64)>,
 }
 
 /// Every row of this module, and the statement breakdown of the widest fan-out.
@@ -72,10 +73,12 @@ pub(crate) fn figures(args: &Args, plan: &Plan, receiver: &Receiver) -> Result<(
             Some(c.api.errors == 0),
         ));
         let per_event = format!("Events, fan-out {fan_out}");
+        // Exactly one call of the INSERT per event. The API's other statements and the
+        // database's other commits are its once-a-second check for listeners, autovacuum
+        // and the driver's few reads: a few in a thousand events, so "met" allows 5%, which
+        // still tells one per event from two, or from one per webhook.
         match c.statements {
             Some((inserts, all)) => {
-                // Exactly one call of the INSERT per event; "all" also holds the API's
-                // once-a-second check for listeners, so it may round above 1.00.
                 rows.push(row(
                     &format!("{per_event}: events INSERT statements per event"),
                     inserts / c.events,
@@ -87,8 +90,8 @@ pub(crate) fn figures(args: &Args, plan: &Plan, receiver: &Receiver) -> Result<(
                     &format!("{per_event}: statements of the API per event"),
                     all / c.events,
                     "statements",
-                    "1",
-                    Some(all / c.events < 1.005),
+                    "1 (< 1.05)",
+                    Some(all / c.events < 1.05),
                 ));
             }
             None => rows.push(row(
@@ -103,8 +106,8 @@ pub(crate) fn figures(args: &Args, plan: &Plan, receiver: &Receiver) -> Result<(
             &format!("{per_event}: commits per event"),
             c.commits / c.events,
             "commits",
-            "1",
-            Some(c.commits / c.events < 1.005),
+            "1 (< 1.05)",
+            Some(c.commits / c.events < 1.05),
         ));
         if fan_out == DRAIN_FAN_OUT {
             breakdown = render_statements(fan_out, plan.api_clients, &c);
@@ -227,12 +230,12 @@ fn creates(args: &Args, plan: &Plan, receiver: &Receiver, fan_out: usize) -> Res
         );
     }
     let events = events - events_before;
-    let breakdown: Vec<(String, f64, f64)> = if statements {
+    let breakdown: Vec<(String, f64, f64, f64)> = if statements {
         client
             .query(
                 &format!(
                     "{OWN} SELECT regexp_replace(query, '\\s+', ' ', 'g'), calls::float8, \
-                            rows::float8 \
+                            rows::float8, (mean_exec_time * 1000)::float8 \
                      FROM pg_stat_statements \
                      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                        AND query NOT LIKE '%{OWN}%' \
@@ -241,7 +244,7 @@ fn creates(args: &Args, plan: &Plan, receiver: &Receiver, fan_out: usize) -> Res
                 &[],
             )?
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect()
     } else {
         Vec::new()
@@ -249,10 +252,10 @@ fn creates(args: &Args, plan: &Plan, receiver: &Receiver, fan_out: usize) -> Res
     let statements = statements.then(|| {
         let inserts = breakdown
             .iter()
-            .filter(|(query, _, _)| query.contains("INSERT INTO events"))
-            .map(|(_, calls, _)| calls)
+            .filter(|(query, ..)| query.contains("INSERT INTO events"))
+            .map(|(_, calls, ..)| calls)
             .sum();
-        let all = breakdown.iter().map(|(_, calls, _)| calls).sum();
+        let all = breakdown.iter().map(|(_, calls, ..)| calls).sum();
         (inserts, all)
     });
     Ok(Creates {
@@ -263,7 +266,7 @@ fn creates(args: &Args, plan: &Plan, receiver: &Receiver, fan_out: usize) -> Res
         commits,
         breakdown: breakdown
             .into_iter()
-            .map(|(query, calls, rows)| (query, calls / events, rows / events))
+            .map(|(query, calls, rows, mean)| (query, calls / events, rows / events, mean))
             .collect(),
     })
 }
@@ -311,20 +314,20 @@ fn render_statements(fan_out: usize, clients: usize, c: &Creates) -> String {
     let mut out = format!(
         "\n### Statements per event, fan-out {fan_out}\n\n\
          Per event created, {} clients, `--role api`: {:.3} commits.\n\n\
-         | statement | calls | rows |\n|---|---:|---:|\n",
+         | statement | calls | rows | mean time (µs) |\n|---|---:|---:|---:|\n",
         clients,
         c.commits / c.events
     );
     if c.statements.is_none() {
-        out.push_str("| (pg_stat_statements is not preloaded on this server) | | |\n");
+        out.push_str("| (pg_stat_statements is not preloaded on this server) | | | |\n");
     }
-    for (query, calls, rows) in &c.breakdown {
+    for (query, calls, rows, mean) in &c.breakdown {
         let mut short: String = query.chars().take(110).collect();
         if short.len() < query.len() {
             short.push('…');
         }
         out.push_str(&format!(
-            "| `{}` | {calls:.4} | {rows:.4} |\n",
+            "| `{}` | {calls:.4} | {rows:.4} | {mean:.0} |\n",
             short.replace('|', "\\|").replace('`', "'")
         ));
     }
