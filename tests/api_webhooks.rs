@@ -38,29 +38,7 @@ fn create_webhook_returns_201_with_every_field_in_order() {
         without_times(body.clone()),
         with_state_fields(merge(webhook_body(), json!({"id": id, "event_types": []})))
     );
-    crate::common::assert_key_order(
-        &response.text(),
-        &[
-            "id",
-            "name",
-            "url",
-            "content_type",
-            "valid_status_codes",
-            "secret_token",
-            "active",
-            "max_delivery_attempts",
-            "delivery_attempt_timeout",
-            "retry_min_backoff",
-            "retry_max_backoff",
-            "created_at",
-            "updated_at",
-            // Issues 15 and 16, after the seed fields.
-            "event_types",
-            "disabled_reason",
-            "disabled_at",
-            "previous_secret_expires_at",
-        ],
-    );
+    crate::common::assert_key_order(&response.text(), fixtures::WEBHOOK_KEYS);
     assert_eq!(body["created_at"], body["updated_at"]);
     let stored = app.get(&format!("/v1/webhooks/{id}"));
     assert_eq!(stored.status, 200);

@@ -47,28 +47,7 @@ fn webhook_json_shows_event_types_after_the_seed_fields_and_put_replaces_them() 
         ),
     );
     assert_eq!(created.status, 201, "{}", created.text());
-    assert_key_order(
-        &created.text(),
-        &[
-            "id",
-            "name",
-            "url",
-            "content_type",
-            "valid_status_codes",
-            "secret_token",
-            "active",
-            "max_delivery_attempts",
-            "delivery_attempt_timeout",
-            "retry_min_backoff",
-            "retry_max_backoff",
-            "created_at",
-            "updated_at",
-            "event_types",
-            "disabled_reason",
-            "disabled_at",
-            "previous_secret_expires_at",
-        ],
-    );
+    assert_key_order(&created.text(), fixtures::WEBHOOK_KEYS);
     let webhook = created.json();
     assert_eq!(
         webhook["event_types"],

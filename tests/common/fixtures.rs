@@ -4,6 +4,27 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+/// The keys of webhook JSON, in wire order: the original's, then issue 15's and issue 16's.
+pub const WEBHOOK_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "url",
+    "content_type",
+    "valid_status_codes",
+    "secret_token",
+    "active",
+    "max_delivery_attempts",
+    "delivery_attempt_timeout",
+    "retry_min_backoff",
+    "retry_max_backoff",
+    "created_at",
+    "updated_at",
+    "event_types",
+    "disabled_reason",
+    "disabled_at",
+    "previous_secret_expires_at",
+];
+
 /// A valid webhook body; override fields with `merge`.
 pub fn webhook_body() -> Value {
     json!({
