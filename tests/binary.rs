@@ -183,13 +183,8 @@ fn migrate_upgrades_a_database_of_the_original() {
                  now(), now());",
         )
         .unwrap();
-    let event: uuid::Uuid = client
-        .query_one(
-            postmand::store::events::INSERT,
-            &[&uuid::Uuid::now_v7(), &"invoice.paid", &"{}"],
-        )
-        .unwrap()
-        .get("id");
+    let event =
+        postmand::store::events::insert_many(&mut client, &[("invoice.paid", "{}")]).unwrap()[0].id;
     let fanned: i64 = client
         .query_one(
             "SELECT count(*) FROM deliveries WHERE event_id = $1",

@@ -317,3 +317,92 @@ fn keys_expire_after_the_window_and_retention_deletes_them() {
         .collect();
     assert_eq!(left, ["old"]);
 }
+
+#[test]
+fn two_api_processes_racing_with_one_event_key_make_one_event_and_one_fan_out() {
+    // The loser of the race undoes its event and the deliveries it fanned out.
+    let db = TestDb::new("idempotency_two_apis_events");
+    let config = db.config();
+    let one = TestApp::start_with(db.share(), &config, Role::Api);
+    let two = TestApp::start_with(db, &config, Role::Api);
+    for _ in 0..3 {
+        fixtures::webhook_id(&one, json!({}));
+    }
+    for round in 0..10 {
+        let key = format!("event-race-{round}");
+        let body = json!({"event_type": "race.run", "payload": format!("p{round}")});
+        let barrier = Arc::new(Barrier::new(4));
+        let answers: Vec<Response> = thread::scope(|scope| {
+            let handles: Vec<_> = [one.api, two.api, one.api, two.api]
+                .into_iter()
+                .map(|api| {
+                    let (barrier, body, key) = (Arc::clone(&barrier), &body, &key);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        post_with_key(api, "/v1/events", key, body)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(answers.iter().all(|r| r.status == 201 || r.status == 409));
+        let created: Vec<&Response> = answers.iter().filter(|r| r.status == 201).collect();
+        assert!(
+            created.iter().all(|r| r.body == created[0].body),
+            "round {round}"
+        );
+    }
+    assert_eq!(count(&one, "SELECT count(*) FROM events"), 10);
+    assert_eq!(count(&one, "SELECT count(*) FROM deliveries"), 30);
+    assert_eq!(
+        count(
+            &one,
+            "SELECT count(*) FROM deliveries WHERE event_id IS NULL"
+        ),
+        0,
+        "no delivery of an undone event is left behind"
+    );
+}
+
+#[test]
+fn events_and_deliveries_created_together_share_the_writer() {
+    let app = TestApp::start("idempotency_mixed_batches");
+    let webhook_id = fixtures::webhook_id(&app, json!({}));
+    let clients = 16;
+    let barrier = Arc::new(Barrier::new(clients));
+    let answers: Vec<Response> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|i| {
+                let (barrier, webhook_id, api) = (Arc::clone(&barrier), &webhook_id, app.api);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let key = format!("mixed-{i}");
+                    if i % 2 == 0 {
+                        post_with_key(
+                            api,
+                            "/v1/events",
+                            &key,
+                            &json!({"event_type": "mixed", "payload": format!("{i}")}),
+                        )
+                    } else {
+                        post_with_key(
+                            api,
+                            "/v1/deliveries",
+                            &key,
+                            &json!({"webhook_id": webhook_id, "payload": format!("{i}")}),
+                        )
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        answers.iter().all(|r| r.status == 201),
+        "{:?}",
+        answers.iter().map(|r| r.text()).collect::<Vec<_>>()
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM events"), 8);
+    assert_eq!(count(&app, "SELECT count(*) FROM deliveries"), 16);
+    assert_eq!(count(&app, "SELECT count(*) FROM idempotency_keys"), 16);
+}

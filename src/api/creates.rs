@@ -1,6 +1,7 @@
-//! Group commit for `POST /v1/deliveries`: concurrent creates are written together.
+//! Group commit for `POST /v1/deliveries` and `POST /v1/events`: concurrent creates are written
+//! together.
 //!
-//! A handler hands its new delivery to [`Creates::create`] and waits. The writer thread takes
+//! A handler hands its new delivery or event to [`Creates::create`] and waits. The writer thread takes
 //! every create queued at that moment (up to [`MAX_BATCH`] and [`MAX_BATCH_BYTES`]), inserts
 //! them with one statement and one commit, and answers each handler. Only then does a handler
 //! answer 201, so a 201 still means "committed". Under load a commit (and its WAL flush), a
@@ -27,9 +28,9 @@ use super::errors::ApiError;
 use super::idempotency::Key;
 use crate::db::{self, Pool, PooledClient};
 use crate::liveness::Part;
-use crate::model::Delivery;
+use crate::model::{Delivery, Event};
 use crate::store::idempotency::{self, NewKey, Stored};
-use crate::store::{self, deliveries};
+use crate::store::{self, deliveries, events};
 
 /// Creates written by one statement at most.
 pub const MAX_BATCH: usize = 64;
@@ -48,10 +49,44 @@ pub const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
 /// Pause before a writer that panicked is replaced, or a failed spawn is tried again.
 const RESTART_PAUSE: Duration = Duration::from_millis(50);
 
+/// What one create makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum New {
+    /// A delivery of `payload` to webhook `webhook_id`.
+    Delivery {
+        /// The webhook (its existence is checked by the insert).
+        webhook_id: Uuid,
+        /// The bytes to POST.
+        payload: String,
+    },
+    /// An event, with a delivery for each subscribed webhook.
+    Event {
+        /// Its type.
+        event_type: String,
+        /// The bytes each delivery POSTs.
+        payload: String,
+    },
+}
+
+impl New {
+    fn payload(&self) -> &str {
+        match self {
+            New::Delivery { payload, .. } | New::Event { payload, .. } => payload,
+        }
+    }
+
+    /// `webhook_id=…` or `event_type=…`, for log lines.
+    fn describe(&self) -> String {
+        match self {
+            New::Delivery { webhook_id, .. } => format!("webhook_id={webhook_id}"),
+            New::Event { event_type, .. } => format!("event_type={event_type}"),
+        }
+    }
+}
+
 /// One handler's create, and where its answer goes.
 struct Job {
-    webhook_id: Uuid,
-    payload: String,
+    new: New,
     /// Its `Idempotency-Key`: the answer is stored in the create's transaction.
     key: Option<Key>,
     reply: Reply,
@@ -62,6 +97,8 @@ struct Job {
 pub enum Written {
     /// It queued this delivery.
     Created(Delivery),
+    /// It stored this event and queued its deliveries.
+    Event(Event),
     /// Another request with its `Idempotency-Key` was committed first (in another process):
     /// nothing was created, and this is that request's answer.
     Replay(Stored),
@@ -159,46 +196,38 @@ impl Creates {
         Ok((Creates { jobs }, supervisor))
     }
 
-    /// Queues a delivery and returns it once committed; 400 when its webhook does not exist,
-    /// 503 when the database is unavailable, the webhook is locked by a delete in progress, or
-    /// no answer came within [`ANSWER_DEADLINE`]. With a `key`, the answer is stored with the
-    /// delivery, or, when another process stored one for the key first, that one is returned.
-    pub fn create(
-        &self,
-        webhook_id: Uuid,
-        payload: String,
-        key: Option<Key>,
-    ) -> Result<Written, ApiError> {
+    /// Queues a delivery or an event and returns it once committed; 400 when a delivery's
+    /// webhook does not exist, 503 when the database is unavailable, the webhook is locked by a
+    /// delete in progress, or no answer came within [`ANSWER_DEADLINE`]. With a `key`, the
+    /// answer is stored in the same transaction, or, when another process stored one for the
+    /// key first, that one is returned.
+    pub fn create(&self, new: New, key: Option<Key>) -> Result<Written, ApiError> {
         let slot = Arc::new(AnswerSlot {
             answer: Mutex::new(Answer::Waiting),
             given: Condvar::new(),
         });
+        let what = new.describe();
         let job = Job {
-            webhook_id,
-            payload,
+            new,
             key,
             reply: Reply(Arc::clone(&slot)),
         };
         if self.jobs.send(Message::Create(job)).is_err() {
-            log::error!(
-                "delivery-create-error webhook_id={webhook_id} error=\"the writer is gone\""
-            );
+            log::error!("create-error {what} error=\"the writer is gone\"");
             return Err(ApiError::Unavailable);
         }
         match slot.wait(Instant::now() + ANSWER_DEADLINE) {
             Some(Answer::Given(answer)) => answer,
             None | Some(Answer::Waiting) => {
                 log::warn!(
-                    "delivery-create-timeout webhook_id={webhook_id} waited_ms={} \
-                     error=\"the writer did not answer in time\"",
+                    "create-timeout {what} waited_ms={} error=\"the writer did not answer in time\"",
                     ANSWER_DEADLINE.as_millis()
                 );
                 Err(ApiError::Unavailable)
             }
             Some(Answer::Dropped) => {
                 log::warn!(
-                    "delivery-create-error webhook_id={webhook_id} \
-                     error=\"the writer stopped with this create in hand\""
+                    "create-error {what} error=\"the writer stopped with this create in hand\""
                 );
                 Err(ApiError::Unavailable)
             }
@@ -210,6 +239,50 @@ impl Creates {
     #[doc(hidden)]
     pub fn panic_writer(&self) {
         let _ = self.jobs.send(Message::Panic);
+    }
+}
+
+/// What a create request got: what it made, or the stored answer to an earlier request with
+/// its `Idempotency-Key`.
+pub enum Created {
+    /// A queued delivery.
+    Delivery(Delivery),
+    /// A stored event, its deliveries queued.
+    Event(Event),
+    /// The first answer to this key, to give again.
+    Replayed(super::Reply),
+}
+
+/// One create request, with its optional `Idempotency-Key` (see `idempotency`): a key already
+/// in flight in this process is 409, a stored answer is replayed without touching the writer,
+/// anything else goes to the writer, which stores the key's answer with the create.
+pub(super) fn create_once(
+    ctx: &super::Context,
+    new: New,
+    key: Option<Key>,
+) -> Result<Created, ApiError> {
+    let _in_flight = match &key {
+        Some(key) => {
+            let guard = ctx.in_flight.enter(key)?;
+            let stored = idempotency::lookup(
+                &mut *ctx.client()?,
+                key.scope.as_str(),
+                &key.key,
+                ctx.idempotency_hours,
+            )?;
+            if let Some(stored) = stored {
+                return key.replay(stored).map(Created::Replayed);
+            }
+            Some(guard)
+        }
+        None => None,
+    };
+    match (ctx.creates.create(new, key.clone())?, &key) {
+        (Written::Created(delivery), _) => Ok(Created::Delivery(delivery)),
+        (Written::Event(event), _) => Ok(Created::Event(event)),
+        (Written::Replay(stored), Some(key)) => key.replay(stored).map(Created::Replayed),
+        // The writer replays only for a key.
+        (Written::Replay(_), None) => Err(ApiError::Internal),
     }
 }
 
@@ -293,7 +366,7 @@ fn write_until_closed(pool: &Pool, queue: &Receiver<Message>, idempotency_hours:
 /// create that would cross the byte cap is handed back to start the next batch. A test-hook
 /// message ends the batch and is left for the next `recv`.
 fn take_batch(first: Job, queue: &Receiver<Message>) -> (Vec<Job>, Option<Job>) {
-    let mut bytes = first.payload.len();
+    let mut bytes = first.new.payload().len();
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
         let Ok(message) = queue.try_recv() else {
@@ -303,10 +376,10 @@ fn take_batch(first: Job, queue: &Receiver<Message>) -> (Vec<Job>, Option<Job>) 
             Message::Create(job) => job,
             Message::Panic => panic!("test hook: the create writer panics"),
         };
-        if bytes + job.payload.len() > MAX_BATCH_BYTES {
+        if bytes + job.new.payload().len() > MAX_BATCH_BYTES {
             return (batch, Some(job));
         }
-        bytes += job.payload.len();
+        bytes += job.new.payload().len();
         batch.push(job);
     }
     (batch, None)
@@ -314,8 +387,7 @@ fn take_batch(first: Job, queue: &Receiver<Message>) -> (Vec<Job>, Option<Job>) 
 
 /// A create as the writer inserts it.
 struct NewCreate {
-    webhook_id: Uuid,
-    payload: String,
+    new: New,
     key: Option<Key>,
 }
 
@@ -327,15 +399,14 @@ fn write(
     batch: Vec<Job>,
     idempotency_hours: i32,
 ) {
-    let (new, replies): (Vec<NewCreate>, Vec<Reply>) = batch
+    let (creates, replies): (Vec<NewCreate>, Vec<Reply>) = batch
         .into_iter()
         .map(|job| {
-            let new = NewCreate {
-                webhook_id: job.webhook_id,
-                payload: job.payload,
+            let create = NewCreate {
+                new: job.new,
                 key: job.key,
             };
-            (new, job.reply)
+            (create, job.reply)
         })
         .unzip();
     if session.is_none() {
@@ -350,8 +421,8 @@ fn write(
         }
     }
     let answers = match session.as_mut() {
-        Some(session) => insert(&mut session.client, &new, idempotency_hours),
-        None => vec![Err(ApiError::Unavailable); new.len()],
+        Some(session) => insert(&mut session.client, &creates, idempotency_hours),
+        None => vec![Err(ApiError::Unavailable); creates.len()],
     };
     if session.as_ref().is_some_and(|s| s.client.is_closed()) {
         // The next batch takes a fresh connection.
@@ -362,95 +433,51 @@ fn write(
     }
 }
 
-/// One answer per new delivery, in order.
+/// One answer per create, in order.
 fn insert(
     client: &mut PooledClient,
-    new: &[NewCreate],
+    creates: &[NewCreate],
     idempotency_hours: i32,
 ) -> Vec<Result<Written, ApiError>> {
-    match insert_batch(client, new, idempotency_hours) {
+    match insert_batch(client, creates, idempotency_hours) {
         Ok(answers) => answers,
         // A webhook was deleted while the statement ran, or is being deleted (its row is
         // locked): one at a time, so only the creates that named it fail.
-        Err(e) if (e.is_foreign_key_violation() || e.is_lock_timeout()) && new.len() > 1 => {
-            insert_one_by_one(client, new, idempotency_hours)
+        Err(e) if (e.is_foreign_key_violation() || e.is_lock_timeout()) && creates.len() > 1 => {
+            insert_one_by_one(client, creates, idempotency_hours)
         }
         Err(e) if e.is_foreign_key_violation() => vec![Err(webhook_missing())],
         Err(e) if e.is_lock_timeout() => {
-            if let Some(create) = new.first() {
+            if let Some(create) = creates.first() {
                 log::warn!(
-                    "delivery-create-locked webhook_id={} error=\"the webhook is being deleted\"",
-                    create.webhook_id
+                    "create-locked {} error=\"the webhook is being deleted\"",
+                    create.new.describe()
                 );
             }
             vec![Err(ApiError::Unavailable)]
         }
-        Err(e) => vec![Err(ApiError::from(e)); new.len()],
+        Err(e) => vec![Err(ApiError::from(e)); creates.len()],
     }
 }
 
-/// The batch in one statement; with idempotency keys among it, in one transaction that also
-/// stores their answers (see [`insert_keyed`]).
+/// The batch's deliveries in one statement and its events in another; in one transaction when
+/// the batch holds both, or idempotency keys (see [`insert_keyed`]). A batch of one kind
+/// without keys is one statement and one commit.
 fn insert_batch(
     client: &mut PooledClient,
-    new: &[NewCreate],
+    creates: &[NewCreate],
     idempotency_hours: i32,
 ) -> Result<Vec<Result<Written, ApiError>>, store::Error> {
-    let rows: Vec<(Uuid, String)> = new
+    let kinds = creates
         .iter()
-        .map(|create| (create.webhook_id, create.payload.clone()))
-        .collect();
-    if new.iter().all(|create| create.key.is_none()) {
-        let created = deliveries::insert_many(&mut **client, &rows)?;
-        return Ok(created
-            .into_iter()
-            .map(|delivery| delivery.map(Written::Created).ok_or_else(webhook_missing))
-            .collect());
+        .map(|create| matches!(create.new, New::Event { .. }))
+        .collect::<std::collections::BTreeSet<bool>>();
+    if kinds.len() == 1 && creates.iter().all(|create| create.key.is_none()) {
+        return insert_rows(&mut **client, creates);
     }
-    insert_keyed(client, new, &rows, idempotency_hours)
-}
-
-/// Inserts the deliveries, then their keys' answers, in one transaction. A key another request
-/// stored first (another process, racing) makes its create undone before the commit; that
-/// request's answer is then read back and given instead.
-fn insert_keyed(
-    client: &mut PooledClient,
-    new: &[NewCreate],
-    rows: &[(Uuid, String)],
-    idempotency_hours: i32,
-) -> Result<Vec<Result<Written, ApiError>>, store::Error> {
     let mut tx = client.transaction()?;
-    let created = deliveries::insert_many(&mut tx, rows)?;
-    let mut answers: Vec<Result<Written, ApiError>> = created
-        .into_iter()
-        .map(|delivery| delivery.map(Written::Created).ok_or_else(webhook_missing))
-        .collect();
-    // Each keyed create that went in, with the answer it gives.
-    let mut keyed: Vec<(usize, &Key, Stored)> = Vec::new();
-    for (index, (create, answer)) in new.iter().zip(&mut answers).enumerate() {
-        if let (Some(key), Ok(Written::Created(delivery))) = (&create.key, &*answer) {
-            match super::deliveries::created_reply(delivery) {
-                Ok(reply) => keyed.push((index, key, key.stored(&reply))),
-                Err(e) => *answer = Err(e),
-            }
-        }
-    }
-    let new_keys: Vec<NewKey<'_>> = keyed
-        .iter()
-        .map(|(_, key, stored)| NewKey {
-            scope: key.scope.as_str(),
-            key: &key.key,
-            stored,
-        })
-        .collect();
-    let stored = idempotency::insert_many(&mut tx, &new_keys, idempotency_hours)?;
-    let mut lost = Vec::new();
-    for ((index, key, _), stored) in keyed.iter().zip(stored) {
-        if !stored && let Ok(Written::Created(delivery)) = &answers[*index] {
-            deliveries::delete(&mut tx, delivery.id)?;
-            lost.push((*index, *key));
-        }
-    }
+    let mut answers = insert_rows(&mut tx, creates)?;
+    let lost = store_keys(&mut tx, creates, &mut answers, idempotency_hours)?;
     tx.commit()?;
     for (index, key) in lost {
         answers[index] = match idempotency::lookup(
@@ -467,25 +494,124 @@ fn insert_keyed(
     Ok(answers)
 }
 
+/// Inserts the deliveries and the events of `creates` (one statement for each kind present);
+/// one answer per create, in order.
+fn insert_rows(
+    client: &mut impl postgres::GenericClient,
+    creates: &[NewCreate],
+) -> Result<Vec<Result<Written, ApiError>>, store::Error> {
+    let mut answers: Vec<Option<Result<Written, ApiError>>> = vec![None; creates.len()];
+    let (mut delivery_at, mut delivery_rows) = (Vec::new(), Vec::new());
+    let (mut event_at, mut event_rows) = (Vec::new(), Vec::new());
+    for (index, create) in creates.iter().enumerate() {
+        match &create.new {
+            New::Delivery {
+                webhook_id,
+                payload,
+            } => {
+                delivery_at.push(index);
+                delivery_rows.push((*webhook_id, payload.clone()));
+            }
+            New::Event {
+                event_type,
+                payload,
+            } => {
+                event_at.push(index);
+                event_rows.push((event_type.as_str(), payload.as_str()));
+            }
+        }
+    }
+    if !delivery_rows.is_empty() {
+        let created = deliveries::insert_many(client, &delivery_rows)?;
+        for (index, delivery) in delivery_at.into_iter().zip(created) {
+            answers[index] = Some(delivery.map(Written::Created).ok_or_else(webhook_missing));
+        }
+    }
+    if !event_rows.is_empty() {
+        let created = events::insert_many(client, &event_rows)?;
+        for (index, event) in event_at.into_iter().zip(created) {
+            answers[index] = Some(Ok(Written::Event(event)));
+        }
+    }
+    Ok(answers
+        .into_iter()
+        .map(|answer| answer.unwrap_or(Err(ApiError::Internal)))
+        .collect())
+}
+
+/// Stores the answers of the keyed creates that went in. A key another request stored first
+/// (another process, racing) has its create undone here, before the commit; those are
+/// returned, to be answered with the stored answer after it.
+fn store_keys<'a>(
+    tx: &mut postgres::Transaction<'_>,
+    creates: &'a [NewCreate],
+    answers: &mut [Result<Written, ApiError>],
+    idempotency_hours: i32,
+) -> Result<Vec<(usize, &'a Key)>, store::Error> {
+    let mut keyed: Vec<(usize, &Key, Stored)> = Vec::new();
+    for (index, (create, answer)) in creates.iter().zip(answers.iter_mut()).enumerate() {
+        let Some(key) = &create.key else { continue };
+        let reply = match &*answer {
+            Ok(Written::Created(delivery)) => super::deliveries::created_reply(delivery),
+            Ok(Written::Event(event)) => super::events::created_reply(event),
+            _ => continue,
+        };
+        match reply {
+            Ok(reply) => keyed.push((index, key, key.stored(&reply))),
+            Err(e) => *answer = Err(e),
+        }
+    }
+    let new_keys: Vec<NewKey<'_>> = keyed
+        .iter()
+        .map(|(_, key, stored)| NewKey {
+            scope: key.scope.as_str(),
+            key: &key.key,
+            stored,
+        })
+        .collect();
+    let stored = idempotency::insert_many(tx, &new_keys, idempotency_hours)?;
+    let mut lost = Vec::new();
+    for ((index, key, _), stored) in keyed.iter().zip(stored) {
+        if stored {
+            continue;
+        }
+        match &answers[*index] {
+            Ok(Written::Created(delivery)) => {
+                deliveries::delete(tx, delivery.id)?;
+            }
+            Ok(Written::Event(event)) => {
+                events::delete_with_deliveries(tx, event.id)?;
+            }
+            _ => {}
+        }
+        lost.push((*index, *key));
+    }
+    Ok(lost)
+}
+
 /// Each create on its own. A webhook found locked is not tried again in this batch: its other
 /// creates answer 503 at once, so a batch full of them costs one lock wait, not one each.
 fn insert_one_by_one(
     client: &mut PooledClient,
-    new: &[NewCreate],
+    creates: &[NewCreate],
     idempotency_hours: i32,
 ) -> Vec<Result<Written, ApiError>> {
     let mut locked: Vec<Uuid> = Vec::new();
-    new.chunks(1)
+    creates
+        .chunks(1)
         .map(|one| {
-            let webhook_id = one[0].webhook_id;
-            if locked.contains(&webhook_id) {
+            let webhook_id = match &one[0].new {
+                New::Delivery { webhook_id, .. } => Some(*webhook_id),
+                New::Event { .. } => None,
+            };
+            if webhook_id.is_some_and(|id| locked.contains(&id)) {
                 return Err(ApiError::Unavailable);
             }
             let answer = insert(client, one, idempotency_hours)
                 .pop()
                 .unwrap_or(Err(ApiError::Internal));
-            if matches!(answer, Err(ApiError::Unavailable)) {
-                locked.push(webhook_id);
+            if let (Err(ApiError::Unavailable), Some(id)) = (&answer, webhook_id) {
+                locked.push(id);
             }
             answer
         })
@@ -502,8 +628,10 @@ mod tests {
 
     fn job(payload_bytes: usize) -> Job {
         Job {
-            webhook_id: Uuid::nil(),
-            payload: "x".repeat(payload_bytes),
+            new: New::Delivery {
+                webhook_id: Uuid::nil(),
+                payload: "x".repeat(payload_bytes),
+            },
             key: None,
             reply: Reply(Arc::new(AnswerSlot {
                 answer: Mutex::new(Answer::Waiting),
@@ -513,7 +641,7 @@ mod tests {
     }
 
     fn sizes(batch: &[Job]) -> Vec<usize> {
-        batch.iter().map(|job| job.payload.len()).collect()
+        batch.iter().map(|job| job.new.payload().len()).collect()
     }
 
     #[test]

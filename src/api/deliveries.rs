@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::creates::Written;
+use super::creates::{Created, New, create_once};
 use super::errors::ApiError;
 use super::idempotency::{Key, Scope};
 use super::json::{self, DeliveryJson, DeliveryList};
@@ -10,7 +10,6 @@ use super::query::Query;
 use super::{Context, Reply};
 use crate::model::Delivery;
 use crate::store::deliveries::{self, Filter, RetryOutcome};
-use crate::store::idempotency;
 
 /// `GET /v1/deliveries`: newest first, filtered by `webhook_id`, `status`, `event_id` and
 /// `created_at.*`.
@@ -45,30 +44,14 @@ pub fn create(ctx: &Context, body: &[u8], key: Option<&str>) -> Result<Reply, Ap
         key,
         &[new.webhook_id.as_bytes(), new.payload.as_bytes()],
     )?;
-    let _in_flight = match &key {
-        Some(key) => {
-            let guard = ctx.in_flight.enter(key)?;
-            let stored = idempotency::lookup(
-                &mut *ctx.client()?,
-                key.scope.as_str(),
-                &key.key,
-                ctx.idempotency_hours,
-            )?;
-            if let Some(stored) = stored {
-                return key.replay(stored);
-            }
-            Some(guard)
-        }
-        None => None,
+    let create = New::Delivery {
+        webhook_id: new.webhook_id,
+        payload: new.payload,
     };
-    let written = ctx
-        .creates
-        .create(new.webhook_id, new.payload, key.clone())?;
-    let delivery = match (written, &key) {
-        (Written::Created(delivery), _) => delivery,
-        (Written::Replay(stored), Some(key)) => return key.replay(stored),
-        // The writer replays only for a key.
-        (Written::Replay(_), None) => return Err(ApiError::Internal),
+    let delivery = match create_once(ctx, create, key)? {
+        Created::Delivery(delivery) => delivery,
+        Created::Replayed(reply) => return Ok(reply),
+        Created::Event(_) => return Err(ApiError::Internal),
     };
     ctx.notifier.poke();
     ctx.metrics.delivery_created();

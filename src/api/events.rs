@@ -2,6 +2,7 @@
 
 use uuid::Uuid;
 
+use super::creates::{Created, New, create_once};
 use super::errors::ApiError;
 use super::idempotency::{Key, Scope};
 use super::json::{self, EventDetail, EventJson, EventList, MadeJson};
@@ -9,7 +10,6 @@ use super::query::Query;
 use super::{Context, Reply};
 use crate::model::Event;
 use crate::store::events::{self, Filter};
-use crate::store::idempotency::{self, NewKey};
 
 /// `GET /v1/events`: newest first, filtered by `event_type` and `created_at.*`.
 pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
@@ -32,8 +32,9 @@ pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
 }
 
 /// `POST /v1/events`: 201 with the event and how many deliveries it made (0 when no webhook
-/// subscribes: the event is kept all the same). One statement and one commit whatever the
-/// fan-out; with an `Idempotency-Key`, its answer is stored in the same transaction.
+/// subscribes: the event is kept all the same). Written by the group-commit writer: one
+/// statement for the event and its whole fan-out, one commit shared with the creates beside it;
+/// with an `Idempotency-Key`, its answer is stored in the same transaction.
 pub fn create(ctx: &Context, body: &[u8], key: Option<&str>) -> Result<Reply, ApiError> {
     let new = json::new_event(body)?;
     let key = Key::new(
@@ -41,42 +42,14 @@ pub fn create(ctx: &Context, body: &[u8], key: Option<&str>) -> Result<Reply, Ap
         key,
         &[new.event_type.as_bytes(), new.payload.as_bytes()],
     )?;
-    let mut client = ctx.client()?;
-    let (event, reply) = match &key {
-        None => {
-            let event = events::insert(&mut *client, &new.event_type, &new.payload)?;
-            let reply = created_reply(&event)?;
-            (event, reply)
-        }
-        Some(key) => {
-            let _in_flight = ctx.in_flight.enter(key)?;
-            let hours = ctx.idempotency_hours;
-            if let Some(stored) =
-                idempotency::lookup(&mut *client, key.scope.as_str(), &key.key, hours)?
-            {
-                return key.replay(stored);
-            }
-            let mut tx = client.transaction().map_err(crate::store::Error::from)?;
-            let event = events::insert(&mut tx, &new.event_type, &new.payload)?;
-            let reply = created_reply(&event)?;
-            let stored = key.stored(&reply);
-            let new_key = NewKey {
-                scope: key.scope.as_str(),
-                key: &key.key,
-                stored: &stored,
-            };
-            if idempotency::insert_many(&mut tx, &[new_key], hours)? != [true] {
-                // Another process committed this key first: undo, and give its answer.
-                tx.rollback().map_err(crate::store::Error::from)?;
-                return match idempotency::lookup(&mut *client, key.scope.as_str(), &key.key, hours)?
-                {
-                    Some(stored) => key.replay(stored),
-                    None => Err(ApiError::IdempotencyKeyInFlight),
-                };
-            }
-            tx.commit().map_err(crate::store::Error::from)?;
-            (event, reply)
-        }
+    let create = New::Event {
+        event_type: new.event_type,
+        payload: new.payload,
+    };
+    let event = match create_once(ctx, create, key)? {
+        Created::Event(event) => event,
+        Created::Replayed(reply) => return Ok(reply),
+        Created::Delivery(_) => return Err(ApiError::Internal),
     };
     if event.deliveries > 0 {
         ctx.notifier.poke();
@@ -89,11 +62,11 @@ pub fn create(ctx: &Context, body: &[u8], key: Option<&str>) -> Result<Reply, Ap
         event.event_type,
         event.deliveries
     );
-    Ok(reply)
+    created_reply(&event)
 }
 
 /// The 201 of a create: also what an idempotency key stores and replays.
-fn created_reply(event: &Event) -> Result<Reply, ApiError> {
+pub(super) fn created_reply(event: &Event) -> Result<Reply, ApiError> {
     Reply::json(201, &EventJson::from(event))
 }
 

@@ -7,22 +7,30 @@ use uuid::Uuid;
 use super::{CreatedRange, Error, Page, by_id, page_of};
 use crate::model::{DeliveryStatus, Event};
 
-/// A new event and one pending delivery for every active webhook subscribed to its type (an
-/// empty `event_types` subscribes to every type), in one statement: one round trip and one
-/// commit however many webhooks it reaches.
+/// New events, each with one pending delivery for every active webhook subscribed to its type
+/// (an empty `event_types` subscribes to every type), in one statement from parallel arrays:
+/// one round trip and, outside a transaction, one commit for the whole batch however many
+/// webhooks each reaches.
 ///
 /// The webhooks are locked `FOR KEY SHARE` (what the deliveries' foreign key takes anyway)
 /// `SKIP LOCKED`: a webhook whose delete is in progress is passed over rather than waited for,
 /// so a long cascading delete stalls no event. Delivery ids are UUIDv7, made here as the
 /// direct creates make them in Rust (time-ordered, for the primary key's sake): the random
 /// bytes of a v4 with the millisecond clock over the first 48 bits and the version set to 7.
-pub const INSERT: &str = "WITH targets AS MATERIALIZED ( \
-        SELECT w.id FROM webhooks w \
-        WHERE w.active AND (cardinality(w.event_types) = 0 OR $2::varchar = ANY (w.event_types)) \
+pub const INSERT_MANY: &str = "WITH input AS ( \
+        SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::text[]) \
+            AS i(id, event_type, payload)), \
+    targets AS MATERIALIZED ( \
+        SELECT i.id AS event_id, w.id AS webhook_id \
+        FROM input i JOIN webhooks w ON w.active \
+            AND (cardinality(w.event_types) = 0 OR i.event_type = ANY (w.event_types)) \
         FOR KEY SHARE OF w SKIP LOCKED), \
+    counts AS ( \
+        SELECT event_id, count(*) AS n FROM targets GROUP BY event_id), \
     event AS ( \
         INSERT INTO events (id, event_type, payload, deliveries, created_at) \
-        SELECT $1::uuid, $2::varchar, $3::text, count(*), now() FROM targets \
+        SELECT i.id, i.event_type, i.payload, coalesce(c.n, 0), now() \
+        FROM input i LEFT JOIN counts c ON c.event_id = i.id \
         RETURNING id, event_type, payload, deliveries, created_at), \
     made AS ( \
         INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, \
@@ -30,8 +38,8 @@ pub const INSERT: &str = "WITH targets AS MATERIALIZED ( \
         SELECT encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) \
                 placing substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) \
                     FROM 3) FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid, \
-            t.id, $3::text, now(), 0, 'pending', now(), now(), $1::uuid \
-        FROM targets t \
+            t.webhook_id, i.payload, now(), 0, 'pending', now(), now(), t.event_id \
+        FROM targets t JOIN input i ON i.id = t.event_id \
         RETURNING id) \
     SELECT id, event_type, payload, deliveries, created_at FROM event";
 
@@ -91,27 +99,38 @@ fn from_row(row: &Row) -> Result<Event, Error> {
     })
 }
 
-/// Stores an event and queues its deliveries (see [`INSERT`]). Outside a transaction this is
-/// one commit.
-///
-/// `query_typed` sends the statement with its parameters in one round trip. `query_one` with
-/// SQL text prepares it first in a round trip of its own, and PostgreSQL runs that Parse in a
-/// transaction of its own: `scripts/bench.sh --only events` counted two commits per event.
-pub fn insert(
+/// Stores events and queues their deliveries (see [`INSERT_MANY`]), in the order given. Outside
+/// a transaction this is one commit.
+pub fn insert_many(
     client: &mut impl GenericClient,
-    event_type: &str,
-    payload: &str,
-) -> Result<Event, Error> {
-    let id = Uuid::now_v7();
-    let row = client.query_typed_one(
-        INSERT,
+    new: &[(&str, &str)],
+) -> Result<Vec<Event>, Error> {
+    let ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
+    let types: Vec<&str> = new.iter().map(|(event_type, _)| *event_type).collect();
+    let payloads: Vec<&str> = new.iter().map(|(_, payload)| *payload).collect();
+    let rows = client.query_typed(
+        INSERT_MANY,
         &[
-            (&id, Type::UUID),
-            (&event_type, Type::VARCHAR),
-            (&payload, Type::TEXT),
+            (&ids, Type::UUID_ARRAY),
+            (&types, Type::VARCHAR_ARRAY),
+            (&payloads, Type::TEXT_ARRAY),
         ],
     )?;
-    from_row(&row)
+    let mut events: Vec<Event> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    // RETURNING does not promise the input's order.
+    events.sort_by_key(|event| ids.iter().position(|id| *id == event.id));
+    Ok(events)
+}
+
+/// Deletes an event and the deliveries it made (their foreign key would only unlink them):
+/// how a create that lost an idempotency race is undone inside its transaction.
+pub fn delete_with_deliveries(client: &mut impl GenericClient, id: Uuid) -> Result<(), Error> {
+    client.execute_typed(
+        "DELETE FROM deliveries WHERE event_id = $1",
+        &[(&id, Type::UUID)],
+    )?;
+    client.execute_typed("DELETE FROM events WHERE id = $1", &[(&id, Type::UUID)])?;
+    Ok(())
 }
 
 /// One event by id.
