@@ -7,8 +7,8 @@
 //! Commits are every transaction the database ends with a commit (`xact_commit`), read-only
 //! ones included, such as the one a Parse message opens when a client prepares a statement in
 //! a round trip of its own. The creates run against `postmand --role api`, so no dispatcher
-//! drains (or claims, or commits) while they are measured. There are no baseline rows: a build older than issue 15
-//! has no `POST /v1/events` to measure.
+//! drains (or claims, or commits) while they are measured. With `--baseline`, the same rows for
+//! that build, when it has `POST /v1/events` (a build older than issue 15 has none to measure).
 
 use super::*;
 
@@ -46,13 +46,18 @@ struct Creates {
 }
 
 /// Every row of this module, and the statement breakdown of the widest fan-out.
-pub(crate) fn figures(args: &Args, plan: &Plan, receiver: &Receiver) -> Result<(Vec<Row>, String)> {
+pub(crate) fn figures(
+    args: &Args,
+    plan: &Plan,
+    receiver: &Receiver,
+    (binary, label): (&str, &str),
+) -> Result<(Vec<Row>, String)> {
     let mut rows = Vec::new();
     let mut breakdown = String::new();
     for fan_out in FAN_OUTS {
-        let c = creates(args, plan, receiver, fan_out)?;
+        let c = creates(args, plan, receiver, binary, fan_out)?;
         let name = format!(
-            "Events, fan-out {fan_out}, {} keep-alive clients ({})",
+            "Events, fan-out {fan_out}, {} keep-alive clients ({}){label}",
             plan.api_clients, c.client
         );
         rows.push(row(&name, c.api.rate, "events/s", "", None));
@@ -72,7 +77,7 @@ pub(crate) fn figures(args: &Args, plan: &Plan, receiver: &Receiver) -> Result<(
             "0",
             Some(c.api.errors == 0),
         ));
-        let per_event = format!("Events, fan-out {fan_out}");
+        let per_event = format!("Events, fan-out {fan_out}{label}");
         // Exactly one call of the INSERT per event. The API's other statements and the
         // database's other commits are its once-a-second check for listeners, autovacuum
         // and the driver's few reads: a few in a thousand events, so "met" allows 5%, which
@@ -115,10 +120,10 @@ pub(crate) fn figures(args: &Args, plan: &Plan, receiver: &Receiver) -> Result<(
     }
 
     let events = plan.event_backlog;
-    let rate = drain_backlog(args, plan, receiver, events)?;
+    let rate = drain_backlog(args, plan, receiver, binary, events)?;
     rows.push(row(
         &format!(
-            "Drain, {events} events fanned out to {DRAIN_FAN_OUT} endpoints ({} deliveries)",
+            "Drain, {events} events fanned out to {DRAIN_FAN_OUT} endpoints ({} deliveries){label}",
             events * DRAIN_FAN_OUT
         ),
         rate,
@@ -190,9 +195,15 @@ fn wait_alone(client: &mut postgres::Client) -> Result<()> {
 
 /// Creates for `fan_out` subscribed webhooks on a fresh database and a fresh `--role api`
 /// server: a warm-up, then `plan.events_secs` counted.
-fn creates(args: &Args, plan: &Plan, receiver: &Receiver, fan_out: usize) -> Result<Creates> {
+fn creates(
+    args: &Args,
+    plan: &Plan,
+    receiver: &Receiver,
+    binary: &str,
+    fan_out: usize,
+) -> Result<Creates> {
     let db = Database::create(&args.admin_url, "bench_events")?;
-    let mut server = Postmand::start(&args.postmand, &db.url, plan, "api")?;
+    let mut server = Postmand::start(binary, &db.url, plan, "api")?;
     server.wait_ready()?;
     let mut client = db.client()?;
     subscribe(&mut client, &receiver.url(), fan_out)?;
@@ -274,10 +285,16 @@ fn creates(args: &Args, plan: &Plan, receiver: &Receiver, fan_out: usize) -> Res
 /// Queues `events` events for [`DRAIN_FAN_OUT`] webhooks on the receiver through a `--role
 /// api` server, then drains them as the drain figure does (webhooks inactive while a `--role
 /// all` server starts, then activated at once): deliveries per second.
-fn drain_backlog(args: &Args, plan: &Plan, receiver: &Receiver, events: usize) -> Result<f64> {
+fn drain_backlog(
+    args: &Args,
+    plan: &Plan,
+    receiver: &Receiver,
+    binary: &str,
+    events: usize,
+) -> Result<f64> {
     let db = Database::create(&args.admin_url, "bench_events_drain")?;
     let mut client = db.client()?;
-    let mut server = Postmand::start(&args.postmand, &db.url, plan, "api")?;
+    let mut server = Postmand::start(binary, &db.url, plan, "api")?;
     server.wait_ready()?;
     subscribe(&mut client, &receiver.url(), DRAIN_FAN_OUT)?;
     let agent = agent();
@@ -299,7 +316,7 @@ fn drain_backlog(args: &Args, plan: &Plan, receiver: &Receiver, events: usize) -
         return Err(format!("{events} events did not queue {n} deliveries").into());
     }
     client.batch_execute("UPDATE webhooks SET active = false; ANALYZE deliveries")?;
-    let mut server = Postmand::start(&args.postmand, &db.url, plan, "all")?;
+    let mut server = Postmand::start(binary, &db.url, plan, "all")?;
     server.wait_ready()?;
     let before = receiver.count();
     let started = Instant::now();

@@ -405,13 +405,20 @@ fn run() -> Result<()> {
     }
 
     // 3b. Events (issue 15): creates fanned out to 1, 10 and 100 webhooks, statements and
-    // commits per event, and the drain of a 100-way fan-out backlog. No baseline: a build
-    // older than issue 15 has no POST /v1/events.
+    // commits per event, and the drain of a 100-way fan-out backlog; for the baseline too when
+    // it has POST /v1/events (a build older than issue 15 fails it: its rows are left out).
     let mut breakdowns = String::new();
     if wants("events") {
-        let (event_rows, breakdown) = events::figures(&args, &plan, &receiver)?;
+        let (event_rows, breakdown) =
+            events::figures(&args, &plan, &receiver, (&args.postmand, ""))?;
         rows.extend(event_rows);
         breakdowns.push_str(&breakdown);
+        if let Some(baseline) = &args.baseline {
+            match events::figures(&args, &plan, &receiver, (baseline, " (baseline)")) {
+                Ok((event_rows, _)) => rows.extend(event_rows),
+                Err(e) => eprintln!("bench: no events figures for the baseline: {e}"),
+            }
+        }
     }
 
     // 3c. Cost per message (issue 14): one client, then several on a fresh and a warm database.
