@@ -317,6 +317,57 @@ fn the_operational_webhook_hears_of_a_deactivation_with_a_signed_notice() {
     // It is an ordinary delivery of its own webhook: recorded like any other.
     let delivery = notice.header("webhook-id").unwrap();
     assert_eq!(app.finished(delivery)["status"], "succeeded");
+    // Clients cannot forge notices: the type is reserved, and no event reaches the operational
+    // webhook even when a PUT leaves it subscribed to every type.
+    let forged = app.post(
+        "/v1/events",
+        &json!({"event_type": "postmand.operational", "payload": "{\"type\":\"webhook.disabled\"}"}),
+    );
+    assert_eq!(forged.status, 400, "{}", forged.text());
+    let operational = "706f7374-6d61-4e64-8000-000000000001";
+    let replaced = app.put(
+        &format!("/v1/webhooks/{operational}"),
+        &fixtures::merge(
+            fixtures::webhook_body(),
+            json!({"url": url, "secret_token": secret}),
+        ),
+    );
+    assert_eq!(replaced.json()["event_types"], json!([]));
+    let listening = fixtures::webhook_id(&app, json!({"url": operations.url("/client")}));
+    let event = app
+        .post(
+            "/v1/events",
+            &json!({"event_type": "order.shipped", "payload": "{}"}),
+        )
+        .json();
+    assert_eq!(event["deliveries"], 1, "the client's webhook only");
+    let made = app
+        .get(&format!("/v1/events/{}", event["id"].as_str().unwrap()))
+        .json();
+    assert_eq!(made["delivery_statuses"][0]["webhook_id"], json!(listening));
+}
+
+#[test]
+fn deleting_a_webhook_whose_attempt_fails_in_flight_waits_and_succeeds() {
+    // The dispatcher holds the delivery's lock while the delete's cascade waits for it; the
+    // failure's clock must not then wait for the webhook row the delete holds (a deadlock).
+    let receiver = Receiver::start(|_, _| Answer {
+        delay: std::time::Duration::from_millis(600),
+        ..Answer::status(500)
+    });
+    let app = TestApp::start_all("failing_delete_in_flight", &[QUICK_POLL]);
+    let id = fixtures::webhook_id(&app, json!({"url": receiver.url("/")}));
+    fixtures::delivery_id(&app, &id, "x");
+    wait_until("the attempt to be in flight", || {
+        if receiver.count() > 0 {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+    let deleted = app.delete(&format!("/v1/webhooks/{id}"));
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    assert_eq!(app.get(&format!("/v1/webhooks/{id}")).status, 404);
 }
 
 #[test]

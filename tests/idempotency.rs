@@ -406,3 +406,61 @@ fn events_and_deliveries_created_together_share_the_writer() {
     assert_eq!(count(&app, "SELECT count(*) FROM deliveries"), 16);
     assert_eq!(count(&app, "SELECT count(*) FROM idempotency_keys"), 16);
 }
+
+#[test]
+fn a_retry_queued_behind_its_own_first_try_is_answered_from_it() {
+    // The writer is stalled past the handlers' 10 s deadline: the first keyed try answers 503
+    // but stays queued, and its retry (same key) lands in the same batch. The batch must still
+    // commit: the retry gets the first try's answer, an unrelated create its own.
+    let app = TestApp::start("idempotency_retry_same_batch");
+    let webhook_id = fixtures::webhook_id(&app, json!({}));
+    app.db
+        .client()
+        .batch_execute(
+            "CREATE FUNCTION stall_writer() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.payload = 'stall' THEN PERFORM pg_sleep(11); END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER stall_writer BEFORE INSERT ON deliveries \
+             FOR EACH ROW EXECUTE FUNCTION stall_writer();",
+        )
+        .unwrap();
+    let api = app.api;
+    let stalled = {
+        let body = json!({"webhook_id": webhook_id, "payload": "stall"});
+        thread::spawn(move || post_with_key(api, "/v1/deliveries", "stall", &body))
+    };
+    crate::common::wait_until("the writer to stall", || {
+        let waiting: i64 = app
+            .db
+            .client()
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO deliveries%' \
+                 AND state = 'active'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 { Ok(()) } else { Err(waiting) }
+    });
+    let body = json!({"webhook_id": webhook_id, "payload": "pay once"});
+    let first = post_with_key(api, "/v1/deliveries", "order-7", &body);
+    assert_eq!(first.status, 503, "{}", first.text());
+    let retry = {
+        let body = body.clone();
+        thread::spawn(move || post_with_key(api, "/v1/deliveries", "order-7", &body))
+    };
+    let unrelated = {
+        let body = json!({"webhook_id": webhook_id, "payload": "unrelated"});
+        thread::spawn(move || post_with_key(api, "/v1/deliveries", "other-key", &body))
+    };
+    let (retry, unrelated) = (retry.join().unwrap(), unrelated.join().unwrap());
+    stalled.join().unwrap();
+    assert_eq!(retry.status, 201, "{}", retry.text());
+    assert_eq!(unrelated.status, 201, "{}", unrelated.text());
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM deliveries WHERE payload = 'pay once'"
+        ),
+        1
+    );
+}

@@ -130,6 +130,22 @@ fn issue_14_every_index_of_the_hot_tables_is_read_by_a_plan_or_a_cascade() {
             ],
         ));
     }
+    // POST /v1/webhooks/{id}/recover, first batch and a later one.
+    let mark = Some(chrono::Utc::now() - chrono::Duration::hours(2));
+    for (after_time, after_id) in [(none_time, none_uuid), (mark, Some(delivery))] {
+        plans.push(explain(
+            &mut client,
+            deliveries::RECOVER,
+            &[
+                &webhook,
+                &since,
+                &none_time,
+                &1000_i64,
+                &after_time,
+                &after_id,
+            ],
+        ));
+    }
     plans.push(explain(
         &mut client,
         deliveries::DELETE_FINISHED,

@@ -478,19 +478,18 @@ fn insert_batch(
     let mut tx = client.transaction()?;
     let mut answers = insert_rows(&mut tx, creates)?;
     let lost = store_keys(&mut tx, creates, &mut answers, idempotency_hours)?;
-    tx.commit()?;
+    // Read before the commit, so that once it succeeds nothing can fail any more: an error
+    // here still rolls everything back, and every answer of the batch stays true.
     for (index, key) in lost {
-        answers[index] = match idempotency::lookup(
-            &mut **client,
-            key.scope.as_str(),
-            &key.key,
-            idempotency_hours,
-        )? {
-            Some(stored) => Ok(Written::Replay(stored)),
-            // Expired and deleted since: rare enough to ask the client to try again.
-            None => Err(ApiError::IdempotencyKeyInFlight),
-        };
+        answers[index] =
+            match idempotency::lookup(&mut tx, key.scope.as_str(), &key.key, idempotency_hours)? {
+                Some(stored) => Ok(Written::Replay(stored)),
+                // Its first request failed, or the key expired and went since: rare enough to
+                // ask the client to try again.
+                None => Err(ApiError::IdempotencyKeyInFlight),
+            };
     }
+    tx.commit()?;
     Ok(answers)
 }
 
@@ -539,9 +538,15 @@ fn insert_rows(
         .collect())
 }
 
-/// Stores the answers of the keyed creates that went in. A key another request stored first
-/// (another process, racing) has its create undone here, before the commit; those are
-/// returned, to be answered with the stored answer after it.
+/// Longest a key's insert waits for another transaction inserting the same key (another
+/// process answering the same request) to end. The writer's session waits 200 ms at most for
+/// locks (`deliveries::prepare_writer_session`), which would turn that short wait into a 503.
+const KEY_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
+
+/// Stores the answers of the keyed creates that went in. A create whose key another request
+/// stored first (another process, racing), or which repeats a key earlier in this batch (a
+/// retry queued behind a first try whose handler gave up waiting), is undone here, before the
+/// commit; those are returned, to be answered with the stored answer.
 fn store_keys<'a>(
     tx: &mut postgres::Transaction<'_>,
     creates: &'a [NewCreate],
@@ -549,8 +554,18 @@ fn store_keys<'a>(
     idempotency_hours: i32,
 ) -> Result<Vec<(usize, &'a Key)>, store::Error> {
     let mut keyed: Vec<(usize, &Key, Stored)> = Vec::new();
+    let mut repeated: Vec<(usize, &Key)> = Vec::new();
     for (index, (create, answer)) in creates.iter().zip(answers.iter_mut()).enumerate() {
         let Some(key) = &create.key else { continue };
+        if creates[..index].iter().any(|earlier| {
+            earlier
+                .key
+                .as_ref()
+                .is_some_and(|k| k.scope == key.scope && k.key == key.key)
+        }) {
+            repeated.push((index, key));
+            continue;
+        }
         let reply = match &*answer {
             Ok(Written::Created(delivery)) => super::deliveries::created_reply(delivery),
             Ok(Written::Event(event)) => super::events::created_reply(event),
@@ -561,6 +576,9 @@ fn store_keys<'a>(
             Err(e) => *answer = Err(e),
         }
     }
+    // One order for every writer, so two that hold keys in common wait, never deadlock.
+    keyed.sort_by(|a, b| (a.1.scope.as_str(), &a.1.key).cmp(&(b.1.scope.as_str(), &b.1.key)));
+    tx.batch_execute(KEY_LOCK_TIMEOUT)?;
     let new_keys: Vec<NewKey<'_>> = keyed
         .iter()
         .map(|(_, key, stored)| NewKey {
@@ -570,12 +588,14 @@ fn store_keys<'a>(
         })
         .collect();
     let stored = idempotency::insert_many(tx, &new_keys, idempotency_hours)?;
+    let losers = keyed
+        .iter()
+        .zip(stored)
+        .filter(|(_, stored)| !stored)
+        .map(|((index, key, _), _)| (*index, *key));
     let mut lost = Vec::new();
-    for ((index, key, _), stored) in keyed.iter().zip(stored) {
-        if stored {
-            continue;
-        }
-        match &answers[*index] {
+    for (index, key) in losers.chain(repeated) {
+        match &answers[index] {
             Ok(Written::Created(delivery)) => {
                 deliveries::delete(tx, delivery.id)?;
             }
@@ -584,7 +604,7 @@ fn store_keys<'a>(
             }
             _ => {}
         }
-        lost.push((*index, *key));
+        lost.push((index, key));
     }
     Ok(lost)
 }

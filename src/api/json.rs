@@ -34,6 +34,8 @@ pub const MAX_SECRET_TOKEN_BYTES: usize = 1024;
 pub const MAX_EVENT_TYPE_BYTES: usize = 128;
 /// Most event types one webhook subscribes to.
 pub const MAX_EVENT_TYPES: usize = 100;
+/// Event types postmand keeps for itself (its operational notices); clients cannot post them.
+pub const RESERVED_EVENT_PREFIX: &str = "postmand.";
 /// An event type's characters, as a JSON Schema pattern (the OpenAPI document's).
 pub const EVENT_TYPE_PATTERN: &str = "^[A-Za-z0-9._-]{1,128}$";
 
@@ -317,7 +319,13 @@ pub fn new_event(body: &[u8]) -> Result<NewEvent, ApiError> {
     let body: EventBody = serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)?;
     let mut errors = Vec::new();
     let event_type = text(&mut errors, "event_type", body.event_type, |t| {
-        (!is_event_type(t)).then_some("must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+        if !is_event_type(t) {
+            Some("must be 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-'")
+        } else if t.starts_with(RESERVED_EVENT_PREFIX) {
+            Some("must not start with postmand. (reserved for postmand's own notices)")
+        } else {
+            None
+        }
     });
     let payload = body.payload.unwrap_or_default();
     if payload.contains('\0') {

@@ -121,16 +121,25 @@ pub fn recover(ctx: &Context, id: Uuid, body: &[u8]) -> Result<Reply, ApiError> 
         return Err(ApiError::WebhookNotFound);
     }
     let mut recovered = 0;
+    let mut after = None;
+    // Until a batch moves nothing: one shortened by rows locked elsewhere is not the end.
     let more = loop {
         let batch = RECOVER_BATCH.min(i64::try_from(RECOVER_CAP - recovered).unwrap_or(0));
-        let moved = deliveries::recover_batch(&mut *client, id, window.since, window.until, batch)?;
+        let (moved, last) = deliveries::recover_batch(
+            &mut *client,
+            id,
+            (window.since, window.until),
+            after,
+            batch,
+        )?;
         recovered += moved;
-        if moved < batch as u64 {
+        if moved == 0 {
             break false;
         }
         if recovered >= RECOVER_CAP {
             break true;
         }
+        after = last;
     };
     if recovered > 0 {
         ctx.notifier.poke();

@@ -191,27 +191,59 @@ pub fn retry(client: &mut impl GenericClient, id: Uuid) -> Result<RetryOutcome, 
 }
 
 /// Sends up to `$4` failed deliveries of webhook `$1` created in [`$2`, `$3`) (`$3` NULL: no
-/// end) round again, oldest first, as [`RETRY`] does: pending, due now, a fresh budget. Rows
-/// locked by someone else are skipped; the next batch finds them. A pending delivery is never
-/// touched, so recovering twice changes nothing the second time.
-const RECOVER: &str = "UPDATE deliveries SET status = 'pending', delivery_attempts = 0, \
+/// end) and after (`$5`, `$6`) (the last row of the previous batch; NULL for the first) round
+/// again, oldest first, as [`RETRY`] does: pending, due now, a fresh budget. Each batch starts
+/// where the last one stopped, on the partial index of failed rows (migration 9). Rows locked by
+/// someone else are skipped. A pending delivery is never touched, so recovering twice changes
+/// nothing the second time. Returns the moved rows' (created_at, id).
+pub const RECOVER: &str = "UPDATE deliveries SET status = 'pending', delivery_attempts = 0, \
     scheduled_at = now(), updated_at = now() \
     WHERE id IN ( \
         SELECT id FROM deliveries \
         WHERE webhook_id = $1 AND status = 'failed' AND created_at >= $2 \
           AND ($3::timestamptz IS NULL OR created_at < $3) \
+          AND ($5::timestamptz IS NULL OR (created_at, id) > ($5, $6::uuid)) \
         ORDER BY created_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-    AND status = 'failed'";
+    AND status = 'failed' \
+    RETURNING created_at, id";
 
-/// One recovery batch (see [`RECOVER`]); returns how many deliveries went back to pending.
+/// Where a recovery stopped: the last (created_at, id) it moved.
+pub type RecoverMark = (chrono::DateTime<chrono::Utc>, Uuid);
+
+/// One recovery batch (see [`RECOVER`]) after `after`; returns how many deliveries went back to
+/// pending and the mark to start the next batch from (`None` when none moved).
 pub fn recover_batch(
     client: &mut impl GenericClient,
     webhook_id: Uuid,
-    since: chrono::DateTime<chrono::Utc>,
-    until: Option<chrono::DateTime<chrono::Utc>>,
+    (since, until): (
+        chrono::DateTime<chrono::Utc>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ),
+    after: Option<RecoverMark>,
     batch: i64,
-) -> Result<u64, Error> {
-    Ok(client.execute(RECOVER, &[&webhook_id, &since, &until, &batch])?)
+) -> Result<(u64, Option<RecoverMark>), Error> {
+    let (after_time, after_id) = (after.map(|a| a.0), after.map(|a| a.1));
+    let rows = client.query_typed(
+        RECOVER,
+        &[
+            (&webhook_id, Type::UUID),
+            (&since, Type::TIMESTAMPTZ),
+            (&until, Type::TIMESTAMPTZ),
+            (&batch, Type::INT8),
+            (&after_time, Type::TIMESTAMPTZ),
+            (&after_id, Type::UUID),
+        ],
+    )?;
+    let last = rows
+        .iter()
+        .map(|row| {
+            (
+                row.get::<_, chrono::DateTime<chrono::Utc>>(0),
+                row.get::<_, Uuid>(1),
+            )
+        })
+        .max();
+    Ok((rows.len() as u64, last))
 }
 
 /// Deletes up to `$2` finished deliveries (their attempts go with them) last changed more than

@@ -17,12 +17,14 @@ use crate::model::{DeliveryStatus, Event};
 /// so a long cascading delete stalls no event. Delivery ids are UUIDv7, made here as the
 /// direct creates make them in Rust (time-ordered, for the primary key's sake): the random
 /// bytes of a v4 with the millisecond clock over the first 48 bits and the version set to 7.
+/// The operational webhook (`$4`) receives postmand's own notices only, whatever its
+/// `event_types` say.
 pub const INSERT_MANY: &str = "WITH input AS ( \
         SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::text[]) \
             AS i(id, event_type, payload)), \
     targets AS MATERIALIZED ( \
         SELECT i.id AS event_id, w.id AS webhook_id \
-        FROM input i JOIN webhooks w ON w.active \
+        FROM input i JOIN webhooks w ON w.active AND w.id <> $4::uuid \
             AND (cardinality(w.event_types) = 0 OR i.event_type = ANY (w.event_types)) \
         FOR KEY SHARE OF w SKIP LOCKED), \
     counts AS ( \
@@ -114,6 +116,7 @@ pub fn insert_many(
             (&ids, Type::UUID_ARRAY),
             (&types, Type::VARCHAR_ARRAY),
             (&payloads, Type::TEXT_ARRAY),
+            (&super::webhooks::OPERATIONAL_WEBHOOK_ID, Type::UUID),
         ],
     )?;
     let mut events: Vec<Event> = rows.iter().map(from_row).collect::<Result<_, _>>()?;

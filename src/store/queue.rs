@@ -210,9 +210,17 @@ pub const RECORD_ATTEMPTS: &str = "WITH input AS ( \
 /// with at least `$8` failed. Never the operational webhook `$7` itself. A deactivation queues
 /// a `webhook.disabled` notice (delivery id `$9`) for `$7`, when it exists. Returns a row only
 /// when it deactivated the webhook: the reason, the time, and whether a notice was queued.
-pub const WEBHOOK_FAILED: &str = "WITH state AS ( \
+///
+/// Nothing happens while the webhook is being deleted (`gate`: its row is locked `FOR UPDATE`,
+/// so `SKIP LOCKED` finds nothing): the delete's cascade waits for this transaction's delivery
+/// locks, and waiting here for its webhook lock (the foreign key's check or the UPDATE) would
+/// deadlock the two. Otherwise the key-share lock taken here is the one the foreign key's check
+/// needs, and it does not conflict with other dispatchers' (or the UPDATE's own).
+pub const WEBHOOK_FAILED: &str = "WITH gate AS ( \
+        SELECT id FROM webhooks WHERE id = $1 FOR KEY SHARE SKIP LOCKED), \
+    state AS ( \
         INSERT INTO webhook_failures AS f (webhook_id, failing_since, failures) \
-        VALUES ($1, clock_timestamp() - $4::bigint * interval '1 millisecond', $2) \
+        SELECT g.id, clock_timestamp() - $4::bigint * interval '1 millisecond', $2 FROM gate g \
         ON CONFLICT (webhook_id) DO UPDATE SET \
             failing_since = CASE WHEN $3 THEN EXCLUDED.failing_since ELSE f.failing_since END, \
             failures = CASE WHEN $3 THEN EXCLUDED.failures ELSE f.failures + EXCLUDED.failures END \
@@ -242,7 +250,8 @@ pub const WEBHOOK_FAILED: &str = "WITH state AS ( \
                 'at', to_char(d.disabled_at AT TIME ZONE 'UTC', \
                     'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))::text, \
             now(), 0, 'pending', now(), now() \
-        FROM disabled d JOIN webhooks o ON o.id = $7::uuid \
+        FROM disabled d \
+        JOIN (SELECT id FROM webhooks WHERE id = $7::uuid FOR KEY SHARE SKIP LOCKED) o ON true \
         RETURNING id) \
     SELECT d.disabled_reason, d.disabled_at, EXISTS (SELECT 1 FROM notice) AS notified \
     FROM disabled d";
@@ -652,9 +661,10 @@ const LISTENER_NAME: &str = "postmand-listener";
 /// Whether a listener other than `own` (a [`listener_name`]) is connected to this database: a
 /// NOTIFY no one else hears is skipped (issue 14: in a lone `--role all` process it cost 5% of
 /// PostgreSQL's CPU per message, the listener's wake-up included). `application_name` is shown
-/// to every role in `pg_stat_activity`, unlike the query.
+/// to every role in `pg_stat_activity`, unlike the query and `backend_type` (NULL for another
+/// role's sessions: a worker running as another database user must still count).
 const OTHER_LISTENERS: &str = "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
-    WHERE datname = current_database() AND backend_type = 'client backend' \
+    WHERE datname = current_database() \
       AND application_name LIKE 'postmand-listener%' AND application_name <> $1)";
 
 /// See [`OTHER_LISTENERS`]. `own` is this process's listener's name, or empty when it has none.
