@@ -61,6 +61,23 @@ fn bad_path_id_returns_404_code_2() {
     }
 }
 
+// See: issue 15 (tiny_http closed the connection without an answer at a byte past 0x7F).
+#[test]
+fn issue_15_a_request_line_outside_ascii_gets_400() {
+    let app = TestApp::start("request_line_non_ascii");
+    let response = http::raw(
+        app.api,
+        b"GET /v1/webhooks/caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(response.status, 400);
+    let name = http::raw(
+        app.api,
+        b"GET /v1/webhooks HTTP/1.1\r\nHost: x\r\nX-Caf\xc3\xa9: 1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(name.status, 400);
+    http::assert_served(app.api, "/v1/webhooks", "after heads outside ASCII");
+}
+
 #[test]
 fn body_without_json_content_type_returns_415() {
     let app = TestApp::start("non_json_body_415");
