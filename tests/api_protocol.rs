@@ -61,6 +61,28 @@ fn bad_path_id_returns_404_code_2() {
     }
 }
 
+// See: issue 15 (a path id is percent-decoded, so every UUID form works however it is escaped).
+#[test]
+fn issue_15_escaped_path_ids_are_decoded() {
+    let app = TestApp::start("escaped_path_ids");
+    let webhook_id = crate::common::fixtures::webhook_id(&app, json!({}));
+    for form in [
+        format!("%7B{webhook_id}%7D"),
+        format!("urn%3Auuid%3A{webhook_id}"),
+        webhook_id.replacen('-', "%2D", 4),
+    ] {
+        let response = app.get(&format!("/v1/webhooks/{form}"));
+        assert_eq!(response.status, 200, "{form}: {}", response.text());
+        assert_eq!(response.json()["id"], json!(webhook_id), "{form}");
+    }
+    app.assert_error(
+        "GET",
+        "/v1/webhooks/%7Bnope%7D",
+        404,
+        json!({"code": 2, "message": "invalid id"}),
+    );
+}
+
 // See: issue 15 (tiny_http closed the connection without an answer at a byte past 0x7F).
 #[test]
 fn issue_15_a_request_line_outside_ascii_gets_400() {
