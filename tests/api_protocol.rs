@@ -61,6 +61,45 @@ fn bad_path_id_returns_404_code_2() {
     }
 }
 
+// See: issue 15 (a path id is percent-decoded, so every UUID form works however it is escaped).
+#[test]
+fn issue_15_escaped_path_ids_are_decoded() {
+    let app = TestApp::start("escaped_path_ids");
+    let webhook_id = crate::common::fixtures::webhook_id(&app, json!({}));
+    for form in [
+        format!("%7B{webhook_id}%7D"),
+        format!("urn%3Auuid%3A{webhook_id}"),
+        webhook_id.replacen('-', "%2D", 4),
+    ] {
+        let response = app.get(&format!("/v1/webhooks/{form}"));
+        assert_eq!(response.status, 200, "{form}: {}", response.text());
+        assert_eq!(response.json()["id"], json!(webhook_id), "{form}");
+    }
+    app.assert_error(
+        "GET",
+        "/v1/webhooks/%7Bnope%7D",
+        404,
+        json!({"code": 2, "message": "invalid id"}),
+    );
+}
+
+// See: issue 15 (tiny_http closed the connection without an answer at a byte past 0x7F).
+#[test]
+fn issue_15_a_request_line_outside_ascii_gets_400() {
+    let app = TestApp::start("request_line_non_ascii");
+    let response = http::raw(
+        app.api,
+        b"GET /v1/webhooks/caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(response.status, 400);
+    let name = http::raw(
+        app.api,
+        b"GET /v1/webhooks HTTP/1.1\r\nHost: x\r\nX-Caf\xc3\xa9: 1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(name.status, 400);
+    http::assert_served(app.api, "/v1/webhooks", "after heads outside ASCII");
+}
+
 #[test]
 fn body_without_json_content_type_returns_415() {
     let app = TestApp::start("non_json_body_415");

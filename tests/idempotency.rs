@@ -266,6 +266,64 @@ fn bad_keys_are_400_naming_the_header() {
     assert_eq!(count(&app, "SELECT count(*) FROM deliveries"), 1);
 }
 
+/// `POST /v1/deliveries` with `body` and these raw header lines, over a raw socket (so header
+/// bytes outside ASCII go out as they are).
+fn post_with_raw_headers(api: std::net::SocketAddr, lines: &[&[u8]], body: &Value) -> Response {
+    let body = body.to_string();
+    let mut bytes = format!(
+        "POST /v1/deliveries HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        http::HOST,
+        body.len()
+    )
+    .into_bytes();
+    for line in lines {
+        bytes.extend_from_slice(line);
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(b"\r\n");
+    bytes.extend_from_slice(body.as_bytes());
+    http::raw(api, &bytes)
+}
+
+// See: issue 15 (schemathesis: "Connection aborted" for a key outside ASCII).
+#[test]
+fn issue_15_a_key_outside_ascii_is_a_400_and_other_headers_do_not_matter() {
+    let app = TestApp::start("idempotency_non_ascii_key");
+    let webhook_id = fixtures::webhook_id(&app, json!({}));
+    let body = json!({"webhook_id": webhook_id, "payload": "x"});
+    // Latin-1 and UTF-8 bytes in the key, and a key ending in a control character that
+    // whitespace trimming used to remove.
+    for key in [&b"caf\xe9"[..], "caf\u{e9}".as_bytes(), b"key\x0b", b"\xff"] {
+        let mut line = b"Idempotency-Key: ".to_vec();
+        line.extend_from_slice(key);
+        let response = post_with_raw_headers(app.api, &[&line], &body);
+        assert_eq!(response.status, 400, "{key:?}: {}", response.text());
+        assert_eq!(
+            response.json(),
+            json!({"code": 4, "message": "request validation failed",
+                   "details": "Idempotency-Key: must be 1-255 printable ASCII characters."}),
+            "{key:?}"
+        );
+    }
+    // Bytes outside ASCII in a header nobody reads change nothing; spaces and tabs around a
+    // key are not part of it.
+    let response = post_with_raw_headers(
+        app.api,
+        &[
+            b"User-Agent: caf\xc3\xa9-client/1",
+            b"Idempotency-Key: \t order-7 ",
+        ],
+        &body,
+    );
+    assert_eq!(response.status, 201, "{}", response.text());
+    let again = post_with_key(app.api, "/v1/deliveries", "order-7", &body);
+    assert_eq!(again.status, 201, "{}", again.text());
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, response.body);
+    assert_eq!(count(&app, "SELECT count(*) FROM deliveries"), 1);
+}
+
 #[test]
 fn keys_expire_after_the_window_and_retention_deletes_them() {
     let app = TestApp::start("idempotency_expiry");

@@ -4,8 +4,12 @@
 //! Decoding follows the original where it matters to clients: unknown fields are ignored, a
 //! field of the wrong JSON type is a malformed body (code 3), and `null` is the same as absent.
 //! Fields a client may not set (`id`, `status`, `delivery_attempts`, timestamps) are ignored.
+//! A body must be one JSON object (serde would also take an array of the fields in order).
+//! Lengths count characters, as JSON Schema's `minLength`/`maxLength` do, so the OpenAPI
+//! document (`openapi.rs`) can state every rule here exactly; the original counted bytes.
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -24,14 +28,18 @@ pub const MAX_RETRY_MIN_BACKOFF_SECS: i64 = 86_400;
 pub const MAX_RETRY_MAX_BACKOFF_SECS: i64 = 604_800;
 /// More codes than the 500 valid ones would only be duplicates.
 pub const MAX_STATUS_CODES: usize = 500;
-/// Longest accepted URL (the original's validator's limit).
-pub const MAX_URL_BYTES: usize = 2083;
-/// Longest accepted content type.
-pub const MAX_CONTENT_TYPE_BYTES: usize = 255;
-/// Longest accepted secret token.
-pub const MAX_SECRET_TOKEN_BYTES: usize = 1024;
-/// Longest event type.
-pub const MAX_EVENT_TYPE_BYTES: usize = 128;
+/// Shortest accepted name, in characters.
+pub const MIN_NAME_CHARS: usize = 3;
+/// Longest accepted name, in characters.
+pub const MAX_NAME_CHARS: usize = 255;
+/// Longest accepted URL, in characters (the original's validator's limit).
+pub const MAX_URL_CHARS: usize = 2083;
+/// Longest accepted content type, in characters (all ASCII).
+pub const MAX_CONTENT_TYPE_CHARS: usize = 255;
+/// Longest accepted secret token, in characters.
+pub const MAX_SECRET_TOKEN_CHARS: usize = 1024;
+/// Longest event type, in characters (all ASCII).
+pub const MAX_EVENT_TYPE_CHARS: usize = 128;
 /// Most event types one webhook subscribes to.
 pub const MAX_EVENT_TYPES: usize = 100;
 /// Event types postmand keeps for itself (its operational notices); clients cannot post them.
@@ -90,19 +98,20 @@ pub struct NewDelivery {
 /// Decodes and validates a webhook body. Omitted `active` means inactive and omitted
 /// `secret_token` means unsigned, on create and on replace alike (the original's semantics).
 pub fn webhook_settings(body: &[u8]) -> Result<WebhookSettings, ApiError> {
-    let body: WebhookBody = serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)?;
+    let body: WebhookBody = decode(body)?;
     let mut errors = Vec::new();
     let name = text(&mut errors, "name", body.name, |name| {
-        (!(3..=255).contains(&name.len())).then_some("the length must be between 3 and 255")
+        (!(MIN_NAME_CHARS..=MAX_NAME_CHARS).contains(&name.chars().count()))
+            .then_some("the length must be between 3 and 255")
     });
     let url = text(&mut errors, "url", body.url, |url| {
-        (url.len() > MAX_URL_BYTES || !EndpointUrl::new(url).is_valid())
+        (url.chars().count() > MAX_URL_CHARS || !EndpointUrl::new(url).is_valid())
             .then_some("must be a valid URL")
     });
     let content_type = text(&mut errors, "content_type", body.content_type, |ct| {
-        if ct.len() > MAX_CONTENT_TYPE_BYTES {
+        if ct.chars().count() > MAX_CONTENT_TYPE_CHARS {
             Some("the length must be no more than 255")
-        } else if !ct.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
+        } else if !is_header_value(ct) {
             Some("must be a valid header value")
         } else {
             None
@@ -170,7 +179,7 @@ pub fn webhook_settings(body: &[u8]) -> Result<WebhookSettings, ApiError> {
 fn secret_error(secret: &str) -> Option<&'static str> {
     if secret.contains('\0') {
         Some("must not contain NUL characters")
-    } else if secret.len() > MAX_SECRET_TOKEN_BYTES {
+    } else if secret.chars().count() > MAX_SECRET_TOKEN_CHARS {
         Some("the length must be no more than 1024")
     } else if let Some(Err(_)) = crate::model::whsec_key(secret) {
         Some("must be base64 after the whsec_ prefix")
@@ -208,7 +217,7 @@ pub fn rotation(body: &[u8]) -> Result<Rotation, ApiError> {
             previous_valid_for: None,
         }
     } else {
-        serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)?
+        decode(body)?
     };
     let mut errors = Vec::new();
     if let Some(secret) = &body.secret_token {
@@ -258,7 +267,7 @@ pub struct Recovery {
 
 /// Decodes and validates a recovery body.
 pub fn recovery(body: &[u8]) -> Result<Recovery, ApiError> {
-    let body: RecoveryBody = serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)?;
+    let body: RecoveryBody = decode(body)?;
     let mut errors = Vec::new();
     let mut time = |field: &str, value: Option<String>| -> Option<DateTime<Utc>> {
         let parsed = DateTime::parse_from_rfc3339(value.as_deref()?)
@@ -286,9 +295,23 @@ pub fn recovery(body: &[u8]) -> Result<Recovery, ApiError> {
     }
 }
 
+/// Whether `text` can be a header value: printable ASCII or tab (a content type becomes the
+/// `Content-Type` of every request to the webhook).
+pub fn is_header_value(text: &str) -> bool {
+    text.chars().all(|c| c == '\t' || (' '..='~').contains(&c))
+}
+
+/// `text` as a version 4 UUID, in any form `Uuid::parse_str` takes; `None` for anything else.
+pub fn uuid_v4(text: &str) -> Option<Uuid> {
+    Uuid::parse_str(text)
+        .ok()
+        .filter(|id| id.get_version_num() == 4)
+}
+
 /// Whether `text` is an event type: 1-128 of `[A-Za-z0-9._-]` ([`EVENT_TYPE_PATTERN`]).
 pub fn is_event_type(text: &str) -> bool {
-    (1..=MAX_EVENT_TYPE_BYTES).contains(&text.len())
+    // All ASCII, so bytes are characters.
+    (1..=MAX_EVENT_TYPE_CHARS).contains(&text.len())
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -316,7 +339,7 @@ fn event_types(errors: &mut Vec<FieldError>, types: Option<Vec<String>>) -> Vec<
 
 /// Decodes and validates an event body.
 pub fn new_event(body: &[u8]) -> Result<NewEvent, ApiError> {
-    let body: EventBody = serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)?;
+    let body: EventBody = decode(body)?;
     let mut errors = Vec::new();
     let event_type = text(&mut errors, "event_type", body.event_type, |t| {
         if !is_event_type(t) {
@@ -346,13 +369,9 @@ pub fn new_event(body: &[u8]) -> Result<NewEvent, ApiError> {
 /// Decodes and validates a delivery body. `webhook_id` must be a UUID v4, as in the original
 /// (every id postmand makes is one); an absent or unparsable one gets the same message.
 pub fn new_delivery(body: &[u8]) -> Result<NewDelivery, ApiError> {
-    let body: DeliveryBody = serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)?;
+    let body: DeliveryBody = decode(body)?;
     let mut errors = Vec::new();
-    let webhook_id = body
-        .webhook_id
-        .as_deref()
-        .and_then(|id| Uuid::parse_str(id).ok())
-        .filter(|id| id.get_version_num() == 4);
+    let webhook_id = body.webhook_id.as_deref().and_then(uuid_v4);
     if webhook_id.is_none() {
         errors.push(FieldError::new("webhook_id", "must be a valid UUID v4"));
     }
@@ -371,6 +390,20 @@ pub fn new_delivery(body: &[u8]) -> Result<NewDelivery, ApiError> {
         }),
         _ => Err(ApiError::Validation(errors)),
     }
+}
+
+/// A body that is one JSON object of `T`'s fields. serde's derived structs also take a JSON
+/// array of the fields in declaration order (`["<uuid>", "payload"]` was a delivery), which no
+/// client means and the OpenAPI document does not allow: a JSON text whose value is an object
+/// starts with `{` after its leading whitespace.
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(ApiError::MalformedBody);
+    }
+    serde_json::from_slice(body).map_err(|_| ApiError::MalformedBody)
 }
 
 /// A required string: blank when absent or empty, then NUL, then the field's own rule.
@@ -682,6 +715,59 @@ mod tests {
         assert_eq!(
             new_delivery(br#"{"payload":{"a":1}}"#),
             Err(ApiError::MalformedBody)
+        );
+    }
+
+    #[test]
+    fn a_body_must_be_an_object_not_an_array_of_the_fields() {
+        let v4 = "a6e9a525-ac5a-488c-b118-bd7327ce6d8d";
+        assert_eq!(
+            new_delivery(format!(r#"["{v4}", "payload"]"#).as_bytes()),
+            Err(ApiError::MalformedBody)
+        );
+        assert_eq!(
+            new_event(br#"["invoice.paid", "{}"]"#),
+            Err(ApiError::MalformedBody)
+        );
+        assert_eq!(
+            webhook_settings(
+                br#"["hook", "http://h", "a/b", [200], null, null, 1, 1, 1, 1, null]"#
+            ),
+            Err(ApiError::MalformedBody)
+        );
+        let delivery = new_delivery(format!(" \r\n\t{{\"webhook_id\": \"{v4}\"}}").as_bytes());
+        assert_eq!(
+            delivery.map(|d| d.webhook_id.to_string()),
+            Ok(v4.to_string())
+        );
+    }
+
+    #[test]
+    fn lengths_count_characters_not_bytes() {
+        let body = |name: &str, secret: &str| {
+            serde_json::json!({"name": name, "url": "http://h", "content_type": "a/b",
+                "valid_status_codes": [200], "secret_token": secret, "max_delivery_attempts": 1,
+                "delivery_attempt_timeout": 1, "retry_min_backoff": 1, "retry_max_backoff": 1})
+            .to_string()
+        };
+        // 255 characters of two bytes each, and a 1024-character secret of 3-byte characters.
+        let settings =
+            webhook_settings(body(&"\u{e9}".repeat(255), &"\u{20ac}".repeat(1024)).as_bytes())
+                .expect("valid");
+        assert_eq!(settings.name.len(), 510);
+        assert_eq!(
+            details(webhook_settings(body("\u{e9}\u{e9}", "").as_bytes())),
+            "name: the length must be between 3 and 255."
+        );
+        assert_eq!(
+            details(webhook_settings(body(&"\u{e9}".repeat(256), "").as_bytes())),
+            "name: the length must be between 3 and 255."
+        );
+        assert_eq!(
+            details(webhook_settings(
+                body("hook", &"\u{20ac}".repeat(1025)).as_bytes()
+            )),
+            "secret_token: the length must be no more than 1024."
         );
     }
 

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod json;
 pub mod notify;
 pub mod openapi;
+pub mod patterns;
 mod query;
 mod request;
 pub mod router;

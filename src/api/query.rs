@@ -147,13 +147,25 @@ fn integer(text: &str) -> Option<i64> {
     text.parse().ok()
 }
 
+/// A query string's key or value: `%XX` escapes, and `+` for a space. `None` when an escape is
+/// broken or the result is not UTF-8.
 fn percent_decode(text: &str) -> Option<String> {
+    decode(text, true)
+}
+
+/// A path segment: `%XX` escapes only (`+` is itself in a path). `None` when an escape is
+/// broken or the result is not UTF-8.
+pub fn percent_decode_path(text: &str) -> Option<String> {
+    decode(text, false)
+}
+
+fn decode(text: &str, plus_is_space: bool) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let hex = text.get(i + 1..i + 3)?;
                 // from_str_radix alone takes a sign: "%+f" would decode as 0x0f.
@@ -223,5 +235,8 @@ mod tests {
         assert_eq!(percent_decode("%ff"), None);
         assert_eq!(percent_decode("%+f"), None, "a sign is not a hex digit");
         assert_eq!(percent_decode("%-1"), None);
+        assert_eq!(percent_decode_path("a+b%2Bc").as_deref(), Some("a+b+c"));
+        assert_eq!(percent_decode_path("%7Bx%7d").as_deref(), Some("{x}"));
+        assert_eq!(percent_decode_path("%zz"), None);
     }
 }

@@ -12,6 +12,7 @@
 use uuid::Uuid;
 
 use super::errors::ApiError;
+use super::query::percent_decode_path;
 
 /// Every operation of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,12 +154,16 @@ fn table(method: &str, segments: &[&str]) -> Option<Result<Route, ApiError>> {
     })
 }
 
-/// A path id: an empty segment is no route at all, anything else not a UUID is code 2.
+/// A path id: an empty segment is no route at all, anything else not a UUID is code 2. The
+/// segment is percent-decoded first, so each form `Uuid::parse_str` takes (the OpenAPI
+/// document's `UUID` pattern) works however a client escapes it: a client must escape the
+/// braces of `{…}`, and may escape any other character.
 fn id(text: &str) -> Result<Uuid, ApiError> {
     if text.is_empty() {
         return Err(ApiError::RouteNotFound);
     }
-    Uuid::parse_str(text).map_err(|_| ApiError::InvalidId)
+    let decoded = percent_decode_path(text).ok_or(ApiError::InvalidId)?;
+    Uuid::parse_str(&decoded).map_err(|_| ApiError::InvalidId)
 }
 
 #[cfg(test)]
@@ -230,6 +235,9 @@ mod tests {
             format!("{{{ID}}}"),
             format!("urn:uuid:{ID}"),
             ID.replace('-', ""),
+            // Escaped, as a client must escape the braces, and may escape anything else.
+            format!("%7B{ID}%7d"),
+            format!("urn%3Auuid%3A{}", ID.replacen('a', "%61", 1)),
         ] {
             assert_eq!(
                 route("GET", &format!("/v1/webhooks/{form}")),
@@ -245,6 +253,13 @@ mod tests {
             route("DELETE", "/v1/deliveries/123"),
             Err(ApiError::InvalidId)
         );
+        for broken in ["%zz", "%7", "%ff%fe", "%2F"] {
+            assert_eq!(
+                route("GET", &format!("/v1/events/{broken}")),
+                Err(ApiError::InvalidId),
+                "{broken}"
+            );
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::shutdown::Shutdown;
 use tiny_http::{ConnectionLimits, Header, Request, Response};
 
 /// Headers on every JSON response (the original's `unrolled/secure` set).
-const SECURITY_HEADERS: &[(&str, &str)] = &[
+pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("X-Frame-Options", "DENY"),
     ("X-Content-Type-Options", "nosniff"),
     ("X-XSS-Protection", "1; mode=block"),

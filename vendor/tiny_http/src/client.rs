@@ -86,7 +86,10 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// postmand patch 5: returns the line's bytes; the caller decides what a byte outside ASCII
+    /// means (upstream failed the read, which closed the connection without an answer).
+    fn read_next_line(&mut self) -> IoResult<Vec<u8>> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -100,8 +103,7 @@ impl ClientConnection {
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                return Ok(buf);
             }
 
             prev_byte_was_cr = byte == b'\r';
@@ -117,6 +119,9 @@ impl ClientConnection {
             // reading the request line
             let (method, path, version) = {
                 let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                // postmand patch 5: a request line outside ASCII is malformed (400).
+                let line =
+                    AsciiString::from_ascii(line).map_err(|_| ReadError::WrongRequestLine)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -128,11 +133,15 @@ impl ClientConnection {
                 let mut headers = Vec::new();
                 loop {
                     let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = header_line(line).ok_or_else(|| ReadError::WrongHeader(version.clone()))?;
 
                     if line.is_empty() {
                         break;
                     };
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
+                    // postmand patch 5: only the optional whitespace of HTTP (space, tab)
+                    // around a field is not part of it; upstream trimmed every whitespace, so
+                    // a value ending in a control character such as VT was taken without it.
+                    headers.push(match FromStr::from_str(line.as_str().trim_matches(OWS)) {
                         // TODO: remove this conversion
                         Ok(h) => h,
                         _ => return Err(ReadError::WrongHeader(version)),
@@ -279,6 +288,29 @@ impl Iterator for ClientConnection {
     }
 }
 
+/// postmand patch 5: the optional whitespace around a header field (RFC 9110, section 5.6.3).
+pub(crate) const OWS: [char; 2] = [' ', '\t'];
+
+/// postmand patch 5: a header line as ASCII. RFC 9110 (section 5.5) allows octets past 0x7F in
+/// a field value (obs-text) and asks recipients to treat them as opaque data, but a header value
+/// is an `AsciiString` here: each such octet becomes DEL (0x7F), a control character that no
+/// valid value of any header contains, so the request still reaches its handler, a header
+/// nobody reads costs nothing, and a reader of the header refuses the value. Upstream closed
+/// the connection without an answer. Outside ASCII in the field name, the line is malformed
+/// (`None`: 400).
+fn header_line(mut line: Vec<u8>) -> Option<AsciiString> {
+    let colon = line.iter().position(|&b| b == b':').unwrap_or(line.len());
+    if !line[..colon].is_ascii() {
+        return None;
+    }
+    for byte in &mut line[colon..] {
+        if !byte.is_ascii() {
+            *byte = 0x7f;
+        }
+    }
+    AsciiString::from_ascii(line).ok()
+}
+
 /// Parses a "HTTP/1.1" string.
 fn parse_http_version(version: &str) -> Result<HTTPVersion, ReadError> {
     let (major, minor) = match version {
@@ -319,5 +351,16 @@ mod test {
 
         assert!(super::parse_request_line("GET /hello").is_err());
         assert!(super::parse_request_line("qsd qsd qsd").is_err());
+    }
+
+    #[test]
+    fn header_values_outside_ascii_become_del_and_names_are_refused() {
+        let line = super::header_line("Idempotency-Key: caf\u{e9}".as_bytes().to_vec()).unwrap();
+        assert_eq!(line.as_str(), "Idempotency-Key: caf\u{7f}\u{7f}");
+        assert_eq!(
+            super::header_line(b"X-Plain: ascii".to_vec()).unwrap().as_str(),
+            "X-Plain: ascii"
+        );
+        assert!(super::header_line("X-Caf\u{e9}: x".as_bytes().to_vec()).is_none());
     }
 }

@@ -187,7 +187,8 @@ impl FromStr for Header {
         let field = elems.next().and_then(|f| f.parse().ok()).ok_or(())?;
         let value = elems
             .next()
-            .and_then(|v| AsciiString::from_ascii(v.trim()).ok())
+            // postmand patch 5: only spaces and tabs around the value (upstream: all whitespace)
+            .and_then(|v| AsciiString::from_ascii(v.trim_matches(crate::client::OWS)).ok())
             .ok_or(())?;
 
         Ok(Header { field, value })
@@ -422,6 +423,13 @@ mod test {
 
         assert!(header.field.equiv(&"time"));
         assert!(header.value.as_str() == "20: 34");
+    }
+
+    // postmand patch 5
+    #[test]
+    fn test_parse_header_trims_only_spaces_and_tabs() {
+        let header: Header = "Idempotency-Key: \t k\u{b} \t".parse().unwrap();
+        assert_eq!(header.value.as_str(), "k\u{b}");
     }
 
     // This tests reslstance to RUSTSEC-2020-0031: "HTTP Request smuggling
