@@ -84,18 +84,19 @@ pub(crate) fn figures(
         // still tells one per event from two, or from one per webhook.
         match c.statements {
             Some((inserts, all)) => {
+                // The group-commit writer puts several events in one statement: at most one.
                 rows.push(row(
                     &format!("{per_event}: events INSERT statements per event"),
                     inserts / c.events,
                     "statements",
-                    "1",
-                    Some(inserts == c.events),
+                    "<= 1",
+                    Some(inserts <= c.events),
                 ));
                 rows.push(row(
                     &format!("{per_event}: statements of the API per event"),
                     all / c.events,
                     "statements",
-                    "1 (< 1.05)",
+                    "<= 1 (< 1.05)",
                     Some(all / c.events < 1.05),
                 ));
             }
@@ -111,7 +112,7 @@ pub(crate) fn figures(
             &format!("{per_event}: commits per event"),
             c.commits / c.events,
             "commits",
-            "1 (< 1.05)",
+            "<= 1 (< 1.05)",
             Some(c.commits / c.events < 1.05),
         ));
         if fan_out == DRAIN_FAN_OUT {

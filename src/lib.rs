@@ -219,8 +219,8 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
     };
     let mut size = 1;
     if role.runs_api() {
-        // The create writer keeps one for good (api::creates).
-        size += config.database_max_open_conns + 1;
+        // The create writers keep one each for good (api::creates).
+        size += config.database_max_open_conns + api::creates::WRITERS as u32;
     }
     if role.runs_worker() {
         // Each dispatcher keeps one for good; retention borrows one now and then.

@@ -467,7 +467,7 @@ fn events_and_deliveries_created_together_share_the_writer() {
 
 #[test]
 fn a_retry_queued_behind_its_own_first_try_is_answered_from_it() {
-    // The writer is stalled past the handlers' 10 s deadline: the first keyed try answers 503
+    // The writers are stalled past the handlers' 10 s deadline: the first keyed try answers 503
     // but stays queued, and its retry (same key) lands in the same batch. The batch must still
     // commit: the retry gets the first try's answer, an unrelated create its own.
     let app = TestApp::start("idempotency_retry_same_batch");
@@ -482,12 +482,16 @@ fn a_retry_queued_behind_its_own_first_try_is_answered_from_it() {
         )
         .unwrap();
     let api = app.api;
-    let stalled = {
+    // One stalled create per writer, each alone in its batch.
+    let stall = |key: &'static str| {
         let body = json!({"webhook_id": webhook_id, "payload": "stall"});
-        thread::spawn(move || post_with_key(api, "/v1/deliveries", "stall", &body))
+        thread::spawn(move || post_with_key(api, "/v1/deliveries", key, &body))
     };
-    crate::common::wait_until("the writer to stall", || {
-        let waiting: i64 = app
+    let mut stalled = Vec::new();
+    for (writer, key) in ["stall-1", "stall-2"].into_iter().enumerate() {
+        stalled.push(stall(key));
+        crate::common::wait_until("the writer to stall", || {
+            let waiting: i64 = app
             .db
             .client()
             .query_one(
@@ -497,8 +501,18 @@ fn a_retry_queued_behind_its_own_first_try_is_answered_from_it() {
             )
             .unwrap()
             .get(0);
-        if waiting > 0 { Ok(()) } else { Err(waiting) }
-    });
+            if waiting > writer as i64 {
+                Ok(())
+            } else {
+                Err(waiting)
+            }
+        });
+    }
+    assert_eq!(
+        postmand::api::creates::WRITERS,
+        2,
+        "one stalled create per writer"
+    );
     let body = json!({"webhook_id": webhook_id, "payload": "pay once"});
     let first = post_with_key(api, "/v1/deliveries", "order-7", &body);
     assert_eq!(first.status, 503, "{}", first.text());
@@ -511,7 +525,9 @@ fn a_retry_queued_behind_its_own_first_try_is_answered_from_it() {
         thread::spawn(move || post_with_key(api, "/v1/deliveries", "other-key", &body))
     };
     let (retry, unrelated) = (retry.join().unwrap(), unrelated.join().unwrap());
-    stalled.join().unwrap();
+    for stalled in stalled {
+        stalled.join().unwrap();
+    }
     assert_eq!(retry.status, 201, "{}", retry.text());
     assert_eq!(unrelated.status, 201, "{}", unrelated.text());
     assert_eq!(

@@ -7,7 +7,7 @@
 //! headers; every failure is exactly one error object from the catalogue (`http::errors`).
 
 mod attempts;
-mod creates;
+pub mod creates;
 mod deliveries;
 mod events;
 pub mod idempotency;
@@ -120,7 +120,7 @@ impl ApiServer {
     ) -> io::Result<ApiServer> {
         let (notifier, notifier_thread) =
             notify::spawn(config.database_url.clone(), local_wake, shutdown.clone())?;
-        let writer_part = liveness.register("create-writer", 1);
+        let writer_part = liveness.register("create-writer", creates::WRITERS);
         let idempotency_hours = i32::try_from(config.idempotency_hours).unwrap_or(i32::MAX);
         let (creates, writer) =
             creates::Creates::start(pool.clone(), writer_part, idempotency_hours)?;
