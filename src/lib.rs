@@ -273,6 +273,7 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
                 local_wake,
                 Arc::clone(&metrics),
                 &liveness,
+                None,
             );
             match started {
                 Ok(api) => Some(api),

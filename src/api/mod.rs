@@ -8,17 +8,17 @@
 
 mod attempts;
 mod creates;
-mod deliveries;
+pub(crate) mod deliveries;
 mod events;
 pub mod idempotency;
 pub mod json;
 pub mod notify;
 pub mod openapi;
-mod query;
+pub(crate) mod query;
 mod request;
 pub mod router;
 mod swagger_ui;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -54,13 +54,26 @@ pub struct Context {
     in_flight: idempotency::InFlight,
     /// `POSTMAND_IDEMPOTENCY_HOURS`.
     idempotency_hours: i32,
+    /// The front end served beside the API (the dashboard), if any.
+    front: Option<Arc<dyn Front>>,
 }
 
 impl Context {
     /// A pooled connection, or 503 when none frees up in time.
-    fn client(&self) -> Result<PooledClient, ApiError> {
+    pub(crate) fn client(&self) -> Result<PooledClient, ApiError> {
         Ok(db::checkout(&self.pool)?)
     }
+}
+
+/// A front end the API server also serves, on its port and under its own paths, ahead of the
+/// bearer-token check (it keeps its own sessions): the dashboard, `crate::ui`. The wiring in
+/// `lib` hands it over at start, so `api` never imports it; it reaches the database, the
+/// handlers' shared steps and the notifier through [`Context`].
+pub trait Front: Send + Sync {
+    /// Whether `path` (without its query string) is the front end's.
+    fn serves(&self, path: &str) -> bool;
+    /// Answers the request; returns the route name it counts under and the status it sent.
+    fn answer(&self, api: &Context, request: tiny_http::Request) -> (&'static str, u16);
 }
 
 /// A handler's successful answer.
@@ -116,6 +129,7 @@ impl ApiServer {
         local_wake: Option<notify::LocalWake>,
         metrics: Arc<Metrics>,
         liveness: &Liveness,
+        front: Option<Arc<dyn Front>>,
     ) -> io::Result<ApiServer> {
         let (notifier, notifier_thread) =
             notify::spawn(config.database_url.clone(), local_wake, shutdown.clone())?;
@@ -132,6 +146,7 @@ impl ApiServer {
             metrics,
             in_flight: idempotency::InFlight::default(),
             idempotency_hours,
+            front,
         });
         let plan = http::ServingPlan {
             name: "api",
