@@ -117,20 +117,28 @@ pub struct ApiServer {
     notifier: thread::JoinHandle<()>,
 }
 
+/// What the rest of the process attaches to its API server.
+#[derive(Default)]
+pub struct Attached {
+    /// The wake channel of this process's dispatchers, if it runs any.
+    pub local_wake: Option<notify::LocalWake>,
+    /// The front end served beside the API (the dashboard), if any.
+    pub front: Option<Arc<dyn Front>>,
+}
+
 impl ApiServer {
     /// Starts the request threads on `listener` (bound by the caller, before any server
-    /// starts). `local_wake` is the wake channel of this process's dispatchers, if it runs
-    /// any.
+    /// starts).
     pub fn start(
         config: &Config,
         listener: TcpListener,
         pool: Pool,
         shutdown: &Shutdown,
-        local_wake: Option<notify::LocalWake>,
+        attached: Attached,
         metrics: Arc<Metrics>,
         liveness: &Liveness,
-        front: Option<Arc<dyn Front>>,
     ) -> io::Result<ApiServer> {
+        let Attached { local_wake, front } = attached;
         let (notifier, notifier_thread) =
             notify::spawn(config.database_url.clone(), local_wake, shutdown.clone())?;
         let writer_part = liveness.register("create-writer", 1);

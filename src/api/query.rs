@@ -147,7 +147,9 @@ fn integer(text: &str) -> Option<i64> {
     text.parse().ok()
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+/// Decodes `%XX` escapes and `+` (a space); `None` when the result is not UTF-8 or an escape
+/// is broken. The dashboard decodes its forms with it too.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
