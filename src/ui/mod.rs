@@ -341,3 +341,27 @@ fn response(reply: Reply, allow: Option<&str>, secure: bool) -> Response<Cursor<
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    /// Escaping holds by construction only while no template opts out of it.
+    #[test]
+    fn no_template_marks_text_as_already_escaped() {
+        let opt_out = concat!("Pre", "Escaped");
+        for (file, text) in [
+            ("actions.rs", include_str!("actions.rs")),
+            ("chart.rs", include_str!("chart.rs")),
+            ("deliveries.rs", include_str!("deliveries.rs")),
+            ("form.rs", include_str!("form.rs")),
+            ("layout.rs", include_str!("layout.rs")),
+            ("mod.rs", include_str!("mod.rs")),
+            ("overview.rs", include_str!("overview.rs")),
+            ("pretty.rs", include_str!("pretty.rs")),
+            ("router.rs", include_str!("router.rs")),
+            ("session.rs", include_str!("session.rs")),
+            ("webhooks.rs", include_str!("webhooks.rs")),
+        ] {
+            assert!(!text.contains(opt_out), "{file} uses {opt_out}");
+        }
+    }
+}
