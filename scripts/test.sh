@@ -29,5 +29,6 @@ cargo build --quiet
 cargo test --quiet -- "$@"
 bash scripts/check-deploy.sh
 bash scripts/check-swagger-ui.sh
+bash scripts/check-ui.sh
 # The benchmark is not a test, but its driver must keep working: a smoke run on tiny loads.
 POSTMAND_BENCH_DATABASE_URL="$POSTMAND_TEST_DATABASE_URL" bash scripts/bench.sh --smoke

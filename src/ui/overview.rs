@@ -82,7 +82,10 @@ pub fn page(ctx: &Ctx) -> Result<Reply, Refusal> {
             p.note {
                 "The newest " (count(counted)) " deliveries"
                 @if let Some(oldest) = oldest_counted { " (since " (time(&oldest)) ")" }
-                ", of about " (count(estimate)) " in all. Counting every delivery would read the whole table."
+                @if estimate > counted {
+                    ", of about " (count(estimate)) " in all (counting every one would read the whole table)"
+                }
+                "."
             }
             table.statuses {
                 thead { tr { th { "status" } th.num { "deliveries" } th { "share" } } }
