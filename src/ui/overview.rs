@@ -79,13 +79,17 @@ pub fn page(ctx: &Ctx) -> Result<Reply, Refusal> {
         }
         section {
             h2 { "Deliveries by status" }
-            p.note {
-                "The newest " (count(counted)) " deliveries"
-                @if let Some(oldest) = oldest_counted { " (since " (time(&oldest)) ")" }
-                @if estimate > counted {
-                    ", of about " (count(estimate)) " in all (counting every one would read the whole table)"
+            @if counted == 0 {
+                p.note { "No delivery yet." }
+            } @else {
+                p.note {
+                    "The newest " (count(counted)) " deliveries"
+                    @if let Some(oldest) = oldest_counted { " (since " (time(&oldest)) ")" }
+                    @if estimate > counted {
+                        ", of about " (count(estimate)) " in all (counting every one would read the whole table)"
+                    }
+                    "."
                 }
-                "."
             }
             table.statuses {
                 thead { tr { th { "status" } th.num { "deliveries" } th { "share" } } }
