@@ -30,5 +30,6 @@ cargo test --quiet -- "$@"
 bash scripts/check-deploy.sh
 bash scripts/check-swagger-ui.sh
 bash scripts/check-fuzz.sh
+bash scripts/check-ui.sh
 # The benchmark is not a test, but its driver must keep working: a smoke run on tiny loads.
 POSTMAND_BENCH_DATABASE_URL="$POSTMAND_TEST_DATABASE_URL" bash scripts/bench.sh --smoke

@@ -33,6 +33,7 @@ pub mod model;
 pub mod shutdown;
 pub mod store;
 pub mod tls_roots;
+pub mod ui;
 pub mod url;
 
 /// `postmand/<version>`: what `--version` prints and the dispatcher's User-Agent.
@@ -265,12 +266,24 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
     };
     let api = match api_listener {
         Some(listener) => {
+            let dashboard = match ui::Dashboard::new(config.api_token.clone()) {
+                Ok(dashboard) => dashboard,
+                Err(e) => {
+                    stop_workers(workers);
+                    return Err(Error::Spawn(std::io::Error::other(format!(
+                        "the dashboard's CSRF key: {e}"
+                    ))));
+                }
+            };
             let started = ApiServer::start(
                 config,
                 listener,
                 pool.clone(),
                 shutdown,
-                local_wake,
+                api::Attached {
+                    local_wake,
+                    front: Some(Arc::new(dashboard)),
+                },
                 Arc::clone(&metrics),
                 &liveness,
             );

@@ -31,6 +31,12 @@ mod api_protocol;
 // Issue 14: every index of deliveries and attempts is read by some statement's plan.
 mod plans;
 
+// Issue 18: the dashboard at /ui/: escaping, headers, login, CSRF, actions, 404 pages.
+mod ui;
+
+// Issue 18: no statement of a dashboard page reads a whole table of deliveries or attempts.
+mod ui_plans;
+
 // The binary: migrate (twice, over an original-schema database), --help, --version, start-up
 // errors, SIGTERM.
 mod binary;

@@ -86,6 +86,13 @@ pub fn delete(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
 /// `POST /v1/deliveries/{id}/retry`: a finished delivery goes back to pending, due now, with a
 /// fresh attempt budget; 409 while it is still pending.
 pub fn retry(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
+    let delivery = requeue(ctx, id)?;
+    Reply::json(200, &DeliveryJson::from(&delivery))
+}
+
+/// Sends a finished delivery round again (the API's retry and the dashboard's button): the
+/// delivery, pending; 409 while it is still pending, 404 when there is none.
+pub(crate) fn requeue(ctx: &Context, id: Uuid) -> Result<Delivery, ApiError> {
     match deliveries::retry(&mut *ctx.client()?, id)? {
         RetryOutcome::Requeued(delivery) => {
             ctx.notifier.poke();
@@ -93,7 +100,7 @@ pub fn retry(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
                 "delivery-requeued delivery_id={id} webhook_id={}",
                 delivery.webhook_id
             );
-            Reply::json(200, &DeliveryJson::from(&delivery))
+            Ok(delivery)
         }
         RetryOutcome::StillPending => Err(ApiError::DeliveryPending),
         RetryOutcome::NotFound => Err(ApiError::DeliveryNotFound),

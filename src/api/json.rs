@@ -219,6 +219,18 @@ pub fn rotation(body: &[u8]) -> Result<Rotation, ApiError> {
     } else {
         decode(body)?
     };
+    rotation_of(body.secret_token, body.previous_valid_for)
+}
+
+/// Validates a rotation's two fields (from a JSON body, or the dashboard's form).
+pub fn rotation_of(
+    secret_token: Option<String>,
+    previous_valid_for: Option<i64>,
+) -> Result<Rotation, ApiError> {
+    let body = RotationBody {
+        secret_token,
+        previous_valid_for,
+    };
     let mut errors = Vec::new();
     if let Some(secret) = &body.secret_token {
         let message = if secret.is_empty() {
@@ -268,6 +280,12 @@ pub struct Recovery {
 /// Decodes and validates a recovery body.
 pub fn recovery(body: &[u8]) -> Result<Recovery, ApiError> {
     let body: RecoveryBody = decode(body)?;
+    recovery_of(body.since, body.until)
+}
+
+/// Validates a recovery window's two fields (from a JSON body, or the dashboard's form).
+pub fn recovery_of(since: Option<String>, until: Option<String>) -> Result<Recovery, ApiError> {
+    let body = RecoveryBody { since, until };
     let mut errors = Vec::new();
     let mut time = |field: &str, value: Option<String>| -> Option<DateTime<Utc>> {
         let parsed = DateTime::parse_from_rfc3339(value.as_deref()?)

@@ -8,18 +8,18 @@
 
 mod attempts;
 pub mod creates;
-mod deliveries;
+pub(crate) mod deliveries;
 mod events;
 pub mod idempotency;
 pub mod json;
 pub mod notify;
 pub mod openapi;
 pub mod patterns;
-mod query;
+pub(crate) mod query;
 mod request;
 pub mod router;
 mod swagger_ui;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -55,13 +55,26 @@ pub struct Context {
     in_flight: idempotency::InFlight,
     /// `POSTMAND_IDEMPOTENCY_HOURS`.
     idempotency_hours: i32,
+    /// The front end served beside the API (the dashboard), if any.
+    front: Option<Arc<dyn Front>>,
 }
 
 impl Context {
     /// A pooled connection, or 503 when none frees up in time.
-    fn client(&self) -> Result<PooledClient, ApiError> {
+    pub(crate) fn client(&self) -> Result<PooledClient, ApiError> {
         Ok(db::checkout(&self.pool)?)
     }
+}
+
+/// A front end the API server also serves, on its port and under its own paths, ahead of the
+/// bearer-token check (it keeps its own sessions): the dashboard, `crate::ui`. The wiring in
+/// `lib` hands it over at start, so `api` never imports it; it reaches the database, the
+/// handlers' shared steps and the notifier through [`Context`].
+pub trait Front: Send + Sync {
+    /// Whether `path` (without its query string) is the front end's.
+    fn serves(&self, path: &str) -> bool;
+    /// Answers the request; returns the route name it counts under and the status it sent.
+    fn answer(&self, api: &Context, request: tiny_http::Request) -> (&'static str, u16);
 }
 
 /// A handler's successful answer.
@@ -105,19 +118,28 @@ pub struct ApiServer {
     notifier: thread::JoinHandle<()>,
 }
 
+/// What the rest of the process attaches to its API server.
+#[derive(Default)]
+pub struct Attached {
+    /// The wake channel of this process's dispatchers, if it runs any.
+    pub local_wake: Option<notify::LocalWake>,
+    /// The front end served beside the API (the dashboard), if any.
+    pub front: Option<Arc<dyn Front>>,
+}
+
 impl ApiServer {
     /// Starts the request threads on `listener` (bound by the caller, before any server
-    /// starts). `local_wake` is the wake channel of this process's dispatchers, if it runs
-    /// any.
+    /// starts).
     pub fn start(
         config: &Config,
         listener: TcpListener,
         pool: Pool,
         shutdown: &Shutdown,
-        local_wake: Option<notify::LocalWake>,
+        attached: Attached,
         metrics: Arc<Metrics>,
         liveness: &Liveness,
     ) -> io::Result<ApiServer> {
+        let Attached { local_wake, front } = attached;
         let (notifier, notifier_thread) =
             notify::spawn(config.database_url.clone(), local_wake, shutdown.clone())?;
         let writer_part = liveness.register("create-writer", creates::WRITERS);
@@ -133,6 +155,7 @@ impl ApiServer {
             metrics,
             in_flight: idempotency::InFlight::default(),
             idempotency_hours,
+            front,
         });
         let plan = http::ServingPlan {
             name: "api",

@@ -148,8 +148,8 @@ fn integer(text: &str) -> Option<i64> {
 }
 
 /// A query string's key or value: `%XX` escapes, and `+` for a space. `None` when an escape is
-/// broken or the result is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+/// broken or the result is not UTF-8. The dashboard decodes its forms with it too.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     decode(text, true)
 }
 

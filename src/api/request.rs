@@ -1,5 +1,6 @@
-//! One request, from the queue to its reply: the announced-size gate, Swagger UI's files (a
-//! `GET` under `/swagger`, open without the token), the token, routing, the JSON-body gates
+//! One request, from the queue to its reply: the announced-size gate, the dashboard (paths
+//! under `/ui`, which keeps its own sessions), Swagger UI's files (a `GET` under `/swagger`,
+//! open without the token), the token, routing, the JSON-body gates
 //! (415/413), the handler, the reply with its headers, the request counter and one access-log
 //! line. A panic in a handler is contained here so the thread keeps serving.
 
@@ -12,7 +13,7 @@ use super::errors::ApiError;
 use super::router::{self, Route};
 use super::swagger_ui::{self, Swagger};
 use super::{Context, Reply, attempts, deliveries, events, idempotency, webhooks};
-use crate::http::{self, header, json_response};
+use crate::http::{self, constant_time_eq, header, json_response};
 
 /// Answers one request; a panic in it is contained so the thread keeps serving.
 pub(super) fn answer(context: &Context, request: Request) {
@@ -51,6 +52,15 @@ fn answer_request(context: &Context, mut request: Request) {
     let method = request.method().as_str().to_string();
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    if let Some(front) = context.front.as_ref().filter(|front| front.serves(path)) {
+        let (route_name, status) = front.answer(context, request);
+        context.metrics.request(route_name, status);
+        let took_ms = started.elapsed().as_secs_f64() * 1000.0;
+        log::debug!(
+            "request-completed method={method} url={url} status={status} took_ms={took_ms:.1}"
+        );
+        return;
+    }
     if method == "GET"
         && let Some(swagger) = swagger_ui::answer(path)
     {
@@ -149,17 +159,6 @@ fn authorize(context: &Context, request: &Request) -> Result<(), ApiError> {
     } else {
         Err(ApiError::Unauthorized)
     }
-}
-
-/// Compares two byte strings in time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut difference = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        difference |= usize::from(x ^ y);
-    }
-    difference == 0
 }
 
 /// Runs the route's handler. `key` is the request's `Idempotency-Key`, which only the two

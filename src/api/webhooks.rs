@@ -6,6 +6,7 @@ use super::errors::ApiError;
 use super::json::{self, WebhookJson, WebhookList};
 use super::query::Query;
 use super::{Context, Reply};
+use crate::model::{Webhook, WebhookSettings};
 use crate::store::deliveries;
 use crate::store::webhooks::{self, Filter};
 
@@ -46,6 +47,16 @@ pub fn get(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
 /// `PUT /v1/webhooks/{id}`: full replacement; 404 when there is nothing to replace.
 pub fn update(ctx: &Context, id: Uuid, body: &[u8]) -> Result<Reply, ApiError> {
     let settings = json::webhook_settings(body)?;
+    let webhook = replace(ctx, id, settings)?;
+    Reply::json(200, &WebhookJson::from(&webhook))
+}
+
+/// Replaces a webhook's settings (`PUT`, and the dashboard's activate and deactivate).
+pub(crate) fn replace(
+    ctx: &Context,
+    id: Uuid,
+    settings: WebhookSettings,
+) -> Result<Webhook, ApiError> {
     let webhook =
         webhooks::update(&mut *ctx.client()?, id, settings)?.ok_or(ApiError::WebhookNotFound)?;
     if webhook.settings.active {
@@ -53,7 +64,7 @@ pub fn update(ctx: &Context, id: Uuid, body: &[u8]) -> Result<Reply, ApiError> {
         ctx.notifier.poke();
     }
     log::info!("webhook-updated webhook_id={id}");
-    Reply::json(200, &WebhookJson::from(&webhook))
+    Ok(webhook)
 }
 
 /// `DELETE /v1/webhooks/{id}`: 204, or 404 when it did not exist.
@@ -70,7 +81,17 @@ pub fn delete(ctx: &Context, id: Uuid) -> Result<Reply, ApiError> {
 /// seconds (default a day). 200 with the webhook, whose `previous_secret_expires_at` says
 /// until when.
 pub fn rotate_secret(ctx: &Context, id: Uuid, body: &[u8]) -> Result<Reply, ApiError> {
-    let rotation = json::rotation(body)?;
+    let webhook = rotate(ctx, id, json::rotation(body)?)?;
+    Reply::json(200, &WebhookJson::from(&webhook))
+}
+
+/// Rotates a webhook's secret (the API's route and the dashboard's button): the webhook
+/// afterwards, whose `secret_token` is the new secret.
+pub(crate) fn rotate(
+    ctx: &Context,
+    id: Uuid,
+    rotation: json::Rotation,
+) -> Result<Webhook, ApiError> {
     let secret = match rotation.secret_token {
         Some(secret) => secret,
         None => generate_secret()?,
@@ -86,7 +107,7 @@ pub fn rotate_secret(ctx: &Context, id: Uuid, body: &[u8]) -> Result<Reply, ApiE
         "webhook-secret-rotated webhook_id={id} previous_valid_for={}",
         rotation.previous_valid_for
     );
-    Reply::json(200, &WebhookJson::from(&webhook))
+    Ok(webhook)
 }
 
 /// A Standard Webhooks secret: `whsec_` and 32 bytes from the OS's CSPRNG in base64.
@@ -115,7 +136,16 @@ const RECOVER_BATCH: i64 = 1_000;
 /// [`RECOVER_CAP`] per call. 200 `{"recovered": N, "more": bool}`. Pending ones are untouched,
 /// so a second call recovers nothing new.
 pub fn recover(ctx: &Context, id: Uuid, body: &[u8]) -> Result<Reply, ApiError> {
-    let window = json::recovery(body)?;
+    let recovered = recover_window(ctx, id, &json::recovery(body)?)?;
+    Reply::json(200, &recovered)
+}
+
+/// Recovers a window (the API's route and the dashboard's button; see [`recover`]).
+pub(crate) fn recover_window(
+    ctx: &Context,
+    id: Uuid,
+    window: &json::Recovery,
+) -> Result<json::Recovered, ApiError> {
     let mut client = ctx.client()?;
     if webhooks::get(&mut *client, id)?.is_none() {
         return Err(ApiError::WebhookNotFound);
@@ -145,5 +175,5 @@ pub fn recover(ctx: &Context, id: Uuid, body: &[u8]) -> Result<Reply, ApiError> 
         ctx.notifier.poke();
     }
     log::info!("webhook-recovered webhook_id={id} recovered={recovered} more={more}");
-    Reply::json(200, &json::Recovered { recovered, more })
+    Ok(json::Recovered { recovered, more })
 }

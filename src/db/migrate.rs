@@ -41,7 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(6, "006_lean_indexes.sql"),
     migration!(7, "007_events_and_idempotency.sql"),
     migration!(8, "008_failing_endpoints.sql"),
-    migration!(9, "009_failed_by_webhook.sql"),
+    migration!(9, "009_webhook_delivery_order.sql"),
 ];
 
 /// Serialises concurrent `postmand migrate` runs (several containers starting at once).

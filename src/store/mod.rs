@@ -5,6 +5,7 @@
 //! process and worker schedules against one clock.
 
 pub mod attempts;
+pub mod dashboard;
 pub mod deliveries;
 pub mod events;
 pub mod idempotency;
