@@ -122,7 +122,10 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
             .expect("a plan")
             .1
     };
-    // Attempts per minute are counted from the indexes alone.
+    // Attempts per minute are counted from a range of each index: the last hour, never the
+    // table. Whether PostgreSQL reads that range index-only or through a bitmap depends on the
+    // visibility map, which VACUUM cannot set while other sessions hold older snapshots (the
+    // suite's other tests, in parallel): the full run saw a bitmap scan of the same range.
     let per_minute = plan_of("overview: attempts per minute");
     assert_eq!(
         indexes_in(per_minute),
@@ -135,7 +138,7 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
         "{per_minute}"
     );
     assert_eq!(
-        per_minute.matches("Index Only Scan").count(),
+        per_minute.matches("Index Cond: (created_at > (now() - '01:00:00'::interval))").count(),
         2,
         "{per_minute}"
     );
