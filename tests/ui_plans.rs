@@ -138,7 +138,9 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
         "{per_minute}"
     );
     assert_eq!(
-        per_minute.matches("Index Cond: (created_at > (now() - '01:00:00'::interval))").count(),
+        per_minute
+            .matches("Index Cond: (created_at > (now() - '01:00:00'::interval))")
+            .count(),
         2,
         "{per_minute}"
     );
