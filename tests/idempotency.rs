@@ -488,7 +488,12 @@ fn a_retry_queued_behind_its_own_first_try_is_answered_from_it() {
         thread::spawn(move || post_with_key(api, "/v1/deliveries", key, &body))
     };
     let mut stalled = Vec::new();
-    for (writer, key) in ["stall-1", "stall-2"].into_iter().enumerate() {
+    let keys = ["stall-1", "stall-2"];
+    for (writer, key) in keys
+        .into_iter()
+        .take(postmand::api::creates::WRITERS)
+        .enumerate()
+    {
         stalled.push(stall(key));
         crate::common::wait_until("the writer to stall", || {
             let waiting: i64 = app
@@ -508,9 +513,8 @@ fn a_retry_queued_behind_its_own_first_try_is_answered_from_it() {
             }
         });
     }
-    assert_eq!(
-        postmand::api::creates::WRITERS,
-        2,
+    assert!(
+        postmand::api::creates::WRITERS <= keys.len(),
         "one stalled create per writer"
     );
     let body = json!({"webhook_id": webhook_id, "payload": "pay once"});

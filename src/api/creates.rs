@@ -33,12 +33,13 @@ use crate::model::{Delivery, Event};
 use crate::store::idempotency::{self, NewKey, Stored};
 use crate::store::{self, deliveries, events};
 
-/// Writers taking batches from the one queue, each with its own connection. One serialised
-/// every create on a single backend: an event fanned out to 100 webhooks is 100 rows to write,
-/// and with one writer such events went at 351/s where one backend per request (before they
-/// were batched) reached 539/s. Two keep both cores busy and still batch: the WAL flush of
-/// their commits is shared as well.
-pub const WRITERS: usize = 2;
+/// Writers taking batches from the one queue, each with its own connection. One writer
+/// serialises every create on a single backend, which costs events of wide fan-out (100 rows
+/// each): 351 events/s at fan-out 100, against 539/s before events were batched. Two writers
+/// gave those 775/s, but direct creates lost a fifth (same run: 10,680 against 12,814/s at 32
+/// clients, 14,939 against 18,928/s at 256), because each commit carried half the batch. Direct
+/// creates are the common case: one writer.
+pub const WRITERS: usize = 1;
 
 /// Creates written by one statement at most.
 pub const MAX_BATCH: usize = 64;
