@@ -382,34 +382,13 @@ mod tests {
             "http://h!/",
             "http://h:65536",
         ];
-        let alphabet: Vec<char> =
-            "hH:/[]@?#.-_%01289afAF+!;|~\\ \té\u{a0}\u{85}\u{2028}\u{7f}\u{0}"
-                .chars()
-                .collect();
-        let mut state: u64 = 0x5EED;
-        let mut next = move |n: usize| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) % n as u64) as usize
-        };
-        let mut urls: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
-        for _ in 0..5000 {
-            let mut chars: Vec<char> = seeds[next(seeds.len())].chars().collect();
-            for _ in 0..=next(3) {
-                let at = next(chars.len() + 1);
-                match next(3) {
-                    0 => chars.insert(at, alphabet[next(alphabet.len())]),
-                    1 if at < chars.len() => {
-                        chars.remove(at);
-                    }
-                    _ if at < chars.len() => chars[at] = alphabet[next(alphabet.len())],
-                    _ => {}
-                }
-            }
-            urls.push(chars.into_iter().collect());
-        }
+        let seeds: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
+        let urls = crate::api::patterns::mutations(
+            &seeds,
+            "hH:/[]@?#.-_%01289afAF+!;|~\\ \té\u{a0}\u{85}\u{2028}\u{7f}\u{0}",
+            5000,
+            3,
+        );
         let mut valid_seen = 0;
         for url in &urls {
             let valid = EndpointUrl::new(url).is_valid();

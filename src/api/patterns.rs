@@ -61,6 +61,44 @@ pub const SECRET_TOKEN: &str = concat!(
 /// HTTP drops the spaces around a header's value, so the value cannot start or end with one.
 pub const IDEMPOTENCY_KEY: &str = "^[!-~](?:[ -~]{0,253}[!-~])?$";
 
+/// `seeds` and `count` edits of them (each 1 to `max_edits + 1` insertions, deletions or
+/// replacements from `alphabet`), drawn by SplitMix64 from a fixed seed, so every run tests
+/// the same texts: the property tests of the patterns and of the URL validator.
+#[cfg(test)]
+pub(crate) fn mutations(
+    seeds: &[String],
+    alphabet: &str,
+    count: usize,
+    max_edits: usize,
+) -> Vec<String> {
+    let alphabet: Vec<char> = alphabet.chars().collect();
+    let mut state: u64 = 0x5EED;
+    let mut next = move |n: usize| {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % n as u64) as usize
+    };
+    let mut texts = seeds.to_vec();
+    for _ in 0..count {
+        let mut chars: Vec<char> = seeds[next(seeds.len())].chars().collect();
+        for _ in 0..=next(max_edits) {
+            let at = next(chars.len() + 1);
+            match next(3) {
+                0 => chars.insert(at, alphabet[next(alphabet.len())]),
+                1 if at < chars.len() => {
+                    chars.remove(at);
+                }
+                _ if at < chars.len() => chars[at] = alphabet[next(alphabet.len())],
+                _ => {}
+            }
+        }
+        texts.push(chars.into_iter().collect());
+    }
+    texts
+}
+
 #[cfg(test)]
 mod tests {
     use regex::Regex;
@@ -80,31 +118,7 @@ mod tests {
         valid: impl Fn(&str) -> bool,
     ) -> usize {
         let regex = Regex::new(pattern).expect("pattern compiles");
-        let alphabet: Vec<char> = alphabet.chars().collect();
-        let mut state: u64 = 0x5EED;
-        let mut next = move |n: usize| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) % n as u64) as usize
-        };
-        let mut texts = seeds.to_vec();
-        for _ in 0..3000 {
-            let mut chars: Vec<char> = seeds[next(seeds.len())].chars().collect();
-            for _ in 0..=next(2) {
-                let at = next(chars.len() + 1);
-                match next(3) {
-                    0 => chars.insert(at, alphabet[next(alphabet.len())]),
-                    1 if at < chars.len() => {
-                        chars.remove(at);
-                    }
-                    _ if at < chars.len() => chars[at] = alphabet[next(alphabet.len())],
-                    _ => {}
-                }
-            }
-            texts.push(chars.into_iter().collect());
-        }
+        let texts = mutations(seeds, alphabet, 3000, 2);
         let mut valid_seen = 0;
         for text in &texts {
             let is_valid = valid(text);
