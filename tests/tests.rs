@@ -31,6 +31,10 @@ mod api_protocol;
 // Issue 14: every index of deliveries and attempts is read by some statement's plan.
 mod plans;
 
+// Issue 17: delivery_attempts partitioned by day: the migration, partitions ahead, retention by
+// partition, lookups by id.
+mod partitions;
+
 // Issue 18: the dashboard at /ui/: escaping, headers, login, CSRF, actions, 404 pages.
 mod ui;
 

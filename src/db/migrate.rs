@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(7, "007_events_and_idempotency.sql"),
     migration!(8, "008_failing_endpoints.sql"),
     migration!(9, "009_webhook_delivery_order.sql"),
+    migration!(10, "010_attempt_partitions.sql"),
 ];
 
 /// Serialises concurrent `postmand migrate` runs (several containers starting at once).

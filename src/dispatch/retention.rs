@@ -1,8 +1,11 @@
-//! Retention, a worker thread. It always deletes idempotency keys older than
+//! Retention, a worker thread. It always keeps the daily partitions of `delivery_attempts`
+//! ready a week ahead (`store::partitions`), and deletes idempotency keys older than
 //! `POSTMAND_IDEMPOTENCY_HOURS` (they are ignored once expired; this only keeps the table
-//! small). With `POSTMAND_RETENTION_DAYS` set it also deletes succeeded and failed deliveries,
-//! with their attempts, once they have been unchanged for that many days, and then events that
-//! old which no delivery refers to any more. Pending deliveries are never touched.
+//! small). With `POSTMAND_RETENTION_DAYS` set it also drops the attempt partitions whose every
+//! row is older than that, whole; then deletes succeeded and failed deliveries, with their
+//! remaining attempts, once they have been unchanged for that many days, and then events that
+//! old which no delivery refers to any more. Pending deliveries are never deleted, though their
+//! attempts older than the retention period go with their day's partition.
 //!
 //! It deletes in batches of [`BATCH`] rows, each its own short transaction that skips rows
 //! locked by others, with a pause between batches, so it never holds locks that the API or the
@@ -15,7 +18,7 @@ use std::time::Duration;
 use crate::db::{self, Pool};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::store::{self, deliveries, events, idempotency};
+use crate::store::{self, deliveries, events, idempotency, partitions};
 
 /// Rows deleted per statement.
 pub const BATCH: i64 = 500;
@@ -55,7 +58,9 @@ pub fn spawn(
                 metrics.retention_deleted(deleted.deliveries);
                 if deleted != Deleted::default() {
                     log::info!(
-                        "retention-sweep deliveries={} events={} idempotency_keys={}",
+                        "retention-sweep attempt_partitions={} deliveries={} events={} \
+                         idempotency_keys={}",
+                        deleted.attempt_partitions,
                         deleted.deliveries,
                         deleted.events,
                         deleted.keys
@@ -71,6 +76,8 @@ pub fn spawn(
 /// What one sweep deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Deleted {
+    /// Whole days of attempts (partitions of `delivery_attempts`).
+    pub attempt_partitions: u64,
     /// Finished deliveries (their attempts went with them).
     pub deliveries: u64,
     /// Events no delivery referred to.
@@ -79,12 +86,31 @@ pub struct Deleted {
     pub keys: u64,
 }
 
-/// One sweep: deliveries, then the events they leave unreferenced, then expired keys.
+/// One sweep: the attempt partitions ahead, then whole days of old attempts, deliveries, the
+/// events they leave unreferenced, and expired keys.
 pub fn sweep(policy: Policy, pool: &Pool, shutdown: &Shutdown) -> Deleted {
     let hours = i32::try_from(policy.idempotency_hours).unwrap_or(i32::MAX);
     let mut deleted = Deleted::default();
+    upkeep("create-partitions", pool, |client| {
+        let created = partitions::create_ahead(client, partitions::DAYS_AHEAD)?;
+        if created > 0 {
+            log::info!("attempt-partitions-created count={created}");
+        }
+        Ok(())
+    });
     if let Some(days) = policy.days {
         let days = i32::try_from(days).unwrap_or(i32::MAX);
+        upkeep("drop-partitions", pool, |client| {
+            for dropped in partitions::drop_older_than(client, days)? {
+                log::info!(
+                    "attempt-partition-dropped partition={} approximate_rows={}",
+                    dropped.name,
+                    dropped.approximate_rows
+                );
+                deleted.attempt_partitions += 1;
+            }
+            Ok(())
+        });
         deleted.deliveries = in_batches("deliveries", pool, shutdown, |client| {
             deliveries::delete_finished_before(client, days, BATCH)
         });
@@ -96,6 +122,21 @@ pub fn sweep(policy: Policy, pool: &Pool, shutdown: &Shutdown) -> Deleted {
         idempotency::delete_expired(client, hours, BATCH)
     });
     deleted
+}
+
+/// Runs one upkeep step on a pooled connection; a failure (a lock not granted in time, the
+/// database away) is logged and the step runs again at the next sweep.
+fn upkeep(
+    step: &str,
+    pool: &Pool,
+    run: impl FnOnce(&mut postgres::Client) -> Result<(), store::Error>,
+) {
+    let done = db::checkout(pool)
+        .map_err(|e| e.to_string())
+        .and_then(|mut client| run(&mut client).map_err(|e| e.to_string()));
+    if let Err(e) = done {
+        log::warn!("retention-error step={step} error={e}");
+    }
 }
 
 /// Runs `batch` until it deletes fewer than [`BATCH`] rows; returns how many went.

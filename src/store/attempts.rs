@@ -8,10 +8,19 @@ use uuid::Uuid;
 use super::{CreatedRange, Error, Page, by_id, page_of};
 use crate::model::{Attempt, Exchange};
 
-/// One attempt by id; columns in the order [`from_row`] reads them.
+/// One attempt by id; columns in the order [`from_row`] reads them. Probes every partition.
 const GET: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response, \
     response_status_code, execution_duration, success, error, created_at \
     FROM delivery_attempts WHERE id = $1";
+
+/// [`GET`] within a creation-time window, so only the partitions of that window are probed.
+pub const GET_WITHIN: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response, \
+    response_status_code, execution_duration, success, error, created_at \
+    FROM delivery_attempts WHERE id = $1 AND created_at >= $2 AND created_at < $3";
+
+/// How far an attempt's `created_at` (the database's clock when it ended) may be from the time
+/// in its UUIDv7 id (the dispatcher's clock when it began) for [`get`] to find it in one step.
+const ID_TIME_SLACK: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// Newest first, ties broken by id. A NULL filter parameter means "no filter".
 pub const LIST: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response, \
@@ -56,9 +65,42 @@ fn from_row(row: &Row) -> Attempt {
     }
 }
 
-/// One attempt by id.
+/// One attempt by id. The dispatcher makes attempt ids UUIDv7, whose time names the day's
+/// partition, so the lookup reads the partitions of that time first, and every partition only
+/// when that finds nothing: for ids the original made (v4), or a dispatcher whose clock was off
+/// by more than a day.
 pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Attempt>, Error> {
+    if let Some(window) = id_window(id) {
+        let row = client.query_typed_opt(
+            GET_WITHIN,
+            &[
+                (&id, Type::UUID),
+                (&window.0, Type::TIMESTAMPTZ),
+                (&window.1, Type::TIMESTAMPTZ),
+            ],
+        )?;
+        if let Some(row) = row {
+            return Ok(Some(from_row(&row)));
+        }
+    }
     by_id(client, GET, id, |row| Ok(from_row(row)))
+}
+
+/// The creation-time window that [`get`] reads first for `id`; `None` unless it is a UUIDv7.
+pub fn id_window(
+    id: Uuid,
+) -> Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    let time = id_time(id)?;
+    Some((time - ID_TIME_SLACK, time + ID_TIME_SLACK))
+}
+
+/// The time in a UUIDv7 id; `None` for other versions.
+fn id_time(id: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
+    if id.get_version() != Some(uuid::Version::SortRand) {
+        return None;
+    }
+    let (seconds, nanos) = id.get_timestamp()?.to_unix();
+    chrono::DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)
 }
 
 /// One page of attempts, newest first.
@@ -79,4 +121,17 @@ pub fn list(
         &page,
         |row| Ok(from_row(row)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_v7_id_names_a_time() {
+        let before = chrono::Utc::now() - chrono::TimeDelta::milliseconds(1);
+        let time = id_time(Uuid::now_v7()).expect("a v7 id has a time");
+        assert!(time >= before && time <= chrono::Utc::now(), "{time}");
+        assert_eq!(id_time(Uuid::new_v4()), None);
+    }
 }

@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod deliveries;
 pub mod events;
 pub mod idempotency;
+pub mod partitions;
 pub mod queue;
 pub mod webhooks;
 

@@ -1,0 +1,315 @@
+//! Issue 17: `delivery_attempts` partitioned by day. Migration 10 converts a populated table in
+//! place (from our schema and from the original's) without losing a row; the worker keeps
+//! partitions a week ahead; retention drops whole days; a lookup by id reads one day's
+//! partitions.
+
+use postmand::cli::Role;
+use postmand::db::migrate::{self, MIGRATIONS};
+use postmand::store::attempts;
+use uuid::Uuid;
+
+use crate::common::{TestApp, TestDb, wait_until};
+
+/// Every attempt's row as text, in id order: what "nothing lost" compares.
+const ALL_ATTEMPTS: &str = "SELECT count(*), md5(coalesce(string_agg(a::text, ',' ORDER BY a.id), '')) \
+     FROM delivery_attempts a";
+
+/// The partitions and their bounds.
+const PARTITIONS: &str = "SELECT name, lower_bound, upper_bound FROM postmand_attempt_partitions() \
+    ORDER BY lower_bound NULLS FIRST";
+
+type Partition = (
+    String,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+fn partitions(client: &mut postgres::Client) -> Vec<Partition> {
+    client
+        .query(PARTITIONS, &[])
+        .expect("partitions")
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect()
+}
+
+fn fingerprint(client: &mut postgres::Client) -> (i64, String) {
+    let row = client.query_one(ALL_ATTEMPTS, &[]).expect("fingerprint");
+    (row.get(0), row.get(1))
+}
+
+/// A database at schema `version`, holding 3 webhooks, 600 finished deliveries created over the
+/// last 20 days and two attempts each (one failed), written the way that version's code did.
+fn populated_at(test: &str, version: i64) -> TestDb {
+    let db = TestDb::empty(test);
+    let mut client = db.client();
+    for migration in MIGRATIONS.iter().filter(|m| m.version <= version) {
+        client
+            .batch_execute(migration.sql)
+            .unwrap_or_else(|e| panic!("migration {}: {e}", migration.version));
+    }
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL);
+             INSERT INTO schema_migrations VALUES ({version}, false);
+             INSERT INTO webhooks (id, name, url, content_type, valid_status_codes, secret_token, active,
+                 max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff,
+                 created_at, updated_at)
+             SELECT ('00000000-0000-4000-8000-00000000000' || w)::uuid, 'w' || w, 'http://127.0.0.1:9/',
+                 'text/plain', '{{200}}', '', true, 5, 1, 1, 1, now(), now()
+             FROM generate_series(1, 3) AS w;
+             INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status,
+                 created_at, updated_at)
+             SELECT gen_random_uuid(), ('00000000-0000-4000-8000-00000000000' || (1 + i % 3))::uuid,
+                 'payload ' || i, now(), 2, CASE WHEN i % 5 = 0 THEN 'failed' ELSE 'succeeded' END,
+                 now() - i * interval '48 minutes', now() - i * interval '48 minutes'
+             FROM generate_series(1, 600) AS i;
+             INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response,
+                 response_status_code, execution_duration, success, error, created_at)
+             SELECT gen_random_uuid(), d.webhook_id, d.id, 'request ' || d.payload, 'response', 500 - n * 300,
+                 n, n = 1 AND d.status = 'succeeded', CASE WHEN n = 0 THEN 'boom' ELSE '' END,
+                 d.created_at + n * interval '1 second'
+             FROM deliveries d CROSS JOIN generate_series(0, 1) AS n;"
+        ))
+        .expect("populate");
+    db
+}
+
+#[test]
+fn migration_partitions_a_populated_table_without_losing_a_row() {
+    // Version 1 is a database the original migrated; version 9 is ours before issue 17.
+    for version in [1, 9] {
+        let db = populated_at(&format!("partition_from_v{version}"), version);
+        let mut client = db.client();
+        let before = fingerprint(&mut client);
+        assert_eq!(before.0, 1200);
+        let newest: chrono::DateTime<chrono::Utc> = client
+            .query_one("SELECT max(created_at) FROM delivery_attempts", &[])
+            .unwrap()
+            .get(0);
+
+        let report = migrate::run(&mut client).expect("migrate");
+        assert_eq!(
+            (report.from, report.to),
+            (version, migrate::latest_version())
+        );
+        assert_eq!(fingerprint(&mut client), before, "from version {version}");
+        let kind: i8 = client
+            .query_one(
+                "SELECT relkind::\"char\" FROM pg_class WHERE oid = 'delivery_attempts'::regclass",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(kind as u8, b'p', "partitioned");
+
+        // The old table is the first partition, up to the UTC day after its newest row; daily
+        // partitions follow, a week ahead.
+        let parts = partitions(&mut client);
+        let (legacy, legacy_from, legacy_to) = &parts[0];
+        assert_eq!(legacy, "delivery_attempts_legacy");
+        assert_eq!(*legacy_from, None);
+        let day_after_newest = newest.date_naive().succ_opt().unwrap().and_hms_opt(0, 0, 0);
+        assert_eq!(legacy_to.map(|t| t.naive_utc()), day_after_newest);
+        let week_ahead = chrono::Utc::now() + chrono::TimeDelta::days(7);
+        assert!(
+            parts
+                .iter()
+                .any(|(name, from, to)| name.starts_with("delivery_attempts_p")
+                    && from.is_some_and(|f| f <= week_ahead)
+                    && to.is_some_and(|t| t > week_ahead)),
+            "{parts:?}"
+        );
+
+        // Running it again changes nothing; new rows land in daily partitions.
+        assert_eq!(
+            migrate::run(&mut client).unwrap().from,
+            migrate::latest_version()
+        );
+        let landed: String = client
+            .query_one(
+                "INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, \
+                     response_status_code, execution_duration, success, error, created_at) \
+                 SELECT gen_random_uuid(), webhook_id, id, '', '', 200, 1, true, '', now() + interval '2 days' \
+                 FROM deliveries LIMIT 1 RETURNING tableoid::regclass::text",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(landed.starts_with("delivery_attempts_p"), "{landed}");
+
+        // The old rows read back through the API by id and by list.
+        let old: Uuid = client
+            .query_one(
+                "SELECT id FROM delivery_attempts ORDER BY created_at LIMIT 1",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let app = TestApp::start_with(db.share(), &db.config(), Role::Api);
+        assert_eq!(app.get(&format!("/v1/delivery-attempts/{old}")).status, 200);
+        let listed = app.get("/v1/delivery-attempts?limit=1000").json();
+        assert_eq!(listed["delivery_attempts"].as_array().unwrap().len(), 1000);
+    }
+}
+
+#[test]
+fn worker_keeps_partitions_a_week_ahead() {
+    let db = TestDb::new("partitions_ahead");
+    let mut client = db.client();
+    for (name, from, _) in partitions(&mut client) {
+        if from.is_some_and(|f| f > chrono::Utc::now()) {
+            client.batch_execute(&format!("DROP TABLE {name}")).unwrap();
+        }
+    }
+    let week_ahead = chrono::Utc::now() + chrono::TimeDelta::days(7);
+    let _worker = TestApp::start_with(db.share(), &db.config(), Role::Worker);
+    wait_until("the worker to create the partition a week ahead", || {
+        let parts = partitions(&mut client);
+        if parts.iter().any(|(_, from, to)| {
+            from.is_some_and(|f| f <= week_ahead) && to.is_some_and(|t| t > week_ahead)
+        }) {
+            Ok(())
+        } else {
+            Err(parts)
+        }
+    });
+}
+
+#[test]
+fn retention_drops_whole_days_and_keeps_the_rest() {
+    let db = TestDb::new("partitions_retention");
+    let mut client = db.client();
+    let webhook = Uuid::new_v4();
+    client
+        .batch_execute(&format!(
+            "SELECT postmand_create_attempt_partitions(now() - interval '12 days', now());
+             INSERT INTO webhooks VALUES ('{webhook}', 'Ret', 'http://127.0.0.1:9/', 'text/plain', '{{200}}', '',
+                 false, 1, 1, 1, 1, now(), now());"
+        ))
+        .unwrap();
+    // (status, days since created and last changed, days since its attempt), 100 of each.
+    let rows = [
+        ("succeeded", 10, 10), // old: deleted, its attempt's day dropped
+        ("pending", 10, 10),   // never deleted, though its old attempt's day goes
+        ("succeeded", 2, 2),   // kept
+        ("failed", 9, 2),      // changed long ago, attempt recent: deleted by today's rules
+    ];
+    for (status, days, attempt_days) in rows {
+        client
+            .execute(
+                "WITH d AS (INSERT INTO deliveries \
+                     SELECT gen_random_uuid(), $1, 'x', now(), 1, $2, now() - $3::integer * interval '1 day', \
+                         now() - $3::integer * interval '1 day' \
+                     FROM generate_series(1, 100) RETURNING id) \
+                 INSERT INTO delivery_attempts SELECT gen_random_uuid(), $1, d.id, '', '', 200, 1, true, '', \
+                     now() - $4::integer * interval '1 day' FROM d",
+                &[&webhook, &status, &days, &attempt_days],
+            )
+            .unwrap();
+    }
+    client.batch_execute("ANALYZE delivery_attempts").unwrap();
+    let config = db.config_with(&[("POSTMAND_RETENTION_DAYS", "7")]);
+    let _worker = TestApp::start_with(db.share(), &config, Role::Worker);
+    let cutoff = chrono::Utc::now() - chrono::TimeDelta::days(7);
+    wait_until("retention to drop the old days", || {
+        let old: Vec<Partition> = partitions(&mut client)
+            .into_iter()
+            .filter(|(_, _, to)| to.is_none_or(|t| t <= cutoff))
+            .collect();
+        if old.is_empty() { Ok(()) } else { Err(old) }
+    });
+    wait_until("retention to delete the old finished deliveries", || {
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM deliveries", &[])
+            .unwrap()
+            .get(0);
+        if n == 200 { Ok(()) } else { Err(n) }
+    });
+    let remaining: Vec<(String, i64, i64)> = client
+        .query(
+            "SELECT d.status, count(DISTINCT d.id), count(a.id) FROM deliveries d \
+             LEFT JOIN delivery_attempts a ON a.delivery_id = d.id GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        remaining,
+        [
+            ("pending".to_string(), 100, 0),
+            ("succeeded".to_string(), 100, 100)
+        ]
+    );
+    let attempts: i64 = client
+        .query_one("SELECT count(*) FROM delivery_attempts", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 100, "only the kept deliveries' attempts remain");
+}
+
+#[test]
+fn lookup_by_id_reads_the_partitions_of_its_time_and_finds_any_id() {
+    let db = TestDb::new("partitions_lookup");
+    let mut client = db.client();
+    let webhook = Uuid::new_v4();
+    let delivery = Uuid::new_v4();
+    client
+        .batch_execute(&format!(
+            "SELECT postmand_create_attempt_partitions(now() - interval '90 days', now());
+             INSERT INTO webhooks VALUES ('{webhook}', 'L', 'http://127.0.0.1:9/', 'text/plain', '{{200}}', '',
+                 false, 1, 1, 1, 1, now(), now());
+             INSERT INTO deliveries VALUES ('{delivery}', '{webhook}', 'x', now(), 1, 'succeeded', now(), now());"
+        ))
+        .unwrap();
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM postmand_attempt_partitions()", &[])
+        .unwrap()
+        .get(0);
+    assert!(count >= 90, "{count} partitions");
+
+    let insert = |client: &mut postgres::Client, id: Uuid, days_ago: i32| {
+        client
+            .execute(
+                "INSERT INTO delivery_attempts VALUES ($1, $2, $3, '', '', 200, 1, true, '', \
+                     now() - $4::integer * interval '1 day')",
+                &[&id, &webhook, &delivery, &days_ago],
+            )
+            .unwrap();
+    };
+    let v7_at = |days_ago: i64| {
+        let at = chrono::Utc::now() - chrono::TimeDelta::days(days_ago);
+        Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            at.timestamp() as u64,
+            at.timestamp_subsec_nanos(),
+        ))
+    };
+    // A dispatcher's id, an id of the original (v4), and a v7 id five days off its row's time.
+    let (timely, original, skewed) = (v7_at(45), Uuid::new_v4(), v7_at(50));
+    insert(&mut client, timely, 45);
+    insert(&mut client, original, 60);
+    insert(&mut client, skewed, 55);
+    for id in [timely, original, skewed] {
+        let found = attempts::get(&mut client, id).unwrap().map(|a| a.id);
+        assert_eq!(found, Some(id));
+    }
+    assert_eq!(attempts::get(&mut client, v7_at(3)).unwrap(), None);
+
+    // The first step of a lookup reads at most the three days around its id's time.
+    let (from, to) = attempts::id_window(timely).expect("a v7 id has a window");
+    let plan: String = client
+        .query(
+            &format!("EXPLAIN {}", attempts::GET_WITHIN),
+            &[&timely, &from, &to],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let scanned = plan.matches("on delivery_attempts_p").count();
+    assert!((1..=3).contains(&scanned), "{plan}");
+}
