@@ -106,8 +106,13 @@ BEGIN
         ON delivery_attempts (created_at DESC, id DESC) WHERE NOT success;
     CREATE INDEX delivery_attempts_webhook_created_at_id_idx
         ON delivery_attempts (webhook_id, created_at DESC, id DESC);
-    ALTER TABLE delivery_attempts ADD CONSTRAINT delivery_attempts_delivery_id_fkey
-        FOREIGN KEY (delivery_id) REFERENCES deliveries (id) ON DELETE CASCADE;
+    -- No foreign key to deliveries. Its ON DELETE CASCADE looks for a deleted delivery's
+    -- attempts in every partition, since nothing tells it which day they are in: with 98
+    -- partitions a retention batch of 500 deliveries spent 0.3-0.8 s in it, against about
+    -- 10 ms unpartitioned. Each statement that deletes deliveries now deletes their attempts
+    -- itself, in its transaction, bounded to the days they can lie in (store::deliveries).
+    ALTER TABLE delivery_attempts_legacy
+        DROP CONSTRAINT IF EXISTS delivery_attempts_delivery_id_fkey;
 
     SELECT date_trunc('day', max(created_at), 'UTC') + interval '1 day' INTO legacy_end
         FROM delivery_attempts_legacy;

@@ -188,23 +188,27 @@ fn retention_drops_whole_days_and_keeps_the_rest() {
                  false, 1, 1, 1, 1, now(), now());"
         ))
         .unwrap();
-    // (status, days since created and last changed, days since its attempt), 100 of each.
+    // (status, hours since created and last changed, hours since its attempt), 100 of each.
     let rows = [
-        ("succeeded", 10, 10), // old: deleted, its attempt's day dropped
-        ("pending", 10, 10),   // never deleted, though its old attempt's day goes
-        ("succeeded", 2, 2),   // kept
-        ("failed", 9, 2),      // changed long ago, attempt recent: deleted by today's rules
+        ("succeeded", 240, 240), // old: deleted, its attempt's day dropped
+        ("pending", 240, 240),   // never deleted, though its old attempt's day goes
+        ("succeeded", 48, 48),   // kept
+        // Changed just over 7 days ago: deleted by row, with its attempt, whose day may be
+        // kept (the partition of 7 days and an hour ago ends after the cutoff unless it is
+        // past midnight UTC).
+        ("failed", 169, 169),
     ];
-    for (status, days, attempt_days) in rows {
+    for (status, hours, attempt_hours) in rows {
         client
             .execute(
                 "WITH d AS (INSERT INTO deliveries \
-                     SELECT gen_random_uuid(), $1, 'x', now(), 1, $2, now() - $3::integer * interval '1 day', \
-                         now() - $3::integer * interval '1 day' \
+                     SELECT gen_random_uuid(), $1, 'x', now(), 1, $2, \
+                         now() - $3::integer * interval '1 hour' - interval '1 minute', \
+                         now() - $3::integer * interval '1 hour' \
                      FROM generate_series(1, 100) RETURNING id) \
                  INSERT INTO delivery_attempts SELECT gen_random_uuid(), $1, d.id, '', '', 200, 1, true, '', \
-                     now() - $4::integer * interval '1 day' FROM d",
-                &[&webhook, &status, &days, &attempt_days],
+                     now() - $4::integer * interval '1 hour' - interval '1 second' FROM d",
+                &[&webhook, &status, &hours, &attempt_hours],
             )
             .unwrap();
     }
@@ -312,4 +316,74 @@ fn lookup_by_id_reads_the_partitions_of_its_time_and_finds_any_id() {
         .join("\n");
     let scanned = plan.matches("on delivery_attempts_p").count();
     assert!((1..=3).contains(&scanned), "{plan}");
+}
+
+#[test]
+fn deleting_a_delivery_or_a_webhook_deletes_its_attempts_from_every_day() {
+    let db = TestDb::new("partitions_deletes");
+    let mut client = db.client();
+    let (webhook, other_webhook) = (Uuid::new_v4(), Uuid::new_v4());
+    client
+        .batch_execute(&format!(
+            "SELECT postmand_create_attempt_partitions(now() - interval '5 days', now());
+             INSERT INTO webhooks SELECT id, 'D', 'http://127.0.0.1:9/', 'text/plain', '{{200}}', '',
+                 false, 1, 1, 1, 1, now() - interval '5 days', now()
+             FROM unnest(ARRAY['{webhook}', '{other_webhook}']::uuid[]) AS id;"
+        ))
+        .unwrap();
+    // Three deliveries made 4 days ago, each with an attempt on each of the 4 days since.
+    let mut deliveries = Vec::new();
+    for owner in [webhook, webhook, other_webhook] {
+        let id = Uuid::new_v4();
+        client
+            .execute(
+                "INSERT INTO deliveries VALUES ($1, $2, 'x', now(), 4, 'failed', \
+                     now() - interval '4 days', now()); \
+                 ",
+                &[&id, &owner],
+            )
+            .unwrap();
+        client
+            .execute(
+                "INSERT INTO delivery_attempts SELECT gen_random_uuid(), $2, $1, '', '', 500, 1, false, '', \
+                     now() - n * interval '1 day' + interval '1 minute' FROM generate_series(1, 4) AS n",
+                &[&id, &owner],
+            )
+            .unwrap();
+        deliveries.push(id);
+    }
+    let days: i64 = client
+        .query_one(
+            "SELECT count(DISTINCT tableoid) FROM delivery_attempts WHERE delivery_id = $1",
+            &[&deliveries[0]],
+        )
+        .unwrap()
+        .get(0);
+    assert!(days >= 4, "attempts spread over {days} partitions");
+    let attempts_of = |client: &mut postgres::Client, id: Uuid| -> i64 {
+        client
+            .query_one(
+                "SELECT count(*) FROM delivery_attempts WHERE delivery_id = $1",
+                &[&id],
+            )
+            .unwrap()
+            .get(0)
+    };
+
+    let app = TestApp::start_with(db.share(), &db.config(), Role::Api);
+    assert_eq!(
+        app.delete(&format!("/v1/deliveries/{}", deliveries[0]))
+            .status,
+        204
+    );
+    assert_eq!(attempts_of(&mut client, deliveries[0]), 0);
+    assert_eq!(attempts_of(&mut client, deliveries[1]), 4);
+
+    assert_eq!(app.delete(&format!("/v1/webhooks/{webhook}")).status, 204);
+    assert_eq!(attempts_of(&mut client, deliveries[1]), 0);
+    assert_eq!(
+        attempts_of(&mut client, deliveries[2]),
+        4,
+        "another webhook's stay"
+    );
 }

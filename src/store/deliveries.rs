@@ -43,8 +43,22 @@ pub fn reset_writer_session(client: &mut impl GenericClient) -> Result<(), Error
 const GET: &str = "SELECT id, webhook_id, payload, scheduled_at, delivery_attempts, status, \
     created_at, updated_at, event_id FROM deliveries WHERE id = $1";
 
-/// Deletes a delivery and its attempts (ON DELETE CASCADE).
-const DELETE: &str = "DELETE FROM deliveries WHERE id = $1";
+/// Deletes a delivery; [`DELETE_ATTEMPTS_OF`] then deletes its attempts.
+const DELETE: &str = "DELETE FROM deliveries WHERE id = $1 RETURNING created_at";
+
+/// Deletes the attempts of delivery `$1` made since `$2`. Attempts have no foreign key to
+/// deliveries since migration 10 (its cascade probed every daily partition for each deleted
+/// delivery), so each delete of deliveries deletes their attempts itself, in its transaction,
+/// and in a statement of its own: that statement's snapshot sees an attempt committed by a
+/// dispatcher the delete had waited for. The time bound keeps it to the partitions from the
+/// delivery's creation on.
+const DELETE_ATTEMPTS_OF: &str =
+    "DELETE FROM delivery_attempts WHERE delivery_id = $1 AND created_at >= $2";
+
+/// How much earlier than its delivery's (or webhook's) creation an attempt may be stamped and
+/// still be found by the deletes that bound attempts by creation time: the two times come from
+/// the same database clock, so this only covers that clock being set back.
+pub const CLOCK_SLACK: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// Newest first, ties broken by id so paging never skips or repeats a row. A NULL filter
 /// parameter means "no filter".
@@ -153,9 +167,19 @@ pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Delivery>
     by_id(client, GET, id, from_row)
 }
 
-/// Deletes a delivery and its attempts. Returns whether it existed.
+/// Deletes a delivery and its attempts, in one transaction. Returns whether it existed.
 pub fn delete(client: &mut impl GenericClient, id: Uuid) -> Result<bool, Error> {
-    Ok(client.execute_typed(DELETE, &[(&id, Type::UUID)])? == 1)
+    let mut tx = client.transaction()?;
+    let Some(row) = tx.query_typed_opt(DELETE, &[(&id, Type::UUID)])? else {
+        return Ok(false);
+    };
+    let since = row.get::<_, chrono::DateTime<chrono::Utc>>(0) - CLOCK_SLACK;
+    tx.execute_typed(
+        DELETE_ATTEMPTS_OF,
+        &[(&id, Type::UUID), (&since, Type::TIMESTAMPTZ)],
+    )?;
+    tx.commit()?;
+    Ok(true)
 }
 
 /// One page of deliveries, newest first.
@@ -246,20 +270,53 @@ pub fn recover_batch(
     Ok((rows.len() as u64, last))
 }
 
-/// Deletes up to `$2` finished deliveries (their attempts go with them) last changed more than
-/// `$1` days ago. Rows locked by someone else (a retry request) are skipped, so retention never
-/// waits on the API and the API never waits long on retention.
-pub const DELETE_FINISHED: &str = "DELETE FROM deliveries WHERE id IN ( \
-    SELECT id FROM deliveries \
-    WHERE status IN ('succeeded', 'failed') \
-      AND updated_at < now() - $1::integer * interval '1 day' \
-    ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+/// Deletes up to `$2` finished deliveries last changed more than `$1` days ago; returns their
+/// ids and the span of their lives (earliest creation, latest change), which bounds the times
+/// of their attempts. Rows locked by someone else (a retry request) are skipped, so retention
+/// never waits on the API and the API never waits long on retention.
+pub const DELETE_FINISHED: &str = "WITH gone AS ( \
+        DELETE FROM deliveries WHERE id IN ( \
+            SELECT id FROM deliveries \
+            WHERE status IN ('succeeded', 'failed') \
+              AND updated_at < now() - $1::integer * interval '1 day' \
+            ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+        RETURNING id, created_at, updated_at) \
+    SELECT coalesce(array_agg(id), '{}'), min(least(created_at, updated_at)), \
+        max(greatest(created_at, updated_at)) FROM gone";
 
-/// One retention batch; returns how many deliveries it deleted.
+/// Deletes the attempts of the deliveries `$1`, all made between `$2` and `$3`. A finished
+/// delivery's attempts all lie between its creation and its last change; the bounds keep the
+/// statement to the partitions of that span, which retention has mostly dropped already.
+const DELETE_ATTEMPTS_OF_MANY: &str = "DELETE FROM delivery_attempts \
+    WHERE delivery_id = ANY($1) AND created_at >= $2 AND created_at <= $3";
+
+/// One retention batch, in one transaction: finished deliveries and their attempts; returns
+/// how many deliveries it deleted.
 pub fn delete_finished_before(
     client: &mut impl GenericClient,
     days: i32,
     batch: i64,
 ) -> Result<u64, Error> {
-    Ok(client.execute(DELETE_FINISHED, &[&days, &batch])?)
+    let mut tx = client.transaction()?;
+    let row = tx.query_typed_one(
+        DELETE_FINISHED,
+        &[(&days, Type::INT4), (&batch, Type::INT8)],
+    )?;
+    let ids: Vec<Uuid> = row.get(0);
+    let span: (
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) = (row.get(1), row.get(2));
+    if let (Some(from), Some(to)) = span {
+        tx.execute_typed(
+            DELETE_ATTEMPTS_OF_MANY,
+            &[
+                (&ids, Type::UUID_ARRAY),
+                (&(from - CLOCK_SLACK), Type::TIMESTAMPTZ),
+                (&(to + CLOCK_SLACK), Type::TIMESTAMPTZ),
+            ],
+        )?;
+    }
+    tx.commit()?;
+    Ok(ids.len() as u64)
 }

@@ -75,8 +75,14 @@ const ENSURE_OPERATIONAL: &str = "INSERT INTO webhooks (id, name, url, content_t
     WHERE webhooks.url IS DISTINCT FROM EXCLUDED.url \
        OR webhooks.secret_token IS DISTINCT FROM EXCLUDED.secret_token";
 
-/// Deletes a webhook; its deliveries and attempts go with it (ON DELETE CASCADE).
-const DELETE: &str = "DELETE FROM webhooks WHERE id = $1";
+/// Deletes a webhook; its deliveries go with it (ON DELETE CASCADE), and
+/// [`DELETE_ATTEMPTS_OF`] then deletes its attempts.
+const DELETE: &str = "DELETE FROM webhooks WHERE id = $1 RETURNING created_at";
+
+/// Deletes the attempts of webhook `$1` made since `$2` (its creation), from the partitions of
+/// that span only. See `deliveries::DELETE_ATTEMPTS_OF` for why it is a statement of its own.
+const DELETE_ATTEMPTS_OF: &str =
+    "DELETE FROM delivery_attempts WHERE webhook_id = $1 AND created_at >= $2";
 
 /// Webhooks by name, ties broken by id so paging never skips or repeats a row. A NULL filter
 /// parameter means "no filter".
@@ -217,9 +223,19 @@ pub fn ensure_operational(
     Ok(())
 }
 
-/// Deletes a webhook and everything under it. Returns whether it existed.
+/// Deletes a webhook and everything under it, in one transaction. Returns whether it existed.
 pub fn delete(client: &mut impl GenericClient, id: Uuid) -> Result<bool, Error> {
-    Ok(client.execute_typed(DELETE, &[(&id, Type::UUID)])? == 1)
+    let mut tx = client.transaction()?;
+    let Some(row) = tx.query_typed_opt(DELETE, &[(&id, Type::UUID)])? else {
+        return Ok(false);
+    };
+    let since = row.get::<_, chrono::DateTime<chrono::Utc>>(0) - super::deliveries::CLOCK_SLACK;
+    tx.execute_typed(
+        DELETE_ATTEMPTS_OF,
+        &[(&id, Type::UUID), (&since, Type::TIMESTAMPTZ)],
+    )?;
+    tx.commit()?;
+    Ok(true)
 }
 
 /// One webhook by id.
