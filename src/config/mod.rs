@@ -126,7 +126,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "POSTMAND_RETENTION_DAYS",
         default: "",
-        doc: "When set, workers delete succeeded and failed deliveries (and attempts) unchanged for this many days (1-36500).",
+        doc: "When set, workers drop each day of attempts older than this many days and delete succeeded and failed deliveries (with their attempts) unchanged for this many days (1-36500).",
     },
     Setting {
         name: "POSTMAND_IDEMPOTENCY_HOURS",
