@@ -53,7 +53,7 @@ mod dispatch;
 // POSTMAND_CA_FILE, POSTMAND_ENDPOINT_DENY judged after DNS, their configuration errors.
 mod endpoint_tls;
 
-// The real binary as worker processes: two processes sharing a queue, SIGKILL and SIGTERM
+// The real binary as worker processes: four processes sharing a queue, SIGKILL and SIGTERM
 // mid-attempt, the dispatcher's connection dropped mid-attempt.
 mod dispatch_processes;
 

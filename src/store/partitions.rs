@@ -16,6 +16,10 @@ pub const DAYS_AHEAD: i32 = 7;
 /// next sweep instead.
 const LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '500ms'";
 
+/// Taken by the upkeep of one worker at a time; the others skip their turn rather than race to
+/// create the same table. The key is the migration lock's ("postmand" in ASCII) plus one.
+const UPKEEP_LOCK: &str = "SELECT pg_try_advisory_xact_lock(8101821198551314021)";
+
 /// Creates the partitions of yesterday to [`DAYS_AHEAD`] days ahead that do not exist yet.
 const CREATE_AHEAD: &str = "SELECT postmand_create_attempt_partitions(\
     now() - interval '1 day', now() + $1::integer * interval '1 day')";
@@ -35,19 +39,25 @@ pub struct Dropped {
 }
 
 /// Creates the missing partitions from yesterday to `days_ahead` days ahead; returns how many
-/// it created.
+/// it created (none while another worker's upkeep runs).
 pub fn create_ahead(client: &mut impl GenericClient, days_ahead: i32) -> Result<i32, Error> {
     let mut tx = client.transaction()?;
     tx.batch_execute(LOCK_TIMEOUT)?;
+    if !tx.query_one(UPKEEP_LOCK, &[])?.get::<_, bool>(0) {
+        return Ok(0);
+    }
     let created: i32 = tx.query_one(CREATE_AHEAD, &[&days_ahead])?.get(0);
     tx.commit()?;
     Ok(created)
 }
 
-/// Drops every partition older than `days` days.
+/// Drops every partition older than `days` days (none while another worker's upkeep runs).
 pub fn drop_older_than(client: &mut impl GenericClient, days: i32) -> Result<Vec<Dropped>, Error> {
     let mut tx = client.transaction()?;
     tx.batch_execute(LOCK_TIMEOUT)?;
+    if !tx.query_one(UPKEEP_LOCK, &[])?.get::<_, bool>(0) {
+        return Ok(Vec::new());
+    }
     let dropped = tx
         .query(DROP_OLDER, &[&days])?
         .iter()
