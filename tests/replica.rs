@@ -99,7 +99,11 @@ fn issue_17_lists_lag_with_the_replica_while_get_by_id_reads_the_primary() {
     wait_until("the standby's replay to pause", || {
         let state: String =
             app.on_standby("SELECT pg_get_wal_replay_pause_state()::text")[0].get(0);
-        if state == "paused" { Ok(()) } else { Err(state) }
+        if state == "paused" {
+            Ok(())
+        } else {
+            Err(state)
+        }
     });
 
     let (webhook_id, delivery_id) = app.webhook_and_delivery();
@@ -135,20 +139,17 @@ fn issue_17_replica_down_lists_fall_back_to_the_primary_and_healthz_says_so() {
     let mut app = Replicated::start("replica_down");
     let (webhook_id, delivery_id) = app.webhook_and_delivery();
     let list = format!("/v1/deliveries?webhook_id={webhook_id}");
+    let listed = vec![delivery_id];
     wait_until("the standby to replay the delivery", || {
         let ids = ids_in(&app.get(&list), "deliveries");
-        if ids == [delivery_id.clone()] {
-            Ok(())
-        } else {
-            Err(ids)
-        }
+        if ids == listed { Ok(()) } else { Err(ids) }
     });
 
     app.standby.down();
     // Every list still answers, from the primary (which has the delivery), and only one WARN
     // says why however many lists fall back.
     for _ in 0..5 {
-        assert_eq!(ids_in(&app.get(&list), "deliveries"), [delivery_id.clone()]);
+        assert_eq!(ids_in(&app.get(&list), "deliveries"), listed);
     }
     assert_eq!(
         app.healthz(),
@@ -173,5 +174,5 @@ fn issue_17_replica_down_lists_fall_back_to_the_primary_and_healthz_says_so() {
         }
     });
     app.service.wait_for_log("read-replica-available");
-    assert_eq!(ids_in(&app.get(&list), "deliveries"), [delivery_id]);
+    assert_eq!(ids_in(&app.get(&list), "deliveries"), listed);
 }

@@ -190,3 +190,45 @@ impl Inner {
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A port on 127.0.0.1 that refuses connections: bound, noted, released.
+    fn refused_port() -> u16 {
+        // This unwrap is OK, because binding port 0 on loopback is the test's own setup.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        // This unwrap is OK, because a bound listener has an address.
+        listener.local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn unreachable_replica_at_start_up_is_skipped_without_waiting() {
+        let url = format!("postgres://postgres@127.0.0.1:{}/postmand", refused_port());
+        let reads =
+            read_pool(&url, "t", 1).expect("an unreachable replica does not stop the start");
+        let started = Instant::now();
+        for _ in 0..3 {
+            assert!(reads.checkout().is_none());
+        }
+        assert!(!reads.is_up());
+        assert!(
+            started.elapsed() < CHECKOUT_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn unusable_tls_options_stop_the_start() {
+        let url = "postgres://postgres@127.0.0.1:1/postmand?sslmode=verify-ca&sslrootcert=/nonexistent/ca.crt";
+        assert!(matches!(
+            read_pool(url, "t", 1).map(|_| ()),
+            Err(Error::InvalidUrl { .. })
+        ));
+    }
+}

@@ -34,7 +34,10 @@ impl Cluster {
     /// write files into [`Cluster::dir`] first, then call [`Cluster::up`].
     pub fn prepare(test: &str) -> Cluster {
         let n = CLUSTERS.fetch_add(1, Ordering::SeqCst);
-        let dir = PathBuf::from(format!("/tmp/postmand-pg-{}-{n}-{test}", std::process::id()));
+        let dir = PathBuf::from(format!(
+            "/tmp/postmand-pg-{}-{n}-{test}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create the cluster's directory");
         Cluster {
@@ -62,10 +65,7 @@ impl Cluster {
     /// own; it replays what this server writes until stopped or paused.
     pub fn standby(&self, test: &str) -> Cluster {
         let standby = Cluster::prepare(test);
-        standby.pg_ok(
-            "pg_standby",
-            &format!(r#"pg_standby "$0" {}"#, self.port),
-        );
+        standby.pg_ok("pg_standby", &format!(r#"pg_standby "$0" {}"#, self.port));
         standby.up();
         standby
     }
