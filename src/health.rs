@@ -8,6 +8,10 @@
 //! server's own threads) and the database answers a ping within [`PING_TIMEOUT`]. Every
 //! listener of the role is bound before the parts can be whole, so the first 200 comes only
 //! once the API accepts connections.
+//!
+//! With a read replica (`POSTMAND_DATABASE_READ_URL`, API roles), the answer also says whether
+//! it answers, `"read_replica":"up"` or `"down"`, without deciding the status: lists fall back to
+//! the primary while it is down, so the process still does its work (issue 17).
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -18,7 +22,7 @@ use std::time::Duration;
 use tiny_http::Response;
 
 use crate::config::Config;
-use crate::db::Pool;
+use crate::db::{Pool, ReadPool};
 use crate::http::errors::ApiError;
 use crate::http::{self, header};
 use crate::liveness::Liveness;
@@ -35,6 +39,8 @@ const THREADS: usize = 2;
 /// What the health threads read.
 struct Context {
     pool: Pool,
+    /// The read replica's pool, reported on but never making the process unhealthy.
+    reads: Option<ReadPool>,
     metrics: Arc<Metrics>,
     liveness: Arc<Liveness>,
     max_body_bytes: usize,
@@ -46,11 +52,13 @@ pub struct HealthServer {
 }
 
 impl HealthServer {
-    /// Starts answering on `listener` (bound by the caller, before any server starts).
+    /// Starts answering on `listener` (bound by the caller, before any server starts); `reads`
+    /// is the read replica's pool, when the role has one.
     pub fn start(
         config: &Config,
         listener: TcpListener,
         pool: Pool,
+        reads: Option<ReadPool>,
         shutdown: &Shutdown,
         metrics: Arc<Metrics>,
         liveness: Arc<Liveness>,
@@ -67,6 +75,7 @@ impl HealthServer {
         };
         let context = Arc::new(Context {
             pool,
+            reads,
             metrics,
             liveness,
             max_body_bytes: config.max_body_bytes,
@@ -118,12 +127,10 @@ fn serve(server: &tiny_http::Server, context: &Context, shutdown: &Shutdown) {
                 ))
             }
             ("GET", "/healthz") => {
-                let (status, body) = if healthy(context) {
-                    (200, r#"{"success":true}"#)
-                } else {
-                    (503, r#"{"success":false}"#)
-                };
-                http::json_response(status, body.as_bytes().to_vec(), None)
+                let success = healthy(context);
+                let replica = context.reads.as_ref().map(ReadPool::is_up);
+                let status = if success { 200 } else { 503 };
+                http::json_response(status, healthz_body(success, replica).into_bytes(), None)
             }
             (_, "/healthz" | "/metrics") => {
                 http::error_response(&ApiError::MethodNotAllowed { allow: vec!["GET"] })
@@ -133,6 +140,17 @@ fn serve(server: &tiny_http::Server, context: &Context, shutdown: &Shutdown) {
         if let Err(e) = request.respond(response) {
             log::debug!("health-response-not-sent error={e}");
         }
+    }
+}
+
+/// `{"success":…}`, with `"read_replica":"up"` or `"down"` when there is one.
+fn healthz_body(success: bool, replica: Option<bool>) -> String {
+    match replica {
+        None => format!(r#"{{"success":{success}}}"#),
+        Some(up) => format!(
+            r#"{{"success":{success},"read_replica":"{}"}}"#,
+            if up { "up" } else { "down" }
+        ),
     }
 }
 
@@ -251,5 +269,24 @@ fn ping(pool: &Pool) -> bool {
             log::warn!("database-ping-error error={e}");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::healthz_body;
+
+    #[test]
+    fn healthz_body_names_the_replica_only_when_there_is_one() {
+        assert_eq!(healthz_body(true, None), r#"{"success":true}"#);
+        assert_eq!(healthz_body(false, None), r#"{"success":false}"#);
+        assert_eq!(
+            healthz_body(true, Some(false)),
+            r#"{"success":true,"read_replica":"down"}"#
+        );
+        assert_eq!(
+            healthz_body(false, Some(true)),
+            r#"{"success":false,"read_replica":"up"}"#
+        );
     }
 }

@@ -229,6 +229,15 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
     }
     let pool = db::pool(&config.database_url, "postmand", size)?;
     check_schema(&pool)?;
+    // Only the API's lists read from a replica; a worker never opens one.
+    let reads = match &config.database_read_url {
+        Some(url) if role.runs_api() => Some(db::read_pool(
+            url,
+            "postmand-read",
+            read_pool_size(config.database_max_open_conns),
+        )?),
+        _ => None,
+    };
     let metrics = Arc::new(Metrics::default());
     let liveness = Arc::new(Liveness::default());
     let wake = dispatch::wake_channel(config);
@@ -283,6 +292,7 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
                 api::Attached {
                     local_wake,
                     front: Some(Arc::new(dashboard)),
+                    reads: reads.clone(),
                 },
                 Arc::clone(&metrics),
                 &liveness,
@@ -297,7 +307,15 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
         }
         None => None,
     };
-    let health = HealthServer::start(config, health_listener, pool, shutdown, metrics, liveness);
+    let health = HealthServer::start(
+        config,
+        health_listener,
+        pool,
+        reads,
+        shutdown,
+        metrics,
+        liveness,
+    );
     let health = match health {
         Ok(health) => health,
         Err(e) => {
@@ -314,6 +332,12 @@ pub fn start(role: Role, config: &Config, shutdown: &Shutdown) -> Result<Running
         workers,
         health,
     })
+}
+
+/// The read replica's pool: half the API's (at least one), as only lists use it and each
+/// request holds one connection at a time.
+fn read_pool_size(max_open_conns: u32) -> u32 {
+    (max_open_conns / 2).max(1)
 }
 
 fn check_schema(pool: &db::Pool) -> Result<(), Error> {

@@ -1,17 +1,14 @@
 //! Faults of the database itself: a restart while the API is under load, a database that refuses
 //! connections, and a worker that outlives a restart.
 //!
-//! Restarts run on a private PostgreSQL cluster of the test's own ([`Cluster`], started with
-//! `scripts/lib/pg.sh`), so the server the other tests share is never disturbed. The service is
+//! Restarts run on a private PostgreSQL cluster of the test's own (`common::cluster::Cluster`,
+//! started with `scripts/lib/pg.sh`), so the server the other tests share is never disturbed. The service is
 //! the real binary ([`Postmand`]), except for the refusal test, which only needs the API and runs
 //! it in-process on the shared server as a login role of its own.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,6 +18,7 @@ use postgres::error::SqlState;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::common::cluster::Cluster;
 use crate::common::fixtures::{self, merge, webhook_body};
 use crate::common::process::{Postmand, free_port};
 use crate::common::receiver::{Answer, Receiver};
@@ -34,126 +32,9 @@ const REQUEST_BOUND: Duration = Duration::from_secs(10);
 /// hundred deliveries.
 const LOAD_PACE: Duration = Duration::from_millis(2);
 
-/// Names the private clusters of one run apart.
-static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
-
 /// The error object of every request the database cannot serve.
 fn unavailable() -> Value {
     json!({"code": 11, "message": "service unavailable", "details": "the database is unavailable; try again"})
-}
-
-/// A private PostgreSQL server on 127.0.0.1, its files in a directory under /tmp (which the
-/// `postgres` user can enter). Dropping it stops the server and removes the directory.
-struct Cluster {
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Cluster {
-    /// Initialises and starts a new cluster.
-    fn start(test: &str) -> Cluster {
-        let n = CLUSTERS.fetch_add(1, Ordering::SeqCst);
-        let dir = PathBuf::from(format!(
-            "/tmp/postmand-faults-{}-{n}-{test}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let cluster = Cluster {
-            dir,
-            port: free_port(),
-        };
-        cluster.up();
-        cluster
-    }
-
-    /// Runs `script` after sourcing scripts/lib/pg.sh and finding the binaries; `$0` is the
-    /// directory and `$1` the port.
-    fn pg(&self, script: &str) -> Output {
-        Command::new("bash")
-            .arg("-c")
-            .arg(format!(". scripts/lib/pg.sh && pg_find_bin && {script}"))
-            .arg(&self.dir)
-            .arg(self.port.to_string())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            // Durability across a crash is not under test (every stop is clean); speed is.
-            .env(
-                "PG_EXTRA_OPTS",
-                "-c fsync=off -c full_page_writes=off -c shared_buffers=32MB -c max_connections=100",
-            )
-            .stdin(Stdio::null())
-            .output()
-            .expect("run bash")
-    }
-
-    /// Starts the server (`pg_ctl start -w`: it accepts connections when this returns).
-    fn up(&self) {
-        let out = self.pg(r#"pg_start "$0" "$1""#);
-        assert!(
-            out.status.success(),
-            "pg_start failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Stops the server (`pg_ctl stop -m fast -w`: every backend is terminated, and the server
-    /// is gone when this returns).
-    fn down(&self) {
-        let out = self.pg(r#"pg_stop "$0""#);
-        assert!(
-            out.status.success(),
-            "pg_stop failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            !self.dir.join("data/postmaster.pid").exists(),
-            "the server of {} is still running",
-            self.dir.display()
-        );
-    }
-
-    /// The URL of `database` on this server.
-    fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
-
-    /// Creates the database `postmand`, migrates it with `postmand migrate` and returns its URL.
-    fn migrated_database(&self) -> String {
-        let mut admin = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
-            .expect("connect to the private cluster");
-        admin
-            .batch_execute("CREATE DATABASE postmand")
-            .expect("create database postmand");
-        let url = self.url("postmand");
-        let out = Command::new(env!("CARGO_BIN_EXE_postmand"))
-            .env_clear()
-            .current_dir(std::env::temp_dir())
-            .env("POSTMAND_DATABASE_URL", &url)
-            .arg("migrate")
-            .output()
-            .expect("run postmand migrate");
-        assert!(
-            out.status.success(),
-            "postmand migrate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        url
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-            let tail = &log[log.len().saturating_sub(4000)..];
-            eprintln!(
-                "--- end of server.log of {} ---\n{tail}",
-                self.dir.display()
-            );
-        }
-        let _ = self.pg(r#"pg_stop "$0""#);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// An answer as a client saw it: status (0 when none came) and body (or the transport error),

@@ -63,6 +63,10 @@ mod operations;
 // Database faults: restarts (on private clusters) under load and under a worker, refused connections.
 mod faults_database;
 
+// Issue 17: lists on a read replica (a real streaming standby): lag, by-id reads on the primary,
+// fallback and /healthz while the replica is down.
+mod replica;
+
 // Hostile clients, fuzzed: generated requests on every route get no 5xx, and 4xx error objects.
 mod faults_fuzz;
 

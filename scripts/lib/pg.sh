@@ -6,6 +6,9 @@
 #                  socket in DIR. As root, the server runs as the `postgres` user (PostgreSQL
 #                  refuses to run as root).
 # pg_stop DIR      stops the server of DIR.
+# pg_standby DIR PRIMARY_PORT  makes DIR a streaming standby of the server on 127.0.0.1:PRIMARY_PORT
+#                  (pg_basebackup -R: standby.signal and primary_conninfo); pg_start DIR PORT runs it.
+# pg_owner DIR     as root, makes sure the `postgres` user exists and gives it DIR and its files.
 # pg_free_port     prints a TCP port nothing listens on.
 
 pg_find_bin() {
@@ -46,11 +49,26 @@ pg_free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The `postgres` user, as root only (PostgreSQL refuses to run as root).
+pg_user() {
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql postgres
+  fi
+}
+
+pg_owner() {
+  local dir=$1
+  if [ "$(id -u)" = 0 ]; then
+    pg_user
+    chown -R postgres "$dir"
+  fi
+}
+
 pg_start() {
   local dir=$1 port=$2
   mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then
-    id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql postgres
+    pg_user
     chown postgres "$dir"
     chmod 700 "$dir"
   fi
@@ -68,4 +86,21 @@ pg_stop() {
   local dir=$1
   [ -f "$dir/data/postmaster.pid" ] && pg_as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1
   return 0
+}
+
+pg_standby() {
+  local dir=$1 primary_port=$2
+  if [ ! -x "$PG_BIN/pg_basebackup" ]; then
+    echo "pg_basebackup not found in $PG_BIN: install the postgresql package's client tools" >&2
+    return 1
+  fi
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    pg_user
+    chown postgres "$dir"
+    chmod 700 "$dir"
+  fi
+  pg_as_owner "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" \
+    -R -X stream -c fast >"$dir/basebackup.log" 2>&1 \
+    || { cat "$dir/basebackup.log" >&2; return 1; }
 }

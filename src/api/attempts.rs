@@ -20,7 +20,7 @@ pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
         created: query.created(),
     };
     query.finish()?;
-    let rows = attempts::list(&mut *ctx.client()?, &filter, page)?;
+    let rows = attempts::list(&mut *ctx.read_client()?, &filter, page)?;
     Reply::json(
         200,
         &AttemptList {

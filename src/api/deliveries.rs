@@ -23,7 +23,7 @@ pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
         created: query.created(),
     };
     query.finish()?;
-    let rows = deliveries::list(&mut *ctx.client()?, &filter, page)?;
+    let rows = deliveries::list(&mut *ctx.read_client()?, &filter, page)?;
     Reply::json(
         200,
         &DeliveryList {

@@ -29,7 +29,7 @@ use std::thread;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::db::{self, Pool, PooledClient};
+use crate::db::{self, Pool, PooledClient, ReadPool};
 use crate::http;
 pub use crate::http::errors;
 use crate::liveness::Liveness;
@@ -41,6 +41,8 @@ use errors::ApiError;
 pub struct Context {
     /// Connections for handlers; each request checks one out for its statements.
     pool: Pool,
+    /// Connections to the read replica (`POSTMAND_DATABASE_READ_URL`), for lists only.
+    reads: Option<ReadPool>,
     /// `POSTMAND_MAX_BODY_BYTES`.
     max_body_bytes: usize,
     /// Writes new deliveries, several per commit.
@@ -63,6 +65,16 @@ impl Context {
     /// A pooled connection, or 503 when none frees up in time.
     pub(crate) fn client(&self) -> Result<PooledClient, ApiError> {
         Ok(db::checkout(&self.pool)?)
+    }
+
+    /// A connection for a read that may lag the primary (a list): the read replica's when one is
+    /// configured and answers, else the primary's ([`Context::client`]). Never for a read that
+    /// must see a write just made, such as a GET by id after its create. See: issue 17.
+    pub(crate) fn read_client(&self) -> Result<PooledClient, ApiError> {
+        match self.reads.as_ref().and_then(ReadPool::checkout) {
+            Some(client) => Ok(client),
+            None => self.client(),
+        }
     }
 }
 
@@ -125,6 +137,8 @@ pub struct Attached {
     pub local_wake: Option<notify::LocalWake>,
     /// The front end served beside the API (the dashboard), if any.
     pub front: Option<Arc<dyn Front>>,
+    /// The read replica's pool, for lists, if `POSTMAND_DATABASE_READ_URL` is set.
+    pub reads: Option<ReadPool>,
 }
 
 impl ApiServer {
@@ -139,7 +153,11 @@ impl ApiServer {
         metrics: Arc<Metrics>,
         liveness: &Liveness,
     ) -> io::Result<ApiServer> {
-        let Attached { local_wake, front } = attached;
+        let Attached {
+            local_wake,
+            front,
+            reads,
+        } = attached;
         let (notifier, notifier_thread) =
             notify::spawn(config.database_url.clone(), local_wake, shutdown.clone())?;
         let writer_part = liveness.register("create-writer", creates::WRITERS);
@@ -149,6 +167,7 @@ impl ApiServer {
         let context = Arc::new(Context {
             creates,
             pool,
+            reads,
             max_body_bytes: config.max_body_bytes,
             notifier,
             api_token: config.api_token.clone(),

@@ -19,7 +19,7 @@ pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
         created: query.created(),
     };
     query.finish()?;
-    let rows = webhooks::list(&mut *ctx.client()?, &filter, page)?;
+    let rows = webhooks::list(&mut *ctx.read_client()?, &filter, page)?;
     Reply::json(
         200,
         &WebhookList {

@@ -44,6 +44,13 @@ pub const SETTINGS: &[Setting] = &[
               `system`; see Deploying.",
     },
     Setting {
+        name: "POSTMAND_DATABASE_READ_URL",
+        default: "",
+        doc: "When set, a read replica (a streaming standby of the primary) for the list endpoints \
+              only, in the forms and with the TLS options of POSTMAND_DATABASE_URL; lists fall back \
+              to the primary while it is unreachable. See Read replica.",
+    },
+    Setting {
         name: "POSTMAND_DATABASE_MAX_OPEN_CONNS",
         default: "16",
         doc: "Connections in the API's pool (1-1000). Dispatchers hold one connection each on top.",
@@ -204,6 +211,9 @@ impl fmt::Debug for OperationalWebhook {
 pub struct Config {
     /// `POSTMAND_DATABASE_URL`: where the database is. Required; no default.
     pub database_url: String,
+    /// `POSTMAND_DATABASE_READ_URL`: a read replica for the list endpoints. Unset (everything on
+    /// the primary) by default; never migrated.
+    pub database_read_url: Option<String>,
     /// `POSTMAND_DATABASE_MAX_OPEN_CONNS`: size of the API's connection pool. Defaults to 16.
     pub database_max_open_conns: u32,
     /// `POSTMAND_POLLING_INTERVAL` (ms): fallback poll period of idle dispatchers. Defaults to 1 s.
@@ -354,19 +364,10 @@ impl Config {
                 name: "POSTMAND_DATABASE_URL",
             });
         }
-        if let Err(e) = crate::db::validate_url(&database_url) {
-            let reason = match e {
-                crate::db::Error::InvalidUrl { reason } => reason,
-                other => other.to_string(),
-            };
-            return Err(Error::Invalid {
-                name: "POSTMAND_DATABASE_URL",
-                value: redact_url(&database_url),
-                expected: format!(
-                    "a PostgreSQL URL (postgres://user:password@host:5432/db?sslmode=...) or \
-                     key=value DSN ({reason})"
-                ),
-            });
+        database_url_valid("POSTMAND_DATABASE_URL", &database_url)?;
+        let database_read_url = Some(raw("POSTMAND_DATABASE_READ_URL")).filter(|u| !u.is_empty());
+        if let Some(url) = &database_read_url {
+            database_url_valid("POSTMAND_DATABASE_READ_URL", url)?;
         }
         let bind_value = raw("POSTMAND_BIND_ADDRESS");
         let bind_address = bind_value.parse().map_err(|_| Error::Invalid {
@@ -427,6 +428,7 @@ impl Config {
         };
         Ok(Config {
             database_url,
+            database_read_url,
             database_max_open_conns: int("POSTMAND_DATABASE_MAX_OPEN_CONNS", MAX_OPEN_CONNS)?
                 as u32,
             polling_interval: Duration::from_millis(int(
@@ -478,12 +480,18 @@ impl Config {
     pub fn redacted_database_url(&self) -> String {
         redact_url(&self.database_url)
     }
+
+    /// The read replica's URL, if any, with any password replaced.
+    pub fn redacted_database_read_url(&self) -> Option<String> {
+        self.database_read_url.as_deref().map(redact_url)
+    }
 }
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("database_url", &self.redacted_database_url())
+            .field("database_read_url", &self.redacted_database_read_url())
             .field("database_max_open_conns", &self.database_max_open_conns)
             .field("polling_interval", &self.polling_interval)
             .field("http_port", &self.http_port)
@@ -508,6 +516,24 @@ impl fmt::Debug for Config {
             .field("log_json", &self.log_json)
             .finish()
     }
+}
+
+/// Checks a database URL (`name` is its variable) the way every connection will read it.
+fn database_url_valid(name: &'static str, url: &str) -> Result<(), Error> {
+    crate::db::validate_url(url).map_err(|e| {
+        let reason = match e {
+            crate::db::Error::InvalidUrl { reason } => reason,
+            other => other.to_string(),
+        };
+        Error::Invalid {
+            name,
+            value: redact_url(url),
+            expected: format!(
+                "a PostgreSQL URL (postgres://user:password@host:5432/db?sslmode=...) or \
+                 key=value DSN ({reason})"
+            ),
+        }
+    })
 }
 
 fn default_of(name: &str) -> &'static str {
@@ -702,6 +728,10 @@ mod tests {
                 "POSTMAND_DATABASE_URL",
                 "postgres://user:s3cret@db:5432/postmand?sslmode=disable",
             ),
+            (
+                "POSTMAND_DATABASE_READ_URL",
+                "host=replica user=reader password='r3ad s3cret' dbname=postmand",
+            ),
             ("POSTMAND_API_TOKEN", "t0ken"),
         ]))
         .unwrap();
@@ -709,5 +739,36 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(!shown.contains("t0ken"), "{shown}");
         assert!(shown.contains("postgres://user:***@db:5432/postmand?sslmode=disable"));
+        assert!(
+            shown.contains("host=replica user=reader password=*** dbname=postmand"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn read_url_is_optional_and_checked_like_the_primary() {
+        assert_eq!(Config::default().database_read_url, None);
+        let blank = config_with(&[("POSTMAND_DATABASE_READ_URL", " ")]).unwrap();
+        assert_eq!(blank.database_read_url, None);
+        let set = config_with(&[(
+            "POSTMAND_DATABASE_READ_URL",
+            "postgres://reader:pw@replica:5433/postmand?sslmode=require",
+        )])
+        .unwrap();
+        assert_eq!(
+            set.redacted_database_read_url().as_deref(),
+            Some("postgres://reader:***@replica:5433/postmand?sslmode=require")
+        );
+        let err = config_with(&[(
+            "POSTMAND_DATABASE_READ_URL",
+            "postgres://reader:pw@replica:5433/postmand?sslmode=verify-everything",
+        )])
+        .unwrap_err();
+        let Error::Invalid { name, value, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*name, "POSTMAND_DATABASE_READ_URL");
+        assert!(!value.contains("pw"), "{value}");
+        assert!(!err.to_string().contains(":pw@"), "{err}");
     }
 }

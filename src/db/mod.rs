@@ -2,9 +2,11 @@
 //!
 //! r2d2 stays in this module: the rest of the crate sees [`Pool`], [`PooledClient`] and
 //! [`Error`]. One pool serves a process; a worker's dispatchers check their connections out of it
-//! for good at start-up, so its size counts them (see `lib.rs`).
+//! for good at start-up, so its size counts them (see `lib.rs`). An API may have a second,
+//! smaller one for its lists on a read replica ([`ReadPool`], `replica.rs`).
 
 pub mod migrate;
+mod replica;
 pub mod tls;
 
 use std::fmt;
@@ -13,6 +15,8 @@ use std::time::Duration;
 use r2d2_postgres::PostgresConnectionManager;
 
 use tls::{Connector, SslMode};
+
+pub use replica::{ReadPool, read_pool};
 
 /// A pool of PostgreSQL connections.
 pub type Pool = r2d2::Pool<PostgresConnectionManager<Connector>>;

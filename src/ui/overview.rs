@@ -22,7 +22,8 @@ const FAILING_SHOWN: i64 = 50;
 
 /// `GET /ui/`.
 pub fn page(ctx: &Ctx) -> Result<Reply, Refusal> {
-    let mut client = ctx.api.client()?;
+    // Counts and charts may lag the primary: the read replica's when there is one.
+    let mut client = ctx.api.read_client()?;
     let (pending, due, oldest_due_secs, estimate) = queue::queue_stats(&mut *client)?;
     let statuses = dashboard::recent_statuses(&mut *client, NEWEST)?;
     let buckets = dashboard::attempts_per_minute(&mut *client)?;

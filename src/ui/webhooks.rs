@@ -85,7 +85,8 @@ pub fn list(ctx: &Ctx) -> Result<Reply, Refusal> {
         created: query.created(),
     };
     query.finish()?;
-    let mut client = ctx.api.client()?;
+    // A list, like `GET /v1/webhooks`: the read replica's when there is one.
+    let mut client = ctx.api.read_client()?;
     let rows = webhooks::list(&mut *client, &filter, page)?;
     let ids: Vec<Uuid> = rows.iter().map(|w| w.id).collect();
     let sample = sample_per_hour(ids.len());

@@ -1,6 +1,7 @@
 //! Helpers every integration test uses: a database per test cloned from a migrated template, the
 //! API started in-process on a free port, a raw HTTP client, fixtures and `wait_until`.
 
+pub mod cluster;
 pub mod fixtures;
 pub mod http;
 pub mod process;

@@ -1,16 +1,17 @@
 //! A PostgreSQL server of its own with `ssl=on` that accepts TCP connections over TLS only
 //! (`hostssl` rules), and a CA made for it with the `openssl` CLI. Its certificate names
 //! `localhost` and no IP address, so `verify-full` to 127.0.0.1 fails where `verify-ca` passes.
-//! Dropping it stops the server and removes its directory.
+//! It is a [`Cluster`] with certificates in its directory: dropping it stops the server and
+//! removes the directory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use super::process::free_port;
+use super::cluster::Cluster;
 
 /// The running server and its certificates.
 pub struct TlsPostgres {
-    dir: PathBuf,
+    cluster: Cluster,
     /// Its port on 127.0.0.1.
     pub port: u16,
 }
@@ -63,12 +64,8 @@ fn make_ca(dir: &Path, name: &str) {
 impl TlsPostgres {
     /// Makes the CA and the server's certificate, then starts the server.
     pub fn start(test: &str) -> TlsPostgres {
-        let dir = std::env::temp_dir().join(format!(
-            "postmand-{test}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).expect("create the server's directory");
+        let cluster = Cluster::prepare(test);
+        let dir = cluster.dir().to_path_buf();
         make_ca(&dir, "ca");
         make_ca(&dir, "other-ca");
         openssl(
@@ -119,32 +116,26 @@ impl TlsPostgres {
             "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
         )
         .expect("write pg_hba.conf");
-        let port = free_port();
-        let options = format!(
-            "-c fsync=off -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key \
-             -c hba_file={d}/pg_hba.conf -c max_connections=50 -c shared_buffers=32MB",
+        let cluster = cluster.with_options(&format!(
+            "-c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key \
+             -c hba_file={d}/pg_hba.conf -c max_connections=50",
             d = dir.display()
+        ));
+        // The server reads its key as its own user, and only a key no one else may read.
+        cluster.pg_ok(
+            "give the certificates to the server's user",
+            r#"pg_owner "$0" && chmod 600 "$0/server.key""#,
         );
-        let server = TlsPostgres { dir, port };
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lib/pg.sh");
-        run(
-            "start the TLS PostgreSQL server",
-            Command::new("bash")
-                .arg("-c")
-                .arg(format!(
-                    ". {script} && pg_find_bin && \
-                     if [ \"$(id -u)\" = 0 ]; then id postgres >/dev/null 2>&1 || useradd --system postgres; \
-                     chown -R postgres \"$0\"; chmod 600 \"$0/server.key\"; fi && pg_start \"$0\" {port}"
-                ))
-                .arg(&server.dir)
-                .env("PG_EXTRA_OPTS", options),
-        );
-        server
+        cluster.up();
+        TlsPostgres {
+            port: cluster.port,
+            cluster,
+        }
     }
 
     /// A file of the server's directory: `ca.crt`, `other-ca.crt`.
     pub fn file(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
+        self.cluster.dir().join(name).display().to_string()
     }
 
     /// A URL for database `postgres` as user postgres at `host` with `options` as its query.
@@ -153,17 +144,5 @@ impl TlsPostgres {
             "postgres://postgres@{host}:{}/postgres?{options}",
             self.port
         )
-    }
-}
-
-impl Drop for TlsPostgres {
-    fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lib/pg.sh");
-        let _ = Command::new("bash")
-            .arg("-c")
-            .arg(format!(". {script} && pg_find_bin && pg_stop \"$0\""))
-            .arg(&self.dir)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
