@@ -42,6 +42,9 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(7, "007_events_and_idempotency.sql"),
     migration!(8, "008_failing_endpoints.sql"),
     migration!(9, "009_webhook_delivery_order.sql"),
+    // Issue 17's list indexes. Version 10 is reserved for the partitioning of delivery_attempts
+    // (another branch); this one becomes 11 (011_list_indexes.sql) when that one is merged.
+    migration!(10, "010_list_indexes.sql"),
 ];
 
 /// Serialises concurrent `postmand migrate` runs (several containers starting at once).

@@ -5,7 +5,7 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{CreatedRange, Error, Page, by_id, page_of};
+use super::{CreatedRange, Error, Listed, Page, TimeMark, by_id, page_of};
 use crate::model::{Attempt, Exchange};
 
 /// One attempt by id; columns in the order [`from_row`] reads them.
@@ -13,7 +13,10 @@ const GET: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response
     response_status_code, execution_duration, success, error, created_at \
     FROM delivery_attempts WHERE id = $1";
 
-/// Newest first, ties broken by id. A NULL filter parameter means "no filter".
+/// Newest first, ties broken by id. A NULL filter parameter means "no filter". `$10`/`$11` is
+/// the keyset mark, as in `deliveries::LIST`: an index condition of every
+/// `(…, created_at DESC, id DESC)` index, on each partition too when the table is partitioned by
+/// `created_at`.
 pub const LIST: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response, \
     response_status_code, execution_duration, success, error, created_at \
     FROM delivery_attempts \
@@ -24,6 +27,7 @@ pub const LIST: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_res
     AND ($5::timestamptz IS NULL OR created_at >= $5) \
     AND ($6::timestamptz IS NULL OR created_at < $6) \
     AND ($7::timestamptz IS NULL OR created_at <= $7) \
+    AND ($10::timestamptz IS NULL OR (created_at, id) < ($10, $11::uuid)) \
     ORDER BY created_at DESC, id DESC LIMIT $8 OFFSET $9";
 
 /// Filters of the attempt list.
@@ -61,12 +65,14 @@ pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Attempt>,
     by_id(client, GET, id, |row| Ok(from_row(row)))
 }
 
-/// One page of attempts, newest first.
+/// One page of attempts, newest first, after `after` when given.
 pub fn list(
     client: &mut impl GenericClient,
     filter: &Filter,
     page: Page,
-) -> Result<Vec<Attempt>, Error> {
+    after: Option<&TimeMark>,
+) -> Result<Listed<Attempt>, Error> {
+    let (after_time, after_id) = TimeMark::params(after);
     page_of(
         client,
         LIST,
@@ -77,6 +83,7 @@ pub fn list(
         ],
         &filter.created,
         &page,
+        &[(&after_time, Type::TIMESTAMPTZ), (&after_id, Type::UUID)],
         |row| Ok(from_row(row)),
     )
 }
