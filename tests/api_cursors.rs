@@ -364,3 +364,66 @@ fn cursor_with_offset_returns_400_naming_offset() {
     assert_eq!(page.status, 200, "{}", page.text());
     assert_eq!(page.json()["deliveries"].as_array().unwrap().len(), 1);
 }
+
+/// Cursors as the API would write them, for rows at the edges of what PostgreSQL and chrono
+/// hold: kinds 2-4 (deliveries, attempts, events) at PostgreSQL's earliest time, the epoch and
+/// chrono's latest; kind 1 (webhooks) with an empty, a non-ASCII and a very long name.
+pub fn edge_cursors() -> Vec<String> {
+    use base64::Engine;
+    let id = uuid::Uuid::max();
+    let encode = |kind: u8, key: &[u8]| {
+        let mut bytes = vec![1, kind];
+        bytes.extend_from_slice(id.as_bytes());
+        bytes.extend_from_slice(key);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let earliest: i64 = -211_813_488_000_000_000 + 946_684_800_000_000;
+    let latest = chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp_micros();
+    let mut cursors = Vec::new();
+    for kind in 2..=4 {
+        for micros in [earliest, 0, latest] {
+            cursors.push(encode(kind, &micros.to_be_bytes()));
+        }
+    }
+    for name in ["", "Ünïcode ✓ 'quoted' \\", &"z".repeat(1000)] {
+        cursors.push(encode(1, name.as_bytes()));
+    }
+    cursors
+}
+
+#[test]
+fn cursors_at_the_edges_of_time_and_names_are_answered() {
+    let app = TestApp::start("cursor_edges");
+    let webhook = fixtures::webhook_id(&app, json!({"active": false}));
+    fixtures::delivery_id(&app, &webhook, "one");
+    let cursors = edge_cursors();
+    for (path, items, mine) in [
+        ("/v1/deliveries", "deliveries", &cursors[0..3]),
+        ("/v1/delivery-attempts", "delivery_attempts", &cursors[3..6]),
+        ("/v1/events", "events", &cursors[6..9]),
+        ("/v1/webhooks", "webhooks", &cursors[9..12]),
+    ] {
+        for cursor in mine {
+            let response = app.get(&format!(
+                "{path}?cursor={cursor}&created_at.gte=0001-01-01T00:00:00Z"
+            ));
+            assert_eq!(response.status, 200, "{path} {cursor}: {}", response.text());
+            assert!(response.json()[items].is_array());
+        }
+    }
+    // The latest time comes after every row, the earliest before every row.
+    assert_eq!(
+        app.get(&format!("/v1/deliveries?cursor={}", cursors[2]))
+            .json()["deliveries"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        app.get(&format!("/v1/deliveries?cursor={}", cursors[0]))
+            .json()["deliveries"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+}

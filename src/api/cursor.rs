@@ -20,9 +20,9 @@ use crate::store::{Listed, NameMark, TimeMark};
 const VERSION: u8 = 1;
 
 /// PostgreSQL's earliest `timestamptz` (4714-11-24 BC), in microseconds since the Unix epoch
-/// (its `MIN_TIMESTAMP` is counted from 2000-01-01). An earlier time could come from no row, and
-/// PostgreSQL would refuse it as a parameter.
-const MIN_MICROS: i64 = -211_813_488_000_000_000 - 946_684_800_000_000;
+/// (its `MIN_TIMESTAMP` is counted from 2000-01-01, 946,684,800 s later). An earlier time could
+/// come from no row, and PostgreSQL would refuse it as a parameter (a 500, not a 400).
+const MIN_MICROS: i64 = -211_813_488_000_000_000 + 946_684_800_000_000;
 
 /// Which list a cursor belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +128,12 @@ mod tests {
         assert_eq!(decode_time(Kind::Attempts, &cursor), None);
         assert_eq!(decode_time(Kind::Events, &cursor), None);
         assert_eq!(decode_name(&cursor), None);
+    }
+
+    #[test]
+    fn the_earliest_time_is_postgresqls() {
+        let earliest = DateTime::from_timestamp_micros(MIN_MICROS).unwrap();
+        assert_eq!(earliest.to_rfc3339(), "-4713-11-24T00:00:00+00:00");
     }
 
     #[test]
