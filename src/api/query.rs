@@ -13,7 +13,7 @@ use crate::store::{CreatedRange, Page};
 pub const DEFAULT_LIMIT: i64 = 50;
 /// Largest page size.
 pub const MAX_LIMIT: i64 = 1000;
-/// Largest offset; deeper pages should narrow with `created_at` filters instead.
+/// Largest offset; deeper pages should follow `next_cursor` (or narrow with `created_at`).
 pub const MAX_OFFSET: i64 = 1_000_000;
 
 /// The rule `offset` breaks when a `cursor` comes with it.
