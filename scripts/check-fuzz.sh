@@ -180,7 +180,15 @@ def error(status, code, message, details=None):
 
 BACKOFF_ORDER = error(400, 4, "request validation failed", "retry_max_backoff: must be no less than retry_min_backoff.")
 KEY_REUSED = error(422, 15, "idempotency key reused", "this Idempotency-Key was used with a different request body")
+# A list's cursor must be a next_cursor the list gave (its bytes name the list and a row), and
+# must not come with a non-zero offset: rules of a value's meaning and between two parameters.
+LIST = [error(400, 18, "invalid cursor", "cursor: must be the next_cursor of an earlier page of the same list, unchanged."),
+        error(400, 4, "request validation failed", "offset: must be 0 or absent with a cursor.")]
 EXPECTED = {
+    "GET /v1/webhooks": LIST,
+    "GET /v1/deliveries": LIST,
+    "GET /v1/delivery-attempts": LIST,
+    "GET /v1/events": LIST,
     # retry_max_backoff >= retry_min_backoff: a rule between two fields.
     "POST /v1/webhooks": [BACKOFF_ORDER],
     "PUT /v1/webhooks/{webhook_id}": [BACKOFF_ORDER],

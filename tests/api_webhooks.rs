@@ -352,7 +352,7 @@ fn list_webhooks_empty_is_an_empty_array() {
     let app = TestApp::start("list_webhooks_empty");
     assert_eq!(
         app.get("/v1/webhooks").json(),
-        json!({"webhooks": [], "limit": 50, "offset": 0})
+        json!({"webhooks": [], "limit": 50, "offset": 0, "next_cursor": null})
     );
 }
 

@@ -308,6 +308,7 @@ fn valid_query(rng: &mut Rng, known: &Known, keys: &[String]) -> String {
             "limit" => rng.pick(&["1", "1000", "50", "07"]).to_string(),
             "offset" => rng.pick(&["0", "1", "999999", "1000000"]).to_string(),
             "active" | "success" => rng.pick(&["true", "false"]).to_string(),
+            "cursor" => rng.pick(&crate::api_cursors::edge_cursors()).clone(),
             "status" => rng.pick(&["pending", "succeeded", "failed"]).to_string(),
             "webhook_id" | "delivery_id" => {
                 let ids = [&known.webhooks, &known.deliveries];

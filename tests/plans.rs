@@ -150,6 +150,8 @@ fn issue_14_every_index_of_the_hot_tables_is_read_by_a_plan_or_a_cascade() {
                 &none_time,
                 &limit,
                 &offset,
+                &none_time,
+                &none_uuid,
             ],
         ));
     }
@@ -159,6 +161,7 @@ fn issue_14_every_index_of_the_hot_tables_is_read_by_a_plan_or_a_cascade() {
         (Some(webhook), none_uuid, none_bool),
         (none_uuid, Some(delivery), none_bool),
         (none_uuid, none_uuid, Some(false)),
+        (Some(webhook), none_uuid, Some(false)),
     ] {
         plans.push(explain(
             &mut client,
@@ -173,6 +176,8 @@ fn issue_14_every_index_of_the_hot_tables_is_read_by_a_plan_or_a_cascade() {
                 &none_time,
                 &limit,
                 &offset,
+                &none_time,
+                &none_uuid,
             ],
         ));
     }

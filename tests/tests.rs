@@ -35,6 +35,13 @@ mod plans;
 // partition, lookups by id.
 mod partitions;
 
+// Issue 17: every list with each filter combination, a cursor and a deep offset, on 1M rows:
+// read in order from an index, never a whole table or a large sort.
+mod list_plans;
+
+// Issue 17: cursor paging on every list: walks under concurrent inserts, next_cursor, errors.
+mod api_cursors;
+
 // Issue 18: the dashboard at /ui/: escaping, headers, login, CSRF, actions, 404 pages.
 mod ui;
 

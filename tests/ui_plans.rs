@@ -73,7 +73,7 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
         (Some("pending"), none_time),
         (none_text, day_ago),
     ] {
-        let params: [&(dyn ToSql + Sync); 9] = [
+        let params: [&(dyn ToSql + Sync); 11] = [
             &Some(webhook),
             &status,
             &none_uuid,
@@ -83,6 +83,8 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
             &none_time,
             &limit,
             &offset,
+            &none_time,
+            &none_uuid,
         ];
         let plan = explain(&mut client, deliveries::LIST, &params);
         plans.push((
@@ -92,7 +94,7 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
     }
     // The delivery page: its attempts, all or failed only.
     for success in [none_bool, Some(false)] {
-        let params: [&(dyn ToSql + Sync); 9] = [
+        let params: [&(dyn ToSql + Sync); 11] = [
             &none_uuid,
             &Some(delivery),
             &success,
@@ -102,6 +104,8 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
             &none_time,
             &limit,
             &offset,
+            &none_time,
+            &none_uuid,
         ];
         let plan = explain(&mut client, attempts::LIST, &params);
         plans.push((format!("delivery page: success {success:?}"), plan));

@@ -2,6 +2,7 @@
 
 use uuid::Uuid;
 
+use super::cursor::{self, Kind, next_time_cursor};
 use super::errors::ApiError;
 use super::json::{AttemptJson, AttemptList};
 use super::query::Query;
@@ -9,10 +10,11 @@ use super::{Context, Reply};
 use crate::store::attempts::{self, Filter};
 
 /// `GET /v1/delivery-attempts`: newest first, filtered by `webhook_id`, `delivery_id`,
-/// `success` and `created_at.*`.
+/// `success` and `created_at.*`, from the start, an `offset` or a `cursor`.
 pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
     let mut query = Query::parse(query);
     let page = query.page();
+    let after = query.cursor(&page, |c| cursor::decode_time(Kind::Attempts, c));
     let filter = Filter {
         webhook_id: query.uuid("webhook_id"),
         delivery_id: query.uuid("delivery_id"),
@@ -20,13 +22,15 @@ pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
         created: query.created(),
     };
     query.finish()?;
-    let rows = attempts::list(&mut *ctx.read_client()?, &filter, page)?;
+    let listed = attempts::list(&mut *ctx.read_client()?, &filter, page, after.as_ref())?;
+    let next_cursor = next_time_cursor(Kind::Attempts, &listed, |a| (a.created_at, a.id));
     Reply::json(
         200,
         &AttemptList {
-            delivery_attempts: rows.iter().map(AttemptJson::from).collect(),
+            delivery_attempts: listed.rows.iter().map(AttemptJson::from).collect(),
             limit: page.limit,
             offset: page.offset,
+            next_cursor,
         },
     )
 }

@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use super::creates::{Created, New, create_once};
+use super::cursor::{self, Kind, next_time_cursor};
 use super::errors::ApiError;
 use super::idempotency::{Key, Scope};
 use super::json::{self, DeliveryJson, DeliveryList};
@@ -12,10 +13,11 @@ use crate::model::Delivery;
 use crate::store::deliveries::{self, Filter, RetryOutcome};
 
 /// `GET /v1/deliveries`: newest first, filtered by `webhook_id`, `status`, `event_id` and
-/// `created_at.*`.
+/// `created_at.*`, from the start, an `offset` or a `cursor`.
 pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
     let mut query = Query::parse(query);
     let page = query.page();
+    let after = query.cursor(&page, |c| cursor::decode_time(Kind::Deliveries, c));
     let filter = Filter {
         webhook_id: query.uuid("webhook_id"),
         status: query.status(),
@@ -23,13 +25,15 @@ pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
         created: query.created(),
     };
     query.finish()?;
-    let rows = deliveries::list(&mut *ctx.read_client()?, &filter, page)?;
+    let listed = deliveries::list(&mut *ctx.read_client()?, &filter, page, after.as_ref())?;
+    let next_cursor = next_time_cursor(Kind::Deliveries, &listed, |d| (d.created_at, d.id));
     Reply::json(
         200,
         &DeliveryList {
-            deliveries: rows.iter().map(DeliveryJson::from).collect(),
+            deliveries: listed.rows.iter().map(DeliveryJson::from).collect(),
             limit: page.limit,
             offset: page.offset,
+            next_cursor,
         },
     )
 }

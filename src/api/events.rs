@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use super::creates::{Created, New, create_once};
+use super::cursor::{self, Kind, next_time_cursor};
 use super::errors::ApiError;
 use super::idempotency::{Key, Scope};
 use super::json::{self, EventDetail, EventJson, EventList, MadeJson};
@@ -11,22 +12,26 @@ use super::{Context, Reply};
 use crate::model::Event;
 use crate::store::events::{self, Filter};
 
-/// `GET /v1/events`: newest first, filtered by `event_type` and `created_at.*`.
+/// `GET /v1/events`: newest first, filtered by `event_type` and `created_at.*`, from the start,
+/// an `offset` or a `cursor`.
 pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
     let mut query = Query::parse(query);
     let page = query.page();
+    let after = query.cursor(&page, |c| cursor::decode_time(Kind::Events, c));
     let filter = Filter {
         event_type: query.event_type("event_type"),
         created: query.created(),
     };
     query.finish()?;
-    let rows = events::list(&mut *ctx.read_client()?, &filter, page)?;
+    let listed = events::list(&mut *ctx.read_client()?, &filter, page, after.as_ref())?;
+    let next_cursor = next_time_cursor(Kind::Events, &listed, |e| (e.created_at, e.id));
     Reply::json(
         200,
         &EventList {
-            events: rows.iter().map(EventJson::from).collect(),
+            events: listed.rows.iter().map(EventJson::from).collect(),
             limit: page.limit,
             offset: page.offset,
+            next_cursor,
         },
     )
 }

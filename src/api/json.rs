@@ -647,7 +647,7 @@ impl<'a> From<&'a Attempt> for AttemptJson<'a> {
     }
 }
 
-/// `{"webhooks":[...],"limit":N,"offset":N}`.
+/// `{"webhooks":[...],"limit":N,"offset":N,"next_cursor":...}`.
 #[derive(Debug, Serialize)]
 pub struct WebhookList<'a> {
     /// The page.
@@ -656,9 +656,11 @@ pub struct WebhookList<'a> {
     pub limit: i64,
     /// The offset applied.
     pub offset: i64,
+    /// The `cursor` of the next page, `None` (null) when this page is the last.
+    pub next_cursor: Option<String>,
 }
 
-/// `{"deliveries":[...],"limit":N,"offset":N}`.
+/// `{"deliveries":[...],"limit":N,"offset":N,"next_cursor":...}`.
 #[derive(Debug, Serialize)]
 pub struct DeliveryList<'a> {
     /// The page.
@@ -667,6 +669,8 @@ pub struct DeliveryList<'a> {
     pub limit: i64,
     /// The offset applied.
     pub offset: i64,
+    /// The `cursor` of the next page, `None` (null) when this page is the last.
+    pub next_cursor: Option<String>,
 }
 
 /// The answer of `POST /v1/webhooks/{id}/recover`.
@@ -678,7 +682,7 @@ pub struct Recovered {
     pub more: bool,
 }
 
-/// `{"events":[...],"limit":N,"offset":N}`.
+/// `{"events":[...],"limit":N,"offset":N,"next_cursor":...}`.
 #[derive(Debug, Serialize)]
 pub struct EventList<'a> {
     /// The page.
@@ -687,9 +691,11 @@ pub struct EventList<'a> {
     pub limit: i64,
     /// The offset applied.
     pub offset: i64,
+    /// The `cursor` of the next page, `None` (null) when this page is the last.
+    pub next_cursor: Option<String>,
 }
 
-/// `{"delivery_attempts":[...],"limit":N,"offset":N}`.
+/// `{"delivery_attempts":[...],"limit":N,"offset":N,"next_cursor":...}`.
 #[derive(Debug, Serialize)]
 pub struct AttemptList<'a> {
     /// The page.
@@ -698,6 +704,8 @@ pub struct AttemptList<'a> {
     pub limit: i64,
     /// The offset applied.
     pub offset: i64,
+    /// The `cursor` of the next page, `None` (null) when this page is the last.
+    pub next_cursor: Option<String>,
 }
 
 #[cfg(test)]

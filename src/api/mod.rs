@@ -8,6 +8,7 @@
 
 mod attempts;
 pub mod creates;
+pub(crate) mod cursor;
 pub(crate) mod deliveries;
 mod events;
 pub mod idempotency;

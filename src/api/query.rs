@@ -13,13 +13,18 @@ use crate::store::{CreatedRange, Page};
 pub const DEFAULT_LIMIT: i64 = 50;
 /// Largest page size.
 pub const MAX_LIMIT: i64 = 1000;
-/// Largest offset; deeper pages should narrow with `created_at` filters instead.
+/// Largest offset; deeper pages should follow `next_cursor` (or narrow with `created_at`).
 pub const MAX_OFFSET: i64 = 1_000_000;
+
+/// The rule `offset` breaks when a `cursor` comes with it.
+pub const OFFSET_WITH_CURSOR: &str = "must be 0 or absent with a cursor";
 
 /// A decoded query string: the first value of each key, as the original read it.
 pub struct Query {
     pairs: Vec<(String, String)>,
     errors: Vec<FieldError>,
+    /// A `cursor` was given that is no cursor of this list (400 code 18).
+    bad_cursor: bool,
 }
 
 impl Query {
@@ -28,6 +33,7 @@ impl Query {
         let mut query = Query {
             pairs: Vec::new(),
             errors: Vec::new(),
+            bad_cursor: false,
         };
         for part in raw.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = part.split_once('=').unwrap_or((part, ""));
@@ -80,6 +86,20 @@ impl Query {
         }
     }
 
+    /// `cursor`: where a page starts, decoded by `decode` (see `api::cursor`). A cursor with a
+    /// non-zero `offset` is a 400 code 4 naming `offset` (a cursor already says where to start);
+    /// a cursor `decode` refuses is a 400 code 18, unless the query has other errors.
+    pub fn cursor<K>(&mut self, page: &Page, decode: impl Fn(&str) -> Option<K>) -> Option<K> {
+        let cursor = self.first("cursor")?;
+        let mark = decode(cursor);
+        self.bad_cursor = mark.is_none();
+        if page.offset != 0 && !self.errors.iter().any(|e| e.field == "offset") {
+            self.errors
+                .push(FieldError::new("offset", OFFSET_WITH_CURSOR));
+        }
+        mark
+    }
+
     /// A `true`/`false` parameter.
     pub fn boolean(&mut self, key: &str) -> Option<bool> {
         self.check(key, "must be true or false", |v| match v {
@@ -128,12 +148,15 @@ impl Query {
         }
     }
 
-    /// Every problem found by the calls so far, as one 400.
+    /// Every problem found by the calls so far, as one 400: the malformed or out-of-range
+    /// parameters (code 4), else a malformed cursor (code 18).
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
+        if !self.errors.is_empty() {
             Err(ApiError::Validation(self.errors))
+        } else if self.bad_cursor {
+            Err(ApiError::InvalidCursor)
+        } else {
+            Ok(())
         }
     }
 }
@@ -218,6 +241,38 @@ mod tests {
         assert_eq!(q.page().limit, 5);
         assert!(q.created().gte.is_some());
         assert!(q.finish().is_ok());
+    }
+
+    #[test]
+    fn cursor_with_offset_names_offset_and_bad_cursor_is_code_18() {
+        let decode = |v: &str| (v == "good").then_some(7);
+        let mut q = Query::parse("cursor=good&offset=0");
+        let page = q.page();
+        assert_eq!(q.cursor(&page, decode), Some(7));
+        assert!(q.finish().is_ok());
+
+        let mut q = Query::parse("cursor=good&offset=3");
+        let page = q.page();
+        q.cursor(&page, decode);
+        assert_eq!(
+            q.finish().unwrap_err().details(),
+            "offset: must be 0 or absent with a cursor."
+        );
+
+        let mut q = Query::parse("cursor=bad");
+        let page = q.page();
+        assert_eq!(q.cursor(&page, decode), None);
+        assert_eq!(q.finish().unwrap_err(), ApiError::InvalidCursor);
+
+        let mut q = Query::parse("cursor=&limit=0");
+        let page = q.page();
+        q.cursor(&page, decode);
+        assert_eq!(q.finish().unwrap_err().code(), 4, "other errors first");
+
+        let mut q = Query::parse("offset=9");
+        let page = q.page();
+        assert_eq!(q.cursor(&page, decode), None);
+        assert!(q.finish().is_ok(), "no cursor, no rule");
     }
 
     #[test]

@@ -2,30 +2,40 @@
 
 use uuid::Uuid;
 
+use super::cursor;
 use super::errors::ApiError;
 use super::json::{self, WebhookJson, WebhookList};
 use super::query::Query;
 use super::{Context, Reply};
 use crate::model::{Webhook, WebhookSettings};
-use crate::store::deliveries;
 use crate::store::webhooks::{self, Filter};
+use crate::store::{NameMark, deliveries};
 
-/// `GET /v1/webhooks`: by name, filtered by `active` and `created_at.*`.
+/// `GET /v1/webhooks`: by name, filtered by `active` and `created_at.*`, from the start, an
+/// `offset` or a `cursor`.
 pub fn list(ctx: &Context, query: &str) -> Result<Reply, ApiError> {
     let mut query = Query::parse(query);
     let page = query.page();
+    let after = query.cursor(&page, cursor::decode_name);
     let filter = Filter {
         active: query.boolean("active"),
         created: query.created(),
     };
     query.finish()?;
-    let rows = webhooks::list(&mut *ctx.read_client()?, &filter, page)?;
+    let listed = webhooks::list(&mut *ctx.read_client()?, &filter, page, after.as_ref())?;
+    let next_cursor = listed.rows.last().filter(|_| listed.more).map(|w| {
+        cursor::encode_name(&NameMark {
+            name: w.settings.name.clone(),
+            id: w.id,
+        })
+    });
     Reply::json(
         200,
         &WebhookList {
-            webhooks: rows.iter().map(WebhookJson::from).collect(),
+            webhooks: listed.rows.iter().map(WebhookJson::from).collect(),
             limit: page.limit,
             offset: page.offset,
+            next_cursor,
         },
     )
 }

@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "008_failing_endpoints.sql"),
     migration!(9, "009_webhook_delivery_order.sql"),
     migration!(10, "010_attempt_partitions.sql"),
+    migration!(11, "011_list_indexes.sql"),
 ];
 
 /// Serialises concurrent `postmand migrate` runs (several containers starting at once).

@@ -69,6 +69,9 @@ pub enum ApiError {
     IdempotencyKeyInFlight,
     /// No event with that id. 404, code 17.
     EventNotFound,
+    /// A list's `cursor` that is not a `next_cursor` of that list (not base64url, the wrong
+    /// length, version or list). 400, code 18.
+    InvalidCursor,
 }
 
 impl ApiError {
@@ -97,6 +100,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => 422,
             ApiError::IdempotencyKeyInFlight => 409,
             ApiError::EventNotFound => 404,
+            ApiError::InvalidCursor => 400,
         }
     }
 
@@ -120,6 +124,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => 15,
             ApiError::IdempotencyKeyInFlight => 16,
             ApiError::EventNotFound => 17,
+            ApiError::InvalidCursor => 18,
         }
     }
 
@@ -143,6 +148,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "idempotency key reused",
             ApiError::IdempotencyKeyInFlight => "idempotency key in use",
             ApiError::EventNotFound => "event not found",
+            ApiError::InvalidCursor => "invalid cursor",
         }
     }
 
@@ -169,6 +175,7 @@ impl ApiError {
                 "the first request with this Idempotency-Key is still in progress; retry later"
                     .to_string()
             }
+            ApiError::InvalidCursor => CURSOR_DETAILS.to_string(),
             ApiError::Internal
             | ApiError::InvalidId
             | ApiError::MalformedBody
@@ -222,6 +229,11 @@ impl From<crate::db::Error> for ApiError {
     }
 }
 
+/// The details of [`ApiError::InvalidCursor`], the same for every malformed cursor (the OpenAPI
+/// check in scripts/check-fuzz.sh matches whole bodies).
+pub const CURSOR_DETAILS: &str =
+    "cursor: must be the next_cursor of an earlier page of the same list, unchanged.";
+
 /// The wire shape of an error; field order is the original's.
 #[derive(serde::Serialize)]
 struct ErrorBody {
@@ -269,5 +281,14 @@ mod tests {
             r#"{"code":2,"message":"invalid id"}"#
         );
         assert_eq!(ApiError::InvalidId.status(), 404);
+    }
+
+    #[test]
+    fn invalid_cursor_is_400_code_18() {
+        assert_eq!(ApiError::InvalidCursor.status(), 400);
+        assert_eq!(
+            ApiError::InvalidCursor.body(),
+            r#"{"code":18,"message":"invalid cursor","details":"cursor: must be the next_cursor of an earlier page of the same list, unchanged."}"#
+        );
     }
 }

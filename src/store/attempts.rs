@@ -5,7 +5,7 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{CreatedRange, Error, Page, by_id, page_of};
+use super::{CreatedRange, Error, Listed, Page, TimeMark, by_id, page_of};
 use crate::model::{Attempt, Exchange};
 
 /// One attempt by id; columns in the order [`from_row`] reads them. Probes every partition.
@@ -22,7 +22,10 @@ pub const GET_WITHIN: &str = "SELECT id, webhook_id, delivery_id, raw_request, r
 /// in its UUIDv7 id (the dispatcher's clock when it began) for [`get`] to find it in one step.
 const ID_TIME_SLACK: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
-/// Newest first, ties broken by id. A NULL filter parameter means "no filter".
+/// Newest first, ties broken by id. A NULL filter parameter means "no filter". `$10`/`$11` is
+/// the keyset mark, as in `deliveries::LIST`: an index condition of every
+/// `(…, created_at DESC, id DESC)` index, on each partition too when the table is partitioned by
+/// `created_at`.
 pub const LIST: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response, \
     response_status_code, execution_duration, success, error, created_at \
     FROM delivery_attempts \
@@ -33,6 +36,7 @@ pub const LIST: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_res
     AND ($5::timestamptz IS NULL OR created_at >= $5) \
     AND ($6::timestamptz IS NULL OR created_at < $6) \
     AND ($7::timestamptz IS NULL OR created_at <= $7) \
+    AND ($10::timestamptz IS NULL OR (created_at, id) < ($10, $11::uuid)) \
     ORDER BY created_at DESC, id DESC LIMIT $8 OFFSET $9";
 
 /// Filters of the attempt list.
@@ -103,12 +107,14 @@ fn id_time(id: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)
 }
 
-/// One page of attempts, newest first.
+/// One page of attempts, newest first, after `after` when given.
 pub fn list(
     client: &mut impl GenericClient,
     filter: &Filter,
     page: Page,
-) -> Result<Vec<Attempt>, Error> {
+    after: Option<&TimeMark>,
+) -> Result<Listed<Attempt>, Error> {
+    let (after_time, after_id) = TimeMark::params(after);
     page_of(
         client,
         LIST,
@@ -119,6 +125,7 @@ pub fn list(
         ],
         &filter.created,
         &page,
+        &[(&after_time, Type::TIMESTAMPTZ), (&after_id, Type::UUID)],
         |row| Ok(from_row(row)),
     )
 }

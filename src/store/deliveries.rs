@@ -6,7 +6,7 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{CreatedRange, Error, Page, by_id, page_of};
+use super::{CreatedRange, Error, Listed, Page, TimeMark, by_id, page_of};
 use crate::model::{Delivery, DeliveryStatus};
 
 /// Several new deliveries in one statement, from parallel arrays; a row whose webhook does not
@@ -61,7 +61,10 @@ const DELETE_ATTEMPTS_OF: &str =
 pub const CLOCK_SLACK: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// Newest first, ties broken by id so paging never skips or repeats a row. A NULL filter
-/// parameter means "no filter".
+/// parameter means "no filter". `$10`/`$11` is the keyset mark: rows strictly after that one
+/// (older), NULL on a first page. The row comparison is an index condition of every
+/// `(…, created_at DESC, id DESC)` index, so a page after a cursor starts where the last one
+/// stopped instead of reading past it (tests/list_plans.rs checks each filter's plan).
 pub const LIST: &str = "SELECT id, webhook_id, payload, scheduled_at, delivery_attempts, status, \
     created_at, updated_at, event_id FROM deliveries \
     WHERE ($1::uuid IS NULL OR webhook_id = $1) \
@@ -71,6 +74,7 @@ pub const LIST: &str = "SELECT id, webhook_id, payload, scheduled_at, delivery_a
     AND ($5::timestamptz IS NULL OR created_at >= $5) \
     AND ($6::timestamptz IS NULL OR created_at < $6) \
     AND ($7::timestamptz IS NULL OR created_at <= $7) \
+    AND ($10::timestamptz IS NULL OR (created_at, id) < ($10, $11::uuid)) \
     ORDER BY created_at DESC, id DESC LIMIT $8 OFFSET $9";
 
 /// Sends a finished delivery round again: pending, due now, a fresh attempt budget. Its
@@ -182,13 +186,15 @@ pub fn delete(client: &mut impl GenericClient, id: Uuid) -> Result<bool, Error> 
     Ok(true)
 }
 
-/// One page of deliveries, newest first.
+/// One page of deliveries, newest first, after `after` when given.
 pub fn list(
     client: &mut impl GenericClient,
     filter: &Filter,
     page: Page,
-) -> Result<Vec<Delivery>, Error> {
+    after: Option<&TimeMark>,
+) -> Result<Listed<Delivery>, Error> {
     let status = filter.status.map(DeliveryStatus::as_str);
+    let (after_time, after_id) = TimeMark::params(after);
     page_of(
         client,
         LIST,
@@ -199,6 +205,7 @@ pub fn list(
         ],
         &filter.created,
         &page,
+        &[(&after_time, Type::TIMESTAMPTZ), (&after_id, Type::UUID)],
         from_row,
     )
 }

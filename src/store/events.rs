@@ -4,7 +4,7 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{CreatedRange, Error, Page, by_id, page_of};
+use super::{CreatedRange, Error, Listed, Page, TimeMark, by_id, page_of};
 use crate::model::{DeliveryStatus, Event};
 
 /// New events, each with one pending delivery for every active webhook subscribed to its type
@@ -54,13 +54,14 @@ const DELIVERIES: &str = "SELECT id, webhook_id, status FROM deliveries \
     WHERE event_id = $1 ORDER BY created_at DESC, id DESC";
 
 /// Newest first, ties broken by id so paging never skips or repeats a row. A NULL filter
-/// parameter means "no filter".
+/// parameter means "no filter". `$8`/`$9` is the keyset mark, as in `deliveries::LIST`.
 pub const LIST: &str = "SELECT id, event_type, payload, deliveries, created_at FROM events \
     WHERE ($1::varchar IS NULL OR event_type = $1) \
     AND ($2::timestamptz IS NULL OR created_at > $2) \
     AND ($3::timestamptz IS NULL OR created_at >= $3) \
     AND ($4::timestamptz IS NULL OR created_at < $4) \
     AND ($5::timestamptz IS NULL OR created_at <= $5) \
+    AND ($8::timestamptz IS NULL OR (created_at, id) < ($8, $9::uuid)) \
     ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7";
 
 /// Deletes up to `$2` events created more than `$1` days ago that no delivery refers to any
@@ -157,18 +158,21 @@ pub fn deliveries(client: &mut impl GenericClient, id: Uuid) -> Result<Vec<Made>
         .collect()
 }
 
-/// One page of events, newest first.
+/// One page of events, newest first, after `after` when given.
 pub fn list(
     client: &mut impl GenericClient,
     filter: &Filter,
     page: Page,
-) -> Result<Vec<Event>, Error> {
+    after: Option<&TimeMark>,
+) -> Result<Listed<Event>, Error> {
+    let (after_time, after_id) = TimeMark::params(after);
     page_of(
         client,
         LIST,
         &[(&filter.event_type, Type::VARCHAR)],
         &filter.created,
         &page,
+        &[(&after_time, Type::TIMESTAMPTZ), (&after_id, Type::UUID)],
         from_row,
     )
 }

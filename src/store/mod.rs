@@ -139,29 +139,77 @@ fn by_id<T>(
         .transpose()
 }
 
-/// One page of a list statement: its own `filters`, then the creation-time range and the page
-/// (see [`list_params`]).
+/// Where a page of a list newest first (deliveries, attempts, events) starts: strictly after
+/// this row, in `(created_at DESC, id DESC)` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeMark {
+    /// The row's `created_at`.
+    pub created_at: DateTime<Utc>,
+    /// The row's `id`, the tie-breaker.
+    pub id: uuid::Uuid,
+}
+
+/// Where a page of the webhook list starts: strictly after this row, in `(name, id)` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameMark {
+    /// The webhook's `name`.
+    pub name: String,
+    /// The webhook's `id`, the tie-breaker.
+    pub id: uuid::Uuid,
+}
+
+impl TimeMark {
+    /// The two parameters of a list statement's keyset predicate, NULL without a mark.
+    fn params(after: Option<&TimeMark>) -> (Option<DateTime<Utc>>, Option<uuid::Uuid>) {
+        (after.map(|m| m.created_at), after.map(|m| m.id))
+    }
+}
+
+/// One page of a list, and whether more rows follow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed<T> {
+    /// At most [`Page::limit`] rows, in the list's order.
+    pub rows: Vec<T>,
+    /// Whether at least one more row follows the last of `rows` (with the same filters).
+    pub more: bool,
+}
+
+/// One page of a list statement: its own `filters`, then the creation-time range, the page and
+/// the keyset mark `after` (see [`list_params`]). One row more than the page is read, to know
+/// whether another page follows.
 fn page_of<T>(
     client: &mut impl postgres::GenericClient,
     sql: &str,
     filters: &[Param<'_>],
     created: &CreatedRange,
     page: &Page,
+    after: &[Param<'_>],
     from_row: impl Fn(&postgres::Row) -> Result<T, Error>,
-) -> Result<Vec<T>, Error> {
-    client
-        .query_typed(sql, &list_params(filters, created, page))?
+) -> Result<Listed<T>, Error> {
+    let fetch = page.limit.saturating_add(1);
+    let mut rows = client
+        .query_typed(
+            sql,
+            &list_params(filters, created, &fetch, &page.offset, after),
+        )?
         .iter()
         .map(from_row)
-        .collect()
+        .collect::<Result<Vec<T>, Error>>()?;
+    let keep = usize::try_from(page.limit).unwrap_or(0);
+    let more = rows.len() > keep;
+    rows.truncate(keep);
+    Ok(Listed { rows, more })
 }
 
-/// The parameters of a list statement: its own `filters` first, then the creation-time range
-/// and the page, in the order every `LIST` statement numbers them.
+/// The parameters of a list statement: its own `filters` first, then the creation-time range,
+/// the row limit and offset, then the keyset mark `after` (each of its parameters NULL for the
+/// first page), in the order every `LIST` statement numbers them.
 fn list_params<'a>(
     filters: &[Param<'a>],
     created: &'a CreatedRange,
-    page: &'a Page,
+    limit: &'a i64,
+    offset: &'a i64,
+    after: &[Param<'a>],
 ) -> Vec<Param<'a>> {
     let mut params = filters.to_vec();
     params.extend([
@@ -169,8 +217,9 @@ fn list_params<'a>(
         (&created.gte, Type::TIMESTAMPTZ),
         (&created.lt, Type::TIMESTAMPTZ),
         (&created.lte, Type::TIMESTAMPTZ),
-        (&page.limit, Type::INT8),
-        (&page.offset, Type::INT8),
+        (limit, Type::INT8),
+        (offset, Type::INT8),
     ]);
+    params.extend_from_slice(after);
     params
 }

@@ -5,7 +5,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{CreatedRange, Error, Page, by_id, page_of};
+use super::{CreatedRange, Error, Listed, NameMark, Page, by_id, page_of};
 use crate::model::{Disabled, Webhook, WebhookSettings};
 
 /// One webhook by id; columns in the order [`from_row`] reads them.
@@ -85,8 +85,9 @@ const DELETE_ATTEMPTS_OF: &str =
     "DELETE FROM delivery_attempts WHERE webhook_id = $1 AND created_at >= $2";
 
 /// Webhooks by name, ties broken by id so paging never skips or repeats a row. A NULL filter
-/// parameter means "no filter".
-const LIST: &str = "SELECT id, name, url, content_type, valid_status_codes, secret_token, active, \
+/// parameter means "no filter". `$8`/`$9` is the keyset mark: rows strictly after that one,
+/// NULL on a first page; the row comparison is an index condition of `webhooks_name_id_idx`.
+pub const LIST: &str = "SELECT id, name, url, content_type, valid_status_codes, secret_token, active, \
     max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff, \
     event_types, created_at, updated_at, disabled_reason, disabled_at, \
     CASE WHEN previous_secret_expires_at > now() THEN previous_secret_expires_at END \
@@ -97,6 +98,7 @@ const LIST: &str = "SELECT id, name, url, content_type, valid_status_codes, secr
     AND ($3::timestamptz IS NULL OR created_at >= $3) \
     AND ($4::timestamptz IS NULL OR created_at < $4) \
     AND ($5::timestamptz IS NULL OR created_at <= $5) \
+    AND ($8::varchar IS NULL OR (name, id) > ($8, $9::uuid)) \
     ORDER BY name, id LIMIT $6 OFFSET $7";
 
 /// Filters of the webhook list.
@@ -243,18 +245,21 @@ pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Webhook>,
     by_id(client, GET, id, |row| Ok(from_row(row)))
 }
 
-/// One page of webhooks, ordered by name then id.
+/// One page of webhooks, ordered by name then id, after `after` when given.
 pub fn list(
     client: &mut impl GenericClient,
     filter: &Filter,
     page: Page,
-) -> Result<Vec<Webhook>, Error> {
+    after: Option<&NameMark>,
+) -> Result<Listed<Webhook>, Error> {
+    let (after_name, after_id) = (after.map(|m| m.name.as_str()), after.map(|m| m.id));
     page_of(
         client,
         LIST,
         &[(&filter.active, Type::BOOL)],
         &filter.created,
         &page,
+        &[(&after_name, Type::VARCHAR), (&after_id, Type::UUID)],
         |row| Ok(from_row(row)),
     )
 }

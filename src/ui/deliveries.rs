@@ -28,7 +28,7 @@ pub fn page(ctx: &Ctx, id: Uuid) -> Result<Reply, Refusal> {
     let mut client = ctx.api.client()?;
     let delivery = deliveries::get(&mut *client, id)?.ok_or(ApiError::DeliveryNotFound)?;
     let webhook = webhooks::get(&mut *client, delivery.webhook_id)?;
-    let tries = attempts::list(&mut *client, &filter, page)?;
+    let tries = attempts::list(&mut *client, &filter, page, None)?.rows;
     drop(client);
     let params = Form::parse(&ctx.query);
     let pretty = pretty::json(&delivery.payload);

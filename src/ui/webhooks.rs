@@ -87,7 +87,7 @@ pub fn list(ctx: &Ctx) -> Result<Reply, Refusal> {
     query.finish()?;
     // A list, like `GET /v1/webhooks`: the read replica's when there is one.
     let mut client = ctx.api.read_client()?;
-    let rows = webhooks::list(&mut *client, &filter, page)?;
+    let rows = webhooks::list(&mut *client, &filter, page, None)?.rows;
     let ids: Vec<Uuid> = rows.iter().map(|w| w.id).collect();
     let sample = sample_per_hour(ids.len());
     let buckets = dashboard::hourly_success(&mut *client, &ids, sample)?;
@@ -159,7 +159,7 @@ pub fn page(ctx: &Ctx, id: Uuid) -> Result<Reply, Refusal> {
     let mut client = ctx.api.client()?;
     let webhook = webhooks::get(&mut *client, id)?.ok_or(ApiError::WebhookNotFound)?;
     let failure = dashboard::failure(&mut *client, id)?;
-    let rows = deliveries::list(&mut *client, &filter, page)?;
+    let rows = deliveries::list(&mut *client, &filter, page, None)?.rows;
     let sample = sample_per_hour(1);
     let buckets = dashboard::hourly_success(&mut *client, &[id], sample)?;
     drop(client);

@@ -243,7 +243,7 @@ fn bad_body_or(also: &str) -> Value {
 
 fn bad_query() -> Value {
     error(
-        "A list parameter is malformed or out of range, or the query string is not valid percent-encoded UTF-8 (code 4; details name each parameter).",
+        "A list parameter is malformed or out of range, the query string is not valid percent-encoded UTF-8, or a cursor comes with a non-zero offset (code 4; details name each parameter); or else the cursor is not a next_cursor of this list (code 18).",
     )
 }
 
@@ -271,7 +271,12 @@ fn list_params(filters: Vec<Value>) -> Value {
         query(
             "offset",
             json!({"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}),
-            "Rows to skip: decimal digits.",
+            "Rows to skip: decimal digits. Must be 0 or absent with a cursor (else 400 code 4, details \"offset: must be 0 or absent with a cursor.\").",
+        ),
+        query(
+            "cursor",
+            json!({"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"}),
+            "Continue after the last row of an earlier page: that page's next_cursor, unchanged (opaque; send the same filters again). Rows are read from that row on, so rows inserted or deleted meanwhile never make a page repeat or skip one. Any other string is 400 code 18 (invalid cursor).",
         ),
     ];
     params.extend(filters);

@@ -33,10 +33,12 @@ pub fn schemas() -> Value {
             "description": format!("{what} 0 is taken as absent (\"cannot be blank\").")})
     };
     let page = |items: &str, schema: &str| {
-        json!({"type": "object", "required": [items, "limit", "offset"], "properties": {
+        json!({"type": "object", "required": [items, "limit", "offset", "next_cursor"], "properties": {
             items: {"type": "array", "items": {"$ref": format!("#/components/schemas/{schema}")}},
             "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-            "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}}})
+            "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+            "next_cursor": {"type": "string", "nullable": true, "pattern": "^[A-Za-z0-9_-]+$",
+                "description": "The cursor parameter of the next page; null when no row follows this page."}}})
     };
     json!({
         "WebhookInput": {"type": "object",
