@@ -155,6 +155,7 @@ impl Workers {
                 shared.pool.clone(),
                 Arc::clone(&shared.metrics),
                 shutdown.clone(),
+                liveness.register("retention", 1),
             )
             .map_err(StartError::Spawn)?,
         );

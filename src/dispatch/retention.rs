@@ -16,6 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::db::{self, Pool};
+use crate::liveness::Part;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::store::{self, deliveries, events, idempotency, partitions};
@@ -38,16 +39,19 @@ pub struct Policy {
     pub idempotency_hours: u32,
 }
 
-/// Starts the retention thread.
+/// Starts the retention thread, counted in `part` while it runs.
 pub fn spawn(
     policy: Policy,
     pool: Pool,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
+    part: Arc<Part>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("retention".into())
         .spawn(move || {
+            // The dispatchers depend on this thread's partitions ahead: /healthz shows it gone.
+            let _running = part.running();
             log::info!(
                 "retention-started days={} idempotency_hours={}",
                 policy.days.map_or("off".to_string(), |d| d.to_string()),
