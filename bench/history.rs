@@ -5,7 +5,8 @@
 //! oldest partition. A plain table loses a day the way retention does today: the statement
 //! `dispatch::retention` runs (`store::deliveries::DELETE_FINISHED`, its attempts going by the
 //! foreign key's cascade) in batches of `retention::BATCH` until a batch comes back short,
-//! leaving dead rows for VACUUM to clear (the vacuum debt, `n_dead_tup`). This file is all of
+//! leaving dead rows for VACUUM to clear (the vacuum debt, `n_dead_tup`). The batches run back
+//! to back, without the 50 ms pause retention leaves between them: the database's time alone. This file is all of
 //! it; when `store::partitions` lands, its functions can replace the SQL here.
 
 use super::*;
@@ -18,7 +19,8 @@ pub(crate) struct Dropped {
     /// Deliveries and attempts gone (a partition drop leaves deliveries alone).
     pub(crate) deliveries: u64,
     pub(crate) attempts: u64,
-    /// `n_dead_tup` of deliveries and delivery_attempts (all partitions) right afterwards.
+    /// What it added to `n_dead_tup` of deliveries and delivery_attempts (all partitions),
+    /// read right afterwards: the vacuum debt.
     pub(crate) dead_rows: i64,
 }
 
@@ -34,16 +36,18 @@ pub(crate) fn partitioned(client: &mut postgres::Client) -> Result<bool> {
 }
 
 /// With a partitioned `delivery_attempts`, makes the daily partitions of the last `days` days
-/// (and today's and tomorrow's) that do not exist yet, so the seed has somewhere to go.
+/// (and today's and tomorrow's) that do not exist yet, so the seed and the figures' messages
+/// have somewhere to go.
 pub(crate) fn prepare(client: &mut postgres::Client, days: i32) -> Result<()> {
     if !partitioned(client)? {
         return Ok(());
     }
     let rows = client.query(
         "SELECT to_char(d, 'YYYYMMDD'), to_char(d, 'YYYY-MM-DD'), \
-                to_char(d + 1, 'YYYY-MM-DD') \
-         FROM generate_series((now() AT TIME ZONE 'UTC')::date - $1::integer, \
-                              (now() AT TIME ZONE 'UTC')::date + 1, 1) AS d",
+                to_char(d + interval '1 day', 'YYYY-MM-DD') \
+         FROM generate_series(date_trunc('day', now() AT TIME ZONE 'UTC') - $1::integer * interval '1 day', \
+                              date_trunc('day', now() AT TIME ZONE 'UTC') + interval '1 day', \
+                              interval '1 day') AS d",
         &[&days],
     )?;
     for r in rows {
@@ -59,35 +63,43 @@ pub(crate) fn prepare(client: &mut postgres::Client, days: i32) -> Result<()> {
 /// Drops the oldest day of a database seeded over `days` days, by partition or by retention's
 /// batched DELETE.
 pub(crate) fn drop_oldest_day(client: &mut postgres::Client, days: i32) -> Result<Dropped> {
+    let dead_before = dead_rows(client)?;
     let mut dropped = if partitioned(client)? {
         drop_partition(client)?
     } else {
         delete_day(client, days)?
     };
-    // Counts reach pg_stat_user_tables when the backend goes idle, at most once a second
-    // unless forced (PostgreSQL 15's pg_stat_force_next_flush; older servers just lag).
+    dropped.dead_rows = dead_rows(client)? - dead_before;
+    Ok(dropped)
+}
+
+/// `n_dead_tup` of deliveries and every delivery_attempts table. Counts reach
+/// pg_stat_user_tables when a backend goes idle, at most once a second unless forced
+/// (PostgreSQL 15's pg_stat_force_next_flush; an older server just lags).
+fn dead_rows(client: &mut postgres::Client) -> Result<i64> {
     let _ = client.batch_execute("SELECT pg_stat_force_next_flush()");
-    dropped.dead_rows = client
+    Ok(client
         .query_one(
             "SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables \
              WHERE relname = 'deliveries' OR relname LIKE 'delivery_attempts%'",
             &[],
         )?
-        .get(0);
-    Ok(dropped)
+        .get(0))
 }
 
+/// Drops the partition of the oldest whole day: the day after the one of the oldest attempt
+/// (the seed starts at this time of day, `days` days ago), so a day's worth goes, as with
+/// [`delete_day`].
 fn drop_partition(client: &mut postgres::Client) -> Result<Dropped> {
     let oldest: String = client
-        .query_opt(
-            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-             WHERE i.inhparent = 'delivery_attempts'::regclass \
-               AND c.relname ~ '^delivery_attempts_p[0-9]{8}$' \
-             ORDER BY c.relname LIMIT 1",
+        .query_one(
+            "SELECT 'delivery_attempts_p' || to_char(date_trunc('day', min(created_at) \
+                 AT TIME ZONE 'UTC') + interval '1 day', 'YYYYMMDD') \
+             FROM delivery_attempts",
             &[],
         )?
-        .ok_or("delivery_attempts is partitioned but has no daily partition")?
-        .get(0);
+        .try_get::<_, Option<String>>(0)?
+        .ok_or("delivery_attempts is empty")?;
     let attempts: i64 = client
         .query_one(&format!("SELECT count(*) FROM {oldest}"), &[])?
         .get(0);

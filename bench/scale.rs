@@ -35,7 +35,7 @@ pub(crate) fn figures(args: &Args, plan: &Plan, receiver: &Receiver) -> Result<V
     let db = Database::create(&args.admin_url, "bench_scale")?;
     migrate(&args.postmand, &db.url)?;
     let mut client = db.client()?;
-    history::prepare(&mut client, DAYS + 1)?;
+    history::prepare(&mut client, DAYS)?;
     let started = Instant::now();
     seed(&mut client, rows_n)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -121,7 +121,7 @@ pub(crate) fn figures(args: &Args, plan: &Plan, receiver: &Receiver) -> Result<V
         Some(dropped.ms < 1000.0),
     ));
     rows.push(row(
-        "Scale: dead rows left by that (n_dead_tup, deliveries and attempts)",
+        "Scale: dead rows that left (n_dead_tup, deliveries and attempts)",
         dropped.dead_rows as f64,
         "rows",
         "0",
@@ -355,6 +355,8 @@ fn live_beside_empty(
     server: &Postmand,
 ) -> Result<(Latency, Latency)> {
     let empty = Database::create(&args.admin_url, "bench_scale_empty")?;
+    migrate(&args.postmand, &empty.url)?;
+    history::prepare(&mut empty.client()?, 0)?;
     let mut empty_server = Postmand::start(&args.postmand, &empty.url, plan, "all")?;
     empty_server.wait_ready()?;
     let targets = [(&empty, &empty_server), (seeded, server)];
