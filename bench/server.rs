@@ -113,7 +113,8 @@ impl Postmand {
             if let Some(status) = self.child.try_wait()? {
                 return Err(format!("postmand exited: {status}").into());
             }
-            thread::sleep(Duration::from_millis(20));
+            // Each 503 logs a WARN (health-check-failed): poll gently.
+            thread::sleep(Duration::from_millis(100));
         }
         Err("postmand's /healthz did not answer 200".into())
     }
