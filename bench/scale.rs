@@ -1,5 +1,5 @@
 //! Issue 17: the API with history (`--only scale`, `--rows N`; not in the default run, since
-//! 2,000,000 rows take a couple of minutes to seed). Seeds `bench/seed.sql` into a database of
+//! 2,000,000 rows take about a minute to seed). Seeds `bench/seed.sql` into a database of
 //! its own, starts `postmand --role all` on it, and reports:
 //!
 //! - p50 and p99 of every list shape, one client, one request at a time, each on a new

@@ -9,7 +9,8 @@
 #                               contention, cost, events, workers, scale)
 #   scripts/bench.sh --only scale [--rows N]
 #                               the API over a seeded history of N deliveries (default
-#                               2,000,000: about 5 minutes, so not in the full run)
+#                               2,000,000: about 2 minutes, a minute of it seeding, so
+#                               not in the full run)
 #   scripts/bench.sh --only api --baseline PATH
 #                               also measures another postmand binary (e.g. main's, built in a
 #                               `git worktree`) in the same run, for a before/after ratio
