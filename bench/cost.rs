@@ -49,7 +49,7 @@ const WAL_BY_RELATION: &str = "SELECT coalesce(c.relname, CASE WHEN r.rel IS NUL
 
 /// Creates one delivery for `webhook` and waits for it at the receiver: milliseconds from the
 /// request's start to the arrival.
-fn create_and_wait(
+pub(crate) fn create_and_wait(
     agent: &ureq::Agent,
     url: &str,
     webhook: uuid::Uuid,
@@ -71,7 +71,7 @@ fn create_and_wait(
 }
 
 /// `/proc/<pid>/stat`: the parent and the CPU ticks of the process and its reaped children.
-fn proc_stat(pid: u32) -> Option<(u32, u64)> {
+pub(crate) fn proc_stat(pid: u32) -> Option<(u32, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: the fields start after the last ')'.
     let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
@@ -87,7 +87,7 @@ fn proc_stat(pid: u32) -> Option<(u32, u64)> {
 /// CPU milliseconds PostgreSQL has used so far: the postmaster and every child of it (backends,
 /// autovacuum, WAL writer, checkpointer), including children that have exited. Linux counts in
 /// USER_HZ ticks of 10 ms.
-fn pg_cpu_ms(client: &mut postgres::Client) -> Result<f64> {
+pub(crate) fn pg_cpu_ms(client: &mut postgres::Client) -> Result<f64> {
     let backend: i32 = client.query_one("SELECT pg_backend_pid()", &[])?.get(0);
     let (postmaster, _) = proc_stat(backend as u32).ok_or("PostgreSQL is not on this machine")?;
     let (_, mut ticks) = proc_stat(postmaster).ok_or("cannot read the postmaster's /proc")?;

@@ -9,31 +9,54 @@ use super::*;
 /// times until none is pending.
 pub(crate) fn drain(db: &Database, receiver: &Receiver, n: usize, endpoints: usize) -> Result<f64> {
     let mut client = db.client()?;
-    let mut ids = Vec::new();
-    for _ in 0..endpoints {
-        ids.push(insert_webhook(&mut client, &receiver.url(), false, 5)?);
+    let backlog = Backlog::queue(&mut client, receiver, n, endpoints)?;
+    backlog.release(&mut client, receiver)
+}
+
+/// `n` due deliveries for inactive webhooks of the receiver: queued, not yet claimable.
+pub(crate) struct Backlog {
+    webhooks: Vec<uuid::Uuid>,
+    n: usize,
+}
+
+impl Backlog {
+    pub(crate) fn queue(
+        client: &mut postgres::Client,
+        receiver: &Receiver,
+        n: usize,
+        endpoints: usize,
+    ) -> Result<Backlog> {
+        let mut webhooks = Vec::new();
+        for _ in 0..endpoints {
+            webhooks.push(insert_webhook(client, &receiver.url(), false, 5)?);
+        }
+        client.execute(
+            "INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status, created_at, updated_at) \
+             SELECT gen_random_uuid(), ($1::uuid[])[1 + i % array_length($1::uuid[], 1)], '{\"event\":\"bench\",\"n\":' || i || '}', \
+                    now(), 0, 'pending', now(), now() \
+             FROM generate_series(1, $2::integer) AS i",
+            &[&webhooks, &(n as i32)],
+        )?;
+        client.batch_execute("ANALYZE deliveries")?;
+        Ok(Backlog { webhooks, n })
     }
-    client.execute(
-        "INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status, created_at, updated_at) \
-         SELECT gen_random_uuid(), ($1::uuid[])[1 + i % array_length($1::uuid[], 1)], '{\"event\":\"bench\",\"n\":' || i || '}', \
-                now(), 0, 'pending', now(), now() \
-         FROM generate_series(1, $2::integer) AS i",
-        &[&ids, &(n as i32)],
-    )?;
-    client.batch_execute("ANALYZE deliveries")?;
-    let before = receiver.count();
-    let started = Instant::now();
-    client.execute(
-        "UPDATE webhooks SET active = true WHERE id = ANY($1)",
-        &[&ids],
-    )?;
-    client.batch_execute("NOTIFY postmand_deliveries")?;
-    let rate = wait_drained(&mut client, receiver, before, n, started)?;
-    client.execute(
-        "UPDATE webhooks SET active = false WHERE id = ANY($1)",
-        &[&ids],
-    )?;
-    Ok(rate)
+
+    /// Activates the webhooks and waits until the backlog is delivered: deliveries per second.
+    pub(crate) fn release(self, client: &mut postgres::Client, receiver: &Receiver) -> Result<f64> {
+        let before = receiver.count();
+        let started = Instant::now();
+        client.execute(
+            "UPDATE webhooks SET active = true WHERE id = ANY($1)",
+            &[&self.webhooks],
+        )?;
+        client.batch_execute("NOTIFY postmand_deliveries")?;
+        let rate = wait_drained(client, receiver, before, self.n, started)?;
+        client.execute(
+            "UPDATE webhooks SET active = false WHERE id = ANY($1)",
+            &[&self.webhooks],
+        )?;
+        Ok(rate)
+    }
 }
 
 /// Waits until the receiver has had `n` requests more than `before` and no delivery is

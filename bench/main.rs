@@ -6,9 +6,12 @@
 //! at a steady rate, API create throughput with keep-alive clients, the same latency beside a
 //! dead endpoint's backlog, peak RSS of `postmand --role all`, the pgbench ceiling of the same
 //! claim-and-record SQL, and the receiver's own rate. Issue 14 added what one message costs
-//! (`cost.rs`); issue 15 events fanned out to 1, 10 and 100 webhooks (`events.rs`).
+//! (`cost.rs`); issue 15 events fanned out to 1, 10 and 100 webhooks (`events.rs`). Issue 17
+//! added the API over a seeded history (`scale.rs`, with `history.rs`; only with `--only
+//! scale`, or tiny in `--smoke`) and the drain by 1, 2 and 4 worker processes (`workers.rs`).
 //!
 //! Usage: bench --admin-url URL --postmand PATH --pgbench PATH [--smoke] [--out FILE]
+//!        [--only FIGURES] [--baseline PATH] [--rows N]
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,10 +25,13 @@ use std::time::{Duration, Instant};
 mod cost;
 mod events;
 mod figures;
+mod history;
 mod pgbench;
 mod receiver;
 mod report;
+mod scale;
 mod server;
+mod workers;
 
 use figures::*;
 use pgbench::*;
@@ -63,6 +69,13 @@ pub(crate) struct Plan {
     pub(crate) events_warm_up_secs: u64,
     /// Issue 15: events of the 100-way fan-out backlog that the events drain figure drains.
     pub(crate) event_backlog: usize,
+    /// Issue 17: deliveries of the scale figure's seeded history (`--rows` overrides it).
+    pub(crate) scale_rows: usize,
+    /// Issue 17: counted requests of each list shape of the scale figure.
+    pub(crate) scale_requests: usize,
+    /// Issue 17: single messages on each of the scale figure's databases (after
+    /// `cost_warmup` uncounted ones each).
+    pub(crate) scale_messages: usize,
 }
 
 pub(crate) const FULL: Plan = Plan {
@@ -83,6 +96,9 @@ pub(crate) const FULL: Plan = Plan {
     events_secs: 10,
     events_warm_up_secs: 1,
     event_backlog: 200,
+    scale_rows: 2_000_000,
+    scale_requests: 200,
+    scale_messages: 1_000,
 };
 
 pub(crate) const SMOKE: Plan = Plan {
@@ -103,6 +119,9 @@ pub(crate) const SMOKE: Plan = Plan {
     events_secs: 1,
     events_warm_up_secs: 0,
     event_backlog: 3,
+    scale_rows: 20_000,
+    scale_requests: 20,
+    scale_messages: 20,
 };
 
 pub(crate) struct Args {
@@ -112,7 +131,8 @@ pub(crate) struct Args {
     pub(crate) smoke: bool,
     pub(crate) out: Option<String>,
     /// Run only the figures whose names contain this (receiver, pgbench, drain, live, api,
-    /// isolation, contention, cost, events), for profiling one at a time.
+    /// isolation, contention, cost, events, workers, scale), for profiling one at a time.
+    /// Scale runs only when named here (or in `--smoke`).
     pub(crate) only: Option<String>,
     /// Another postmand binary (e.g. main's, built in a `git worktree`) whose API figures are
     /// measured in the same run, for a before/after ratio.
@@ -120,6 +140,8 @@ pub(crate) struct Args {
     /// wrk, the load generator of the API figures; without it the driver's own ureq clients
     /// load the API (they cost more CPU than the server on 2 cores, so the rate is lower).
     pub(crate) wrk: Option<String>,
+    /// `--rows N`: deliveries of the scale figure's history instead of the plan's.
+    pub(crate) rows: Option<usize>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -132,6 +154,7 @@ fn parse_args() -> Result<Args> {
         only: None,
         baseline: None,
         wrk: None,
+        rows: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -144,6 +167,14 @@ fn parse_args() -> Result<Args> {
             "--only" => args.only = Some(it.next().ok_or("--only needs a value")?),
             "--baseline" => args.baseline = Some(it.next().ok_or("--baseline needs a value")?),
             "--wrk" => args.wrk = Some(it.next().ok_or("--wrk needs a value")?),
+            "--rows" => {
+                let rows = it.next().ok_or("--rows needs a value")?;
+                args.rows = Some(
+                    rows.replace('_', "")
+                        .parse()
+                        .map_err(|_| format!("--rows: not a number: {rows}"))?,
+                );
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -535,6 +566,24 @@ fn run() -> Result<()> {
                 label.is_empty().then_some(ratio >= 0.9),
             ));
         }
+    }
+
+    // 3d. Several worker processes (issue 17).
+    if wants("workers") {
+        let (worker_rows, breakdown) = workers::figures(&args, &plan, &receiver)?;
+        rows.extend(worker_rows);
+        breakdowns.push_str(&breakdown);
+    }
+
+    // 3e. The API over a seeded history (issue 17): minutes at 2,000,000 rows, so only when
+    // named (or tiny, in a whole smoke run).
+    let named = |figure: &str| {
+        args.only
+            .as_deref()
+            .is_some_and(|only| only.split(',').any(|o| figure.contains(o)))
+    };
+    if named("scale") || (args.smoke && args.only.is_none()) {
+        rows.extend(scale::figures(&args, &plan, &receiver)?);
     }
 
     // 5. Memory.

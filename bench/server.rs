@@ -42,6 +42,19 @@ impl Drop for Database {
     }
 }
 
+/// `postmand migrate` on the database of `url`.
+pub(crate) fn migrate(binary: &str, url: &str) -> Result<()> {
+    let status = Command::new(binary)
+        .arg("migrate")
+        .env("POSTMAND_DATABASE_URL", url)
+        .env("POSTMAND_LOG_LEVEL", "warn")
+        .status()?;
+    if !status.success() {
+        return Err("postmand migrate failed".into());
+    }
+    Ok(())
+}
+
 pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -49,24 +62,20 @@ pub(crate) fn free_port() -> Result<u16> {
 pub(crate) struct Postmand {
     pub(crate) child: Child,
     pub(crate) api: SocketAddr,
+    /// `/healthz`, which answers only once the role's dispatchers hold their connections.
+    pub(crate) health: SocketAddr,
 }
 
 impl Postmand {
     pub(crate) fn start(binary: &str, url: &str, plan: &Plan, role: &str) -> Result<Postmand> {
-        let migrate = Command::new(binary)
-            .arg("migrate")
-            .env("POSTMAND_DATABASE_URL", url)
-            .env("POSTMAND_LOG_LEVEL", "warn")
-            .status()?;
-        if !migrate.success() {
-            return Err("postmand migrate failed".into());
-        }
+        migrate(binary, url)?;
         let port = free_port()?;
+        let health = free_port()?;
         let child = Command::new(binary)
             .args(["--role", role])
             .env("POSTMAND_DATABASE_URL", url)
             .env("POSTMAND_HTTP_PORT", port.to_string())
-            .env("POSTMAND_HEALTH_CHECK_HTTP_PORT", free_port()?.to_string())
+            .env("POSTMAND_HEALTH_CHECK_HTTP_PORT", health.to_string())
             .env("POSTMAND_BIND_ADDRESS", "127.0.0.1")
             // POSTMAND_BENCH_SET_X=v runs postmand with POSTMAND_X=v, to compare settings.
             .envs(std::env::vars().filter_map(|(k, v)| {
@@ -83,7 +92,31 @@ impl Postmand {
         Ok(Postmand {
             child,
             api: SocketAddr::from(([127, 0, 0, 1], port)),
+            health: SocketAddr::from(([127, 0, 0, 1], health)),
         })
+    }
+
+    /// Waits until `/healthz` answers 200: for a role without the API, whose listening health
+    /// port accepts connections (into the kernel's backlog) before its dispatchers are up.
+    pub(crate) fn wait_healthy(&mut self) -> Result<()> {
+        let agent = agent();
+        let url = format!("http://{}/healthz", self.health);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if agent
+                .get(&url)
+                .call()
+                .is_ok_and(|r| r.status().as_u16() == 200)
+            {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                return Err(format!("postmand exited: {status}").into());
+            }
+            // Each 503 logs a WARN (health-check-failed): poll gently.
+            thread::sleep(Duration::from_millis(100));
+        }
+        Err("postmand's /healthz did not answer 200".into())
     }
 
     pub(crate) fn wait_ready(&mut self) -> Result<()> {

@@ -6,7 +6,11 @@
 #   scripts/bench.sh            full run
 #   scripts/bench.sh --smoke    tiny loads, seconds (scripts/test.sh runs this)
 #   scripts/bench.sh --only api one figure (receiver, pgbench, drain, live, api, isolation,
-#                               contention, cost, events)
+#                               contention, cost, events, workers, scale)
+#   scripts/bench.sh --only scale [--rows N]
+#                               the API over a seeded history of N deliveries (default
+#                               2,000,000: about 2 minutes, a minute of it seeding, so
+#                               not in the full run)
 #   scripts/bench.sh --only api --baseline PATH
 #                               also measures another postmand binary (e.g. main's, built in a
 #                               `git worktree`) in the same run, for a before/after ratio
