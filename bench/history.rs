@@ -67,7 +67,10 @@ pub(crate) fn drop_oldest_day(client: &mut postgres::Client, days: i32) -> Resul
     let attempts = Dropped {
         how: format!(
             "attempts (DROP TABLE {})",
-            gone.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            gone.iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         ms,
         rows: (attempts_before - count(client, "delivery_attempts")?) as u64,

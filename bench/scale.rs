@@ -120,7 +120,10 @@ pub(crate) fn figures(args: &Args, plan: &Plan, receiver: &Receiver) -> Result<V
             target.map(|t| step.ms < t),
         ));
         rows.push(row(
-            &format!("Scale: drop a day: {}: dead rows left (n_dead_tup)", step.how),
+            &format!(
+                "Scale: drop a day: {}: dead rows left (n_dead_tup)",
+                step.how
+            ),
             step.dead_rows as f64,
             "rows",
             if target.is_some() { "0" } else { "" },

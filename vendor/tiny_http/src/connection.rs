@@ -71,6 +71,18 @@ impl Connection {
         }
     }
 }
+impl Connection {
+    /// postmand patch 6: sends each write at once (TCP_NODELAY). A response is written as its
+    /// head, then its body; with Nagle's algorithm the body waited for the client's delayed ACK
+    /// of the head, 40 ms on Linux, on every response of a kept-alive connection.
+    pub(crate) fn set_nodelay(&self) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_nodelay(true),
+            #[cfg(unix)]
+            Self::Unix(_) => Ok(()),
+        }
+    }
+}
 impl std::io::Read for Connection {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {

@@ -394,6 +394,11 @@ impl Server {
                             log::debug!("closed a new connection: cannot set its timeouts: {e}");
                             continue;
                         }
+                        // postmand patch 6: no Nagle wait between a response's head and body.
+                        if let Err(e) = sock.set_nodelay() {
+                            log::debug!("closed a new connection: cannot set TCP_NODELAY: {e}");
+                            continue;
+                        }
                         let streams = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
