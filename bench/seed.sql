@@ -21,6 +21,9 @@ SET work_mem = '64MB';
 SET maintenance_work_mem = '512MB';
 SET session_replication_role = replica;
 
+-- A partition of delivery_attempts for each seeded day (migration 10) that does not exist yet.
+SELECT postmand_create_attempt_partitions(now() - (:days + 1) * interval '1 day', now() + interval '1 day');
+
 CREATE TEMP TABLE seed_indexes AS
 SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def
 FROM pg_index i
