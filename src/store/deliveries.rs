@@ -173,15 +173,23 @@ pub fn get(client: &mut impl GenericClient, id: Uuid) -> Result<Option<Delivery>
 
 /// Deletes a delivery and its attempts, in one transaction. Returns whether it existed.
 pub fn delete(client: &mut impl GenericClient, id: Uuid) -> Result<bool, Error> {
+    delete_with_attempts(client, (DELETE, DELETE_ATTEMPTS_OF), id)
+}
+
+/// Runs `delete` (`$1`: an id; returns the row's `created_at`), then, when it deleted a row,
+/// `attempts` (`$1`: the id; `$2`: that time less [`CLOCK_SLACK`]), in one transaction.
+/// Returns whether a row was deleted.
+pub(super) fn delete_with_attempts(
+    client: &mut impl GenericClient,
+    (delete, attempts): (&str, &str),
+    id: Uuid,
+) -> Result<bool, Error> {
     let mut tx = client.transaction()?;
-    let Some(row) = tx.query_typed_opt(DELETE, &[(&id, Type::UUID)])? else {
+    let Some(row) = tx.query_typed_opt(delete, &[(&id, Type::UUID)])? else {
         return Ok(false);
     };
     let since = row.get::<_, chrono::DateTime<chrono::Utc>>(0) - CLOCK_SLACK;
-    tx.execute_typed(
-        DELETE_ATTEMPTS_OF,
-        &[(&id, Type::UUID), (&since, Type::TIMESTAMPTZ)],
-    )?;
+    tx.execute_typed(attempts, &[(&id, Type::UUID), (&since, Type::TIMESTAMPTZ)])?;
     tx.commit()?;
     Ok(true)
 }

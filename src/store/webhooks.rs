@@ -227,17 +227,7 @@ pub fn ensure_operational(
 
 /// Deletes a webhook and everything under it, in one transaction. Returns whether it existed.
 pub fn delete(client: &mut impl GenericClient, id: Uuid) -> Result<bool, Error> {
-    let mut tx = client.transaction()?;
-    let Some(row) = tx.query_typed_opt(DELETE, &[(&id, Type::UUID)])? else {
-        return Ok(false);
-    };
-    let since = row.get::<_, chrono::DateTime<chrono::Utc>>(0) - super::deliveries::CLOCK_SLACK;
-    tx.execute_typed(
-        DELETE_ATTEMPTS_OF,
-        &[(&id, Type::UUID), (&since, Type::TIMESTAMPTZ)],
-    )?;
-    tx.commit()?;
-    Ok(true)
+    super::deliveries::delete_with_attempts(client, (DELETE, DELETE_ATTEMPTS_OF), id)
 }
 
 /// One webhook by id.
