@@ -74,7 +74,7 @@ pub(crate) fn drop_oldest_day(client: &mut postgres::Client, days: i32) -> Resul
         ),
         ms,
         rows: (attempts_before - count(client, "delivery_attempts")?) as u64,
-        dead_rows: dead_rows(client)? - dead_before,
+        dead_rows: dead_rows_added(&dead_before, &dead_rows(client)?),
     };
 
     let dead_before = dead_rows(client)?;
@@ -85,21 +85,35 @@ pub(crate) fn drop_oldest_day(client: &mut postgres::Client, days: i32) -> Resul
         how: format!("deliveries (DELETE in batches of {BATCH})"),
         ms,
         rows,
-        dead_rows: dead_rows(client)? - dead_before,
+        dead_rows: dead_rows_added(&dead_before, &dead_rows(client)?),
     };
     Ok([attempts, deliveries])
 }
 
-/// `n_dead_tup` of deliveries and every delivery_attempts table. Counts reach
+/// `n_dead_tup` of deliveries and of each delivery_attempts table, by table. Counts reach
 /// pg_stat_user_tables when a backend goes idle, at most once a second unless forced
 /// (PostgreSQL 15's pg_stat_force_next_flush; an older server just lags).
-fn dead_rows(client: &mut postgres::Client) -> Result<i64> {
+fn dead_rows(client: &mut postgres::Client) -> Result<std::collections::HashMap<String, i64>> {
     let _ = client.batch_execute("SELECT pg_stat_force_next_flush()");
     Ok(client
-        .query_one(
-            "SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables \
+        .query(
+            "SELECT relname::text, n_dead_tup FROM pg_stat_user_tables \
              WHERE relname = 'deliveries' OR relname LIKE 'delivery\\_attempts%'",
             &[],
         )?
-        .get(0))
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
+
+/// The dead rows a step added to the tables that remain after it (a dropped table takes its
+/// dead rows with it).
+fn dead_rows_added(
+    before: &std::collections::HashMap<String, i64>,
+    after: &std::collections::HashMap<String, i64>,
+) -> i64 {
+    after
+        .iter()
+        .map(|(table, dead)| dead - before.get(table).copied().unwrap_or(0))
+        .sum()
 }
