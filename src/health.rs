@@ -243,12 +243,7 @@ pub fn check(config: &Config) -> Result<(), CheckError> {
 fn queue_stats(pool: &Pool) -> Option<QueueStats> {
     let mut client = pool.get_timeout(PING_TIMEOUT).ok()?;
     match queue::queue_stats(&mut *client) {
-        Ok((pending, due, oldest_due_age_secs, deliveries_estimate)) => Some(QueueStats {
-            pending,
-            due,
-            oldest_due_age_secs,
-            deliveries_estimate,
-        }),
+        Ok(stats) => Some(stats),
         Err(e) => {
             log::warn!("metrics-queue-error error={e}");
             None

@@ -93,18 +93,7 @@ pub enum DisableCause {
     Failing,
 }
 
-/// Gauges read from the database at scrape time.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct QueueStats {
-    /// Pending deliveries, due or not.
-    pub pending: i64,
-    /// Pending deliveries due now.
-    pub due: i64,
-    /// Seconds since the oldest due delivery became due (0 when none is).
-    pub oldest_due_age_secs: f64,
-    /// The planner's estimate of all delivery rows.
-    pub deliveries_estimate: i64,
-}
+pub use crate::store::queue::QueueStats;
 
 /// Every metric of the process.
 #[derive(Debug, Default)]
@@ -251,6 +240,18 @@ impl Metrics {
                 "postmand_queue_oldest_due_age_seconds",
                 "",
                 queue.oldest_due_age_secs,
+            );
+            family(
+                &mut out,
+                "postmand_attempt_partitions_ahead_seconds",
+                "gauge",
+                "Seconds until the last partition of delivery_attempts ends; workers keep about a week. Alert well before 0.",
+            );
+            sample(
+                &mut out,
+                "postmand_attempt_partitions_ahead_seconds",
+                "",
+                queue.partitions_ahead_secs,
             );
             family(
                 &mut out,

@@ -50,6 +50,13 @@ fn metrics_move_as_deliveries_flow() {
     assert_eq!(before["postmand_database_up"], 1.0);
     assert_eq!(before["postmand_dispatchers"], 4.0);
     assert_eq!(before["postmand_attempts_total{outcome=\"success\"}"], 0.0);
+    // Issue 17: the attempt partitions reach about a week ahead (to the end of the UTC day 7
+    // days from now).
+    let ahead = before["postmand_attempt_partitions_ahead_seconds"];
+    assert!(
+        (6.0 * 86_400.0..=8.0 * 86_400.0).contains(&ahead),
+        "{ahead}"
+    );
     let inactive =
         fixtures::webhook(&app, json!({"active": false, "url": receiver.url("/")}))["id"]
             .as_str()

@@ -709,18 +709,37 @@ pub const QUEUE_STATS: &str = "SELECT count(*)::bigint AS pending, \
     count(*) FILTER (WHERE scheduled_at <= now())::bigint AS due, \
     coalesce(extract(epoch FROM now() - min(scheduled_at) FILTER (WHERE scheduled_at <= now())), 0)::float8 \
         AS oldest_due_age_secs, \
-    (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'deliveries'::regclass) AS estimate \
+    (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'deliveries'::regclass) AS estimate, \
+    (SELECT coalesce(extract(epoch FROM max(upper_bound) - now()), 0)::float8 \
+        FROM postmand_attempt_partitions()) AS partitions_ahead_secs \
     FROM deliveries WHERE status = 'pending'";
 
-/// Pending, due, the oldest due delivery's wait in seconds, and the estimated row count.
-pub fn queue_stats(client: &mut impl GenericClient) -> Result<(i64, i64, f64, i64), Error> {
+/// The queue gauges of `/metrics` ([`QUEUE_STATS`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueStats {
+    /// Pending deliveries, due or not.
+    pub pending: i64,
+    /// Pending deliveries due now.
+    pub due: i64,
+    /// Seconds since the oldest due delivery became due (0 when none is).
+    pub oldest_due_age_secs: f64,
+    /// The planner's estimate of all delivery rows.
+    pub deliveries_estimate: i64,
+    /// Seconds until the end of the last partition of `delivery_attempts` (issue 17): an
+    /// attempt made after that has nowhere to go. Workers keep it about a week.
+    pub partitions_ahead_secs: f64,
+}
+
+/// The queue gauges.
+pub fn queue_stats(client: &mut impl GenericClient) -> Result<QueueStats, Error> {
     let row = client.query_one(QUEUE_STATS, &[])?;
-    Ok((
-        row.get("pending"),
-        row.get("due"),
-        row.get("oldest_due_age_secs"),
-        row.get("estimate"),
-    ))
+    Ok(QueueStats {
+        pending: row.get("pending"),
+        due: row.get("due"),
+        oldest_due_age_secs: row.get("oldest_due_age_secs"),
+        deliveries_estimate: row.get("estimate"),
+        partitions_ahead_secs: row.get("partitions_ahead_secs"),
+    })
 }
 
 #[cfg(test)]

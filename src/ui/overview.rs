@@ -24,7 +24,13 @@ const FAILING_SHOWN: i64 = 50;
 pub fn page(ctx: &Ctx) -> Result<Reply, Refusal> {
     // Counts and charts may lag the primary: the read replica's when there is one.
     let mut client = ctx.api.read_client()?;
-    let (pending, due, oldest_due_secs, estimate) = queue::queue_stats(&mut *client)?;
+    let queue::QueueStats {
+        pending,
+        due,
+        oldest_due_age_secs: oldest_due_secs,
+        deliveries_estimate: estimate,
+        ..
+    } = queue::queue_stats(&mut *client)?;
     let statuses = dashboard::recent_statuses(&mut *client, NEWEST)?;
     let buckets = dashboard::attempts_per_minute(&mut *client)?;
     let failing = dashboard::failing(&mut *client, FAILING_SHOWN)?;
