@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/pg.sh
+. scripts/lib/check.sh
 pg_find_bin
 
 reseed=0
@@ -50,10 +51,7 @@ POSTMAND_DATABASE_URL=$url POSTMAND_HTTP_PORT=$port POSTMAND_HEALTH_CHECK_HTTP_P
   POSTMAND_BIND_ADDRESS=127.0.0.1 POSTMAND_LOG_LEVEL=warn "$bin" --role api &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then break; fi
-  sleep 0.1
-done
+check_wait_ports "$port"
 
 busy=$(pg_psql -At "$url" -c "SELECT webhook_id FROM deliveries WHERE status = 'failed' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
 quiet=$(pg_psql -At "$url" -c "SELECT id FROM webhooks w WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.webhook_id = w.id AND d.status = 'failed') LIMIT 1")

@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/pg.sh
+. scripts/lib/check.sh
 pg_find_bin
 
 seed=${POSTMAND_FUZZ_SEED:-20261201}
@@ -48,11 +49,7 @@ if [ "$(cat "$venv/pinned" 2>/dev/null)" != "$requirements" ]; then
 fi
 
 # --- a throwaway database and postmand --role api on free ports of 127.0.0.1.
-db=fuzz_check
-admin=$POSTMAND_TEST_DATABASE_URL
-export PGOPTIONS="-c client_min_messages=warning"
-url="${admin%/*}/$db"
-pg_psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+check_database fuzz_check
 port=$(pg_free_port)
 health=$(pg_free_port)
 work=$(mktemp -d)
@@ -65,14 +62,11 @@ server=$!
 cleanup() {
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
-  pg_psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  check_drop_database
   rm -rf "$work"
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do
-  if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then break; fi
-  sleep 0.1
-done
+check_wait_ports "$port"
 if ! kill -0 "$server" 2>/dev/null; then
   cat "$work/postmand.log"
   echo "check-fuzz: FAILED, postmand did not start"

@@ -10,27 +10,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/pg.sh
+. scripts/lib/check.sh
 pg_find_bin
 
-browser=$(command -v chromium || command -v chromium-browser || true)
-if [ -z "$browser" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "check-swagger-ui: installing Debian's chromium"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    browser=$(command -v chromium)
-  else
-    echo "check-swagger-ui: SKIPPED, chromium is not installed (apt-get install chromium)"
-    exit 0
-  fi
-fi
+check_browser check-swagger-ui
 
-db=swagger_ui_check
-admin=$POSTMAND_TEST_DATABASE_URL
-export PGOPTIONS="-c client_min_messages=warning"
-url="${admin%/*}/$db"
-pg_psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-health=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+check_database swagger_ui_check
+port=$(pg_free_port)
+health=$(pg_free_port)
 work=$(mktemp -d)
 export POSTMAND_DATABASE_URL=$url POSTMAND_HTTP_PORT=$port POSTMAND_HEALTH_CHECK_HTTP_PORT=$health \
   POSTMAND_BIND_ADDRESS=127.0.0.1 POSTMAND_LOG_LEVEL=warn
@@ -42,18 +29,15 @@ evil=""
 cleanup() {
   kill "$server" $evil 2>/dev/null || true
   wait "$server" $evil 2>/dev/null || true
-  pg_psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  check_drop_database
   rm -rf "$work"
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do
-  if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then break; fi
-  sleep 0.1
-done
+check_wait_ports "$port"
 
 # A server of the document the query string names: it logs every request it gets, and would
 # serve (with CORS, so a browser could use it) a document of one operation, /evil.
-evil_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+evil_port=$(pg_free_port)
 python3 - "$evil_port" "$work/evil.log" <<'EOF' 2>/dev/null &
 import http.server, json, sys
 port, log = int(sys.argv[1]), sys.argv[2]
@@ -74,10 +58,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 EOF
 evil=$!
-for _ in $(seq 1 100); do
-  if python3 -c "import socket; socket.create_connection(('127.0.0.1', $evil_port), 0.2)" 2>/dev/null; then break; fi
-  sleep 0.1
-done
+check_wait_ports "$evil_port"
 python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$evil_port/warm-up').read()"
 : >"$work/evil.log"
 python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/swagger/doc.json').read().decode())" >"$work/doc.json"

@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/pg.sh
+. scripts/lib/check.sh
 pg_find_bin
 
 readme_screenshot=""
@@ -22,27 +23,12 @@ if [ "${1:-}" = "--update-readme-screenshot" ]; then
   readme_screenshot=docs/dashboard.png
 fi
 
-browser=$(command -v chromium || command -v chromium-browser || true)
-if [ -z "$browser" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "check-ui: installing Debian's chromium"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    browser=$(command -v chromium)
-  else
-    echo "check-ui: SKIPPED, chromium is not installed (apt-get install chromium)"
-    exit 0
-  fi
-fi
+check_browser check-ui
 
-db=ui_check
-admin=$POSTMAND_TEST_DATABASE_URL
-export PGOPTIONS="-c client_min_messages=warning"
-url="${admin%/*}/$db"
-pg_psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-health=$(free_port)
-receiver_port=$(free_port)
+check_database ui_check
+port=$(pg_free_port)
+health=$(pg_free_port)
+receiver_port=$(pg_free_port)
 artefacts="${CARGO_TARGET_DIR:-target}/check-ui"
 rm -rf "$artefacts"
 mkdir -p "$artefacts"
@@ -57,7 +43,7 @@ receiver=""
 cleanup() {
   kill $server $receiver 2>/dev/null || true
   wait $server $receiver 2>/dev/null || true
-  pg_psql -q "$admin" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  check_drop_database
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -87,10 +73,7 @@ receiver=$!
 "$bin" migrate >/dev/null 2>&1
 "$bin" --role all 2>"$work/postmand.log" &
 server=$!
-for _ in $(seq 1 100); do
-  if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2); socket.create_connection(('127.0.0.1', $receiver_port), 0.2)" 2>/dev/null; then break; fi
-  sleep 0.1
-done
+check_wait_ports "$port" "$receiver_port"
 
 status=0
 python3 scripts/lib/check_ui.py --browser "$browser" --base "http://127.0.0.1:$port" \
