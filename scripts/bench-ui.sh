@@ -4,9 +4,8 @@
 # for the next run unless --reseed), starts the release binary in --role api on it, and times
 # 200 requests of each page, one at a time, after 10 to warm up. Prints one row per page: p50,
 # p99 and the slowest, in milliseconds, as the client saw them.
-# Each request has a connection of its own: on a kept-alive connection every response of the
-# server (the API's too) waits about 40 ms for the client's delayed ACK (Nagle's algorithm on
-# tiny_http's socket, no TCP_NODELAY), which would hide the page's own time.
+# Each request has a connection of its own, as before tiny_http patch 6: a kept-alive
+# connection's responses used to wait about 40 ms for the client's delayed ACK (no TCP_NODELAY).
 #   POSTMAND_BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/bench-ui.sh
 #   ... scripts/bench-ui.sh --reseed --days 30    spread the deliveries over 30 days instead of 7
 set -euo pipefail
