@@ -13,10 +13,11 @@
 //!   progress (the only lock a create meets) fails its statement; the batch is then written
 //!   one create at a time, the others commit, and only that one answers 503 (code 11).
 //! - A handler waits [`ANSWER_DEADLINE`] at most, then answers 503 (code 11) and logs why.
-//! - [`WRITERS`] writers share the queue. A supervisor restarts a writer that panics: the panic
-//!   is logged at ERROR, the creates of the batch in hand answer 503, and everything still
-//!   queued is written by the others and the new writer. While a writer is missing, the
-//!   `create-writer` part is missing from `/healthz`.
+//! - Direct creates and events have a queue and a writer each (see [`WRITERS`]), so an event of
+//!   wide fan-out never holds up direct creates. A supervisor restarts a writer that panics: the
+//!   panic is logged at ERROR, the creates of the batch in hand answer 503, and everything still
+//!   queued is written by the new writer. While a writer is missing, the `create-writer` part is
+//!   missing from `/healthz`.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -33,13 +34,13 @@ use crate::model::{Delivery, Event};
 use crate::store::idempotency::{self, NewKey, Stored};
 use crate::store::{self, deliveries, events};
 
-/// Writers taking batches from the one queue, each with its own connection. One writer
-/// serialises every create on a single backend, which costs events of wide fan-out (100 rows
-/// each): 351 events/s at fan-out 100, against 539/s before events were batched. Two writers
-/// gave those 775/s, but direct creates lost a fifth (same run: 10,680 against 12,814/s at 32
-/// clients, 14,939 against 18,928/s at 256), because each commit carried half the batch. Direct
-/// creates are the common case: one writer.
-pub const WRITERS: usize = 1;
+/// Writers, each with its own connection: one for direct creates, one for events. One writer for
+/// both serialised every create on a single backend, which cost events of wide fan-out (100
+/// rows each): 351 events/s at fan-out 100, against 539/s before events were batched. Two
+/// writers sharing one queue gave those 775/s, but direct creates lost a fifth (10,680 against
+/// 12,814/s at 32 clients), because each commit carried half the batch. A queue per kind keeps
+/// every direct create's batch whole and gives events a backend of their own.
+pub const WRITERS: usize = 2;
 
 /// Creates written by one statement at most.
 pub const MAX_BATCH: usize = 64;
@@ -186,29 +187,34 @@ enum Message {
 
 /// The handlers' side: queues a create and waits for its commit.
 pub struct Creates {
-    jobs: Sender<Message>,
+    /// The direct creates' queue.
+    deliveries: Sender<Message>,
+    /// The events' queue.
+    events: Sender<Message>,
 }
 
 impl Creates {
-    /// Starts the writer's supervisor, which starts the writer on `pool` and replaces it if it
-    /// panics. `part` is whole while a writer runs. They stop once every [`Creates`] is dropped
-    /// and the queue is empty. Idempotency keys are stored for `idempotency_hours`.
+    /// Starts the writers' supervisor, which starts a writer per queue on `pool` and replaces
+    /// one that panics. `part` is whole while both run. They stop once every [`Creates`] is
+    /// dropped and the queues are empty. Idempotency keys are stored for `idempotency_hours`.
     pub fn start(
         pool: Pool,
         part: Arc<Part>,
         idempotency_hours: i32,
     ) -> std::io::Result<(Creates, thread::JoinHandle<()>)> {
-        let (jobs, queue) = crossbeam_channel::unbounded();
+        let (deliveries, deliveries_queue) = crossbeam_channel::unbounded();
+        let (events, events_queue) = crossbeam_channel::unbounded();
         let supervisor = thread::Builder::new()
             .name("api-writer-supervisor".into())
             .spawn(move || {
                 thread::scope(|scope| {
-                    for _ in 0..WRITERS {
-                        scope.spawn(|| supervise(&pool, &queue, &part, idempotency_hours));
+                    for queue in [&deliveries_queue, &events_queue] {
+                        let (pool, part) = (&pool, &part);
+                        scope.spawn(move || supervise(pool, queue, part, idempotency_hours));
                     }
                 });
             })?;
-        Ok((Creates { jobs }, supervisor))
+        Ok((Creates { deliveries, events }, supervisor))
     }
 
     /// Queues a delivery or an event and returns it once committed; 400 when a delivery's
@@ -222,12 +228,16 @@ impl Creates {
             given: Condvar::new(),
         });
         let what = new.describe();
+        let queue = match new {
+            New::Delivery { .. } => &self.deliveries,
+            New::Event { .. } => &self.events,
+        };
         let job = Job {
             new,
             key,
             reply: Reply(Arc::clone(&slot)),
         };
-        if self.jobs.send(Message::Create(job)).is_err() {
+        if queue.send(Message::Create(job)).is_err() {
             log::error!("create-error {what} error=\"the writer is gone\"");
             return Err(ApiError::Unavailable);
         }
@@ -249,11 +259,11 @@ impl Creates {
         }
     }
 
-    /// Test hook: makes the writer panic when it takes this message (creates queued behind it
-    /// are written by its replacement).
+    /// Test hook: makes the direct creates' writer panic when it takes this message (creates
+    /// queued behind it are written by its replacement).
     #[doc(hidden)]
     pub fn panic_writer(&self) {
-        let _ = self.jobs.send(Message::Panic);
+        let _ = self.deliveries.send(Message::Panic);
     }
 }
 
@@ -327,7 +337,7 @@ fn supervise(pool: &Pool, queue: &Receiver<Message>, part: &Arc<Part>, idempoten
             Ok(()) => return,
             Err(_) => {
                 log::error!(
-                    "create-writer-panicked: its batch answered 503; a new writer takes over the queue"
+                    "create-writer-panicked: its batch answered 503; a new writer takes over its queue"
                 );
                 thread::sleep(RESTART_PAUSE);
             }
