@@ -66,12 +66,18 @@ LANGUAGE plpgsql SET timezone = 'UTC' AS $$
 DECLARE
     p record;
 BEGIN
-    FOR p IN SELECT a.name, greatest(c.reltuples, 0)::bigint AS approximate_rows
-        FROM postmand_attempt_partitions() a JOIN pg_class c ON c.relname = a.name
+    -- Each partition's own pg_class row, by its oid: a table of the same name in another schema
+    -- (another postmand's partition, in a database shared by schema) is neither read nor dropped.
+    FOR p IN SELECT a.name, n.nspname AS schema,
+            greatest(c.reltuples, 0)::bigint AS approximate_rows
+        FROM postmand_attempt_partitions() a
+        JOIN pg_inherits i ON i.inhparent = 'delivery_attempts'::regclass
+        JOIN pg_class c ON c.oid = i.inhrelid AND c.relname = a.name
+        JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE a.upper_bound IS NOT NULL AND a.upper_bound <= older_than
         ORDER BY a.upper_bound
     LOOP
-        EXECUTE format('DROP TABLE %I', p.name);
+        EXECUTE format('DROP TABLE %I.%I', p.schema, p.name);
         name := p.name;
         approximate_rows := p.approximate_rows;
         RETURN NEXT;

@@ -387,3 +387,103 @@ fn deleting_a_delivery_or_a_webhook_deletes_its_attempts_from_every_day() {
         "another webhook's stay"
     );
 }
+
+#[test]
+fn retention_drops_old_days_when_another_schema_has_a_table_of_the_same_name() {
+    // Two postmand schemas in one database (one per environment, chosen by search_path) name
+    // their daily partitions alike. The drop function matched partitions to pg_class by name
+    // alone, so it read each of them twice, and its second DROP of the same name failed the
+    // whole drop, at every sweep: old days were never dropped.
+    let db = TestDb::new("partitions_other_schema");
+    let mut client = db.client();
+    client
+        .batch_execute(
+            "SELECT postmand_create_attempt_partitions(now() - interval '12 days', now());
+             CREATE SCHEMA other;
+             CREATE TABLE other.delivery_attempts_stub (x integer);",
+        )
+        .unwrap();
+    let cutoff = chrono::Utc::now() - chrono::TimeDelta::days(7);
+    let old: Vec<String> = partitions(&mut client)
+        .into_iter()
+        .filter(|(_, _, to)| to.is_some_and(|t| t <= cutoff))
+        .map(|(name, _, _)| name)
+        .collect();
+    assert!(old.len() >= 4, "{old:?}");
+    for name in &old {
+        client
+            .batch_execute(&format!("CREATE TABLE other.{name} (x integer)"))
+            .unwrap();
+    }
+
+    let mut dropped: Vec<String> = postmand::store::partitions::drop_older_than(&mut client, 7)
+        .expect("drop")
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    dropped.sort();
+    assert_eq!(dropped, old);
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'other'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        left as usize,
+        old.len() + 1,
+        "the other schema's tables stay"
+    );
+}
+
+#[test]
+fn deleting_an_original_delivery_or_webhook_deletes_attempts_stamped_before_it() {
+    // The original stamped a delivery with its API host's clock and an attempt with its worker
+    // host's, so an attempt migrated from it may read as made before its delivery (and its
+    // webhook). The deletes bounded attempts to CLOCK_SLACK before the creation, and left such
+    // attempts behind for good (readable by id and in lists) when retention is off.
+    let db = populated_at("partitions_skewed_original", 1);
+    let mut client = db.client();
+    let (webhook, delivery, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    client
+        .batch_execute(&format!(
+            "INSERT INTO webhooks (id, name, url, content_type, valid_status_codes, secret_token, active,
+                 max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff,
+                 created_at, updated_at)
+             VALUES ('{webhook}', 'skewed', 'http://127.0.0.1:9/', 'text/plain', '{{200}}', '', true,
+                 5, 1, 1, 1, now() - interval '3 days', now() - interval '3 days');
+             INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status,
+                 created_at, updated_at)
+             SELECT id, '{webhook}', 'x', now(), 1, 'failed', now() - interval '3 days',
+                 now() - interval '3 days'
+             FROM unnest(ARRAY['{delivery}', '{other}']::uuid[]) AS id;
+             -- The worker's clock ran 2 hours behind the API's.
+             INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response,
+                 response_status_code, execution_duration, success, error, created_at)
+             SELECT gen_random_uuid(), '{webhook}', id, '', '', 500, 1, false, '',
+                 now() - interval '3 days' - interval '2 hours'
+             FROM unnest(ARRAY['{delivery}', '{other}']::uuid[]) AS id;"
+        ))
+        .expect("skewed rows");
+    migrate::run(&mut client).expect("migrate");
+    let attempts_of = |client: &mut postgres::Client, id: Uuid| -> i64 {
+        client
+            .query_one(
+                "SELECT count(*) FROM delivery_attempts WHERE delivery_id = $1",
+                &[&id],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(attempts_of(&mut client, delivery), 1);
+
+    let app = TestApp::start_with(db.share(), &db.config(), Role::Api);
+    assert_eq!(
+        app.delete(&format!("/v1/deliveries/{delivery}")).status,
+        204
+    );
+    assert_eq!(attempts_of(&mut client, delivery), 0, "delivery delete");
+    assert_eq!(app.delete(&format!("/v1/webhooks/{webhook}")).status, 204);
+    assert_eq!(attempts_of(&mut client, other), 0, "webhook delete");
+}
