@@ -88,6 +88,7 @@ DO $$
 DECLARE
     old_index record;
     legacy_end timestamptz;
+    later timestamptz;
 BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = 'delivery_attempts'::regclass) = 'p' THEN
         RETURN;
@@ -122,6 +123,25 @@ BEGIN
 
     SELECT date_trunc('day', max(created_at), 'UTC') + interval '1 day' INTO legacy_end
         FROM delivery_attempts_legacy;
+    -- The legacy partition ends tomorrow at the latest. An attempt stamped later (a worker host
+    -- whose clock was wrong) would otherwise stretch it to that day: no daily partition could
+    -- be made before then, every new attempt would go to it, and retention would never drop
+    -- it. Such rows (normally none) move to partitions of their own days instead.
+    later := date_trunc('day', now(), 'UTC') + interval '2 days';
+    IF legacy_end > later THEN
+        PERFORM postmand_create_attempt_partitions(day, day)
+            FROM (SELECT DISTINCT date_trunc('day', created_at, 'UTC') AS day
+                FROM delivery_attempts_legacy
+                WHERE created_at >= later AND isfinite(created_at)) AS future;
+        WITH moved AS (
+            DELETE FROM delivery_attempts_legacy
+            WHERE created_at >= later AND isfinite(created_at) RETURNING *)
+        INSERT INTO delivery_attempts SELECT * FROM moved;
+        -- A row at 'infinity' stays, and the attach below refuses the table: the migration
+        -- stops and changes nothing.
+        SELECT greatest(later, date_trunc('day', max(created_at), 'UTC') + interval '1 day')
+            INTO legacy_end FROM delivery_attempts_legacy;
+    END IF;
     IF legacy_end IS NULL THEN
         DROP TABLE delivery_attempts_legacy;
     ELSE

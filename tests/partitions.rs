@@ -487,3 +487,53 @@ fn deleting_an_original_delivery_or_webhook_deletes_attempts_stamped_before_it()
     assert_eq!(app.delete(&format!("/v1/webhooks/{webhook}")).status, 204);
     assert_eq!(attempts_of(&mut client, other), 0, "webhook delete");
 }
+
+#[test]
+fn migration_puts_attempts_stamped_in_the_future_in_their_own_days() {
+    // One attempt stamped years ahead (a worker host whose clock was wrong) made the legacy
+    // partition reach its day: no daily partition could be created before then, every new
+    // attempt went to the legacy table, and retention never dropped a day of it.
+    let db = populated_at("partition_future_row", 9);
+    let mut client = db.client();
+    client
+        .batch_execute(
+            "INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, \
+                 response_status_code, execution_duration, success, error, created_at) \
+             SELECT gen_random_uuid(), webhook_id, id, '', '', 200, 1, true, '', \
+                 now() + interval '400 days' FROM deliveries LIMIT 3",
+        )
+        .unwrap();
+    let before = fingerprint(&mut client);
+    migrate::run(&mut client).expect("migrate");
+    assert_eq!(fingerprint(&mut client), before);
+
+    let parts = partitions(&mut client);
+    let legacy_to = parts[0].2.expect("the legacy partition ends");
+    assert!(
+        legacy_to <= chrono::Utc::now() + chrono::TimeDelta::days(2),
+        "{parts:?}"
+    );
+    let homes: Vec<String> = client
+        .query(
+            "SELECT DISTINCT tableoid::regclass::text FROM delivery_attempts \
+             WHERE created_at > now() + interval '399 days'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(homes.len(), 1, "{homes:?}");
+    assert!(homes[0].starts_with("delivery_attempts_p"), "{homes:?}");
+    let landed: String = client
+        .query_one(
+            "INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, \
+                 response_status_code, execution_duration, success, error, created_at) \
+             SELECT gen_random_uuid(), webhook_id, id, '', '', 200, 1, true, '', now() + interval '3 days' \
+             FROM deliveries LIMIT 1 RETURNING tableoid::regclass::text",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(landed.starts_with("delivery_attempts_p"), "{landed}");
+}
