@@ -537,3 +537,46 @@ fn migration_puts_attempts_stamped_in_the_future_in_their_own_days() {
         .get(0);
     assert!(landed.starts_with("delivery_attempts_p"), "{landed}");
 }
+
+#[test]
+fn partitions_ahead_counts_only_up_to_the_first_missing_day() {
+    // The metric read the end of the last partition: a partition made far ahead (a history
+    // load, or attempts stamped in the future) hid a missing day before it, and the alert on
+    // it stayed quiet until attempts failed.
+    let db = TestDb::new("partitions_ahead_gap");
+    let mut client = db.client();
+    let day = |client: &mut postgres::Client, days: i32| -> String {
+        client
+            .query_one(
+                "SELECT 'delivery_attempts_p' || to_char(now() AT TIME ZONE 'UTC' \
+                     + $1::integer * interval '1 day', 'YYYYMMDD')",
+                &[&days],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let third = day(&mut client, 3);
+    client
+        .batch_execute(&format!(
+            "SELECT postmand_create_attempt_partitions(now() + interval '400 days', \
+                 now() + interval '400 days');
+             DROP TABLE {third};"
+        ))
+        .unwrap();
+    let ahead = postmand::store::queue::queue_stats(&mut client)
+        .unwrap()
+        .partitions_ahead_secs;
+    assert!(
+        (2.0 * 86_400.0..=3.0 * 86_400.0).contains(&ahead),
+        "{ahead}"
+    );
+
+    let today = day(&mut client, 0);
+    client
+        .batch_execute(&format!("DROP TABLE {today}"))
+        .unwrap();
+    let ahead = postmand::store::queue::queue_stats(&mut client)
+        .unwrap()
+        .partitions_ahead_secs;
+    assert_eq!(ahead, 0.0, "no partition for now");
+}
