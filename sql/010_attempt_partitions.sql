@@ -66,12 +66,18 @@ LANGUAGE plpgsql SET timezone = 'UTC' AS $$
 DECLARE
     p record;
 BEGIN
-    FOR p IN SELECT a.name, greatest(c.reltuples, 0)::bigint AS approximate_rows
-        FROM postmand_attempt_partitions() a JOIN pg_class c ON c.relname = a.name
+    -- Each partition's own pg_class row, by its oid: a table of the same name in another schema
+    -- (another postmand's partition, in a database shared by schema) is neither read nor dropped.
+    FOR p IN SELECT a.name, n.nspname AS schema,
+            greatest(c.reltuples, 0)::bigint AS approximate_rows
+        FROM postmand_attempt_partitions() a
+        JOIN pg_inherits i ON i.inhparent = 'delivery_attempts'::regclass
+        JOIN pg_class c ON c.oid = i.inhrelid AND c.relname = a.name
+        JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE a.upper_bound IS NOT NULL AND a.upper_bound <= older_than
         ORDER BY a.upper_bound
     LOOP
-        EXECUTE format('DROP TABLE %I', p.name);
+        EXECUTE format('DROP TABLE %I.%I', p.schema, p.name);
         name := p.name;
         approximate_rows := p.approximate_rows;
         RETURN NEXT;
@@ -82,6 +88,7 @@ DO $$
 DECLARE
     old_index record;
     legacy_end timestamptz;
+    later timestamptz;
 BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = 'delivery_attempts'::regclass) = 'p' THEN
         RETURN;
@@ -116,6 +123,25 @@ BEGIN
 
     SELECT date_trunc('day', max(created_at), 'UTC') + interval '1 day' INTO legacy_end
         FROM delivery_attempts_legacy;
+    -- The legacy partition ends tomorrow at the latest. An attempt stamped later (a worker host
+    -- whose clock was wrong) would otherwise stretch it to that day: no daily partition could
+    -- be made before then, every new attempt would go to it, and retention would never drop
+    -- it. Such rows (normally none) move to partitions of their own days instead.
+    later := date_trunc('day', now(), 'UTC') + interval '2 days';
+    IF legacy_end > later THEN
+        PERFORM postmand_create_attempt_partitions(day, day)
+            FROM (SELECT DISTINCT date_trunc('day', created_at, 'UTC') AS day
+                FROM delivery_attempts_legacy
+                WHERE created_at >= later AND isfinite(created_at)) AS future;
+        WITH moved AS (
+            DELETE FROM delivery_attempts_legacy
+            WHERE created_at >= later AND isfinite(created_at) RETURNING *)
+        INSERT INTO delivery_attempts SELECT * FROM moved;
+        -- A row at 'infinity' stays, and the attach below refuses the table: the migration
+        -- stops and changes nothing.
+        SELECT greatest(later, date_trunc('day', max(created_at), 'UTC') + interval '1 day')
+            INTO legacy_end FROM delivery_attempts_legacy;
+    END IF;
     IF legacy_end IS NULL THEN
         DROP TABLE delivery_attempts_legacy;
     ELSE

@@ -387,3 +387,196 @@ fn deleting_a_delivery_or_a_webhook_deletes_its_attempts_from_every_day() {
         "another webhook's stay"
     );
 }
+
+#[test]
+fn retention_drops_old_days_when_another_schema_has_a_table_of_the_same_name() {
+    // Two postmand schemas in one database (one per environment, chosen by search_path) name
+    // their daily partitions alike. The drop function matched partitions to pg_class by name
+    // alone, so it read each of them twice, and its second DROP of the same name failed the
+    // whole drop, at every sweep: old days were never dropped.
+    let db = TestDb::new("partitions_other_schema");
+    let mut client = db.client();
+    client
+        .batch_execute(
+            "SELECT postmand_create_attempt_partitions(now() - interval '12 days', now());
+             CREATE SCHEMA other;
+             CREATE TABLE other.delivery_attempts_stub (x integer);",
+        )
+        .unwrap();
+    let cutoff = chrono::Utc::now() - chrono::TimeDelta::days(7);
+    let old: Vec<String> = partitions(&mut client)
+        .into_iter()
+        .filter(|(_, _, to)| to.is_some_and(|t| t <= cutoff))
+        .map(|(name, _, _)| name)
+        .collect();
+    assert!(old.len() >= 4, "{old:?}");
+    for name in &old {
+        client
+            .batch_execute(&format!("CREATE TABLE other.{name} (x integer)"))
+            .unwrap();
+    }
+
+    let mut dropped: Vec<String> = postmand::store::partitions::drop_older_than(&mut client, 7)
+        .expect("drop")
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    dropped.sort();
+    assert_eq!(dropped, old);
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'other'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        left as usize,
+        old.len() + 1,
+        "the other schema's tables stay"
+    );
+}
+
+#[test]
+fn deleting_an_original_delivery_or_webhook_deletes_attempts_stamped_before_it() {
+    // The original stamped a delivery with its API host's clock and an attempt with its worker
+    // host's, so an attempt migrated from it may read as made before its delivery (and its
+    // webhook). The deletes bounded attempts to CLOCK_SLACK before the creation, and left such
+    // attempts behind for good (readable by id and in lists) when retention is off.
+    let db = populated_at("partitions_skewed_original", 1);
+    let mut client = db.client();
+    let (webhook, delivery, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    client
+        .batch_execute(&format!(
+            "INSERT INTO webhooks (id, name, url, content_type, valid_status_codes, secret_token, active,
+                 max_delivery_attempts, delivery_attempt_timeout, retry_min_backoff, retry_max_backoff,
+                 created_at, updated_at)
+             VALUES ('{webhook}', 'skewed', 'http://127.0.0.1:9/', 'text/plain', '{{200}}', '', true,
+                 5, 1, 1, 1, now() - interval '3 days', now() - interval '3 days');
+             INSERT INTO deliveries (id, webhook_id, payload, scheduled_at, delivery_attempts, status,
+                 created_at, updated_at)
+             SELECT id, '{webhook}', 'x', now(), 1, 'failed', now() - interval '3 days',
+                 now() - interval '3 days'
+             FROM unnest(ARRAY['{delivery}', '{other}']::uuid[]) AS id;
+             -- The worker's clock ran 2 hours behind the API's.
+             INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response,
+                 response_status_code, execution_duration, success, error, created_at)
+             SELECT gen_random_uuid(), '{webhook}', id, '', '', 500, 1, false, '',
+                 now() - interval '3 days' - interval '2 hours'
+             FROM unnest(ARRAY['{delivery}', '{other}']::uuid[]) AS id;"
+        ))
+        .expect("skewed rows");
+    migrate::run(&mut client).expect("migrate");
+    let attempts_of = |client: &mut postgres::Client, id: Uuid| -> i64 {
+        client
+            .query_one(
+                "SELECT count(*) FROM delivery_attempts WHERE delivery_id = $1",
+                &[&id],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(attempts_of(&mut client, delivery), 1);
+
+    let app = TestApp::start_with(db.share(), &db.config(), Role::Api);
+    assert_eq!(
+        app.delete(&format!("/v1/deliveries/{delivery}")).status,
+        204
+    );
+    assert_eq!(attempts_of(&mut client, delivery), 0, "delivery delete");
+    assert_eq!(app.delete(&format!("/v1/webhooks/{webhook}")).status, 204);
+    assert_eq!(attempts_of(&mut client, other), 0, "webhook delete");
+}
+
+#[test]
+fn migration_puts_attempts_stamped_in_the_future_in_their_own_days() {
+    // One attempt stamped years ahead (a worker host whose clock was wrong) made the legacy
+    // partition reach its day: no daily partition could be created before then, every new
+    // attempt went to the legacy table, and retention never dropped a day of it.
+    let db = populated_at("partition_future_row", 9);
+    let mut client = db.client();
+    client
+        .batch_execute(
+            "INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, \
+                 response_status_code, execution_duration, success, error, created_at) \
+             SELECT gen_random_uuid(), webhook_id, id, '', '', 200, 1, true, '', \
+                 now() + interval '400 days' FROM deliveries LIMIT 3",
+        )
+        .unwrap();
+    let before = fingerprint(&mut client);
+    migrate::run(&mut client).expect("migrate");
+    assert_eq!(fingerprint(&mut client), before);
+
+    let parts = partitions(&mut client);
+    let legacy_to = parts[0].2.expect("the legacy partition ends");
+    assert!(
+        legacy_to <= chrono::Utc::now() + chrono::TimeDelta::days(2),
+        "{parts:?}"
+    );
+    let homes: Vec<String> = client
+        .query(
+            "SELECT DISTINCT tableoid::regclass::text FROM delivery_attempts \
+             WHERE created_at > now() + interval '399 days'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(homes.len(), 1, "{homes:?}");
+    assert!(homes[0].starts_with("delivery_attempts_p"), "{homes:?}");
+    let landed: String = client
+        .query_one(
+            "INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, \
+                 response_status_code, execution_duration, success, error, created_at) \
+             SELECT gen_random_uuid(), webhook_id, id, '', '', 200, 1, true, '', now() + interval '3 days' \
+             FROM deliveries LIMIT 1 RETURNING tableoid::regclass::text",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(landed.starts_with("delivery_attempts_p"), "{landed}");
+}
+
+#[test]
+fn partitions_ahead_counts_only_up_to_the_first_missing_day() {
+    // The metric read the end of the last partition: a partition made far ahead (a history
+    // load, or attempts stamped in the future) hid a missing day before it, and the alert on
+    // it stayed quiet until attempts failed.
+    let db = TestDb::new("partitions_ahead_gap");
+    let mut client = db.client();
+    let day = |client: &mut postgres::Client, days: i32| -> String {
+        client
+            .query_one(
+                "SELECT 'delivery_attempts_p' || to_char(now() AT TIME ZONE 'UTC' \
+                     + $1::integer * interval '1 day', 'YYYYMMDD')",
+                &[&days],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let third = day(&mut client, 3);
+    client
+        .batch_execute(&format!(
+            "SELECT postmand_create_attempt_partitions(now() + interval '400 days', \
+                 now() + interval '400 days');
+             DROP TABLE {third};"
+        ))
+        .unwrap();
+    let ahead = postmand::store::queue::queue_stats(&mut client)
+        .unwrap()
+        .partitions_ahead_secs;
+    assert!(
+        (2.0 * 86_400.0..=3.0 * 86_400.0).contains(&ahead),
+        "{ahead}"
+    );
+
+    let today = day(&mut client, 0);
+    client
+        .batch_execute(&format!("DROP TABLE {today}"))
+        .unwrap();
+    let ahead = postmand::store::queue::queue_stats(&mut client)
+        .unwrap()
+        .partitions_ahead_secs;
+    assert_eq!(ahead, 0.0, "no partition for now");
+}

@@ -43,21 +43,23 @@ pub fn reset_writer_session(client: &mut impl GenericClient) -> Result<(), Error
 const GET: &str = "SELECT id, webhook_id, payload, scheduled_at, delivery_attempts, status, \
     created_at, updated_at, event_id FROM deliveries WHERE id = $1";
 
-/// Deletes a delivery; [`DELETE_ATTEMPTS_OF`] then deletes its attempts.
-const DELETE: &str = "DELETE FROM deliveries WHERE id = $1 RETURNING created_at";
+/// Deletes a delivery; [`DELETE_ATTEMPTS_OF`] then deletes its attempts. Also returns the end
+/// of the legacy partition, for [`attempts_since`].
+const DELETE: &str = "DELETE FROM deliveries WHERE id = $1 RETURNING created_at, \
+    (SELECT max(upper_bound) FROM postmand_attempt_partitions() WHERE lower_bound IS NULL)";
 
-/// Deletes the attempts of delivery `$1` made since `$2`. Attempts have no foreign key to
-/// deliveries since migration 10 (its cascade probed every daily partition for each deleted
-/// delivery), so each delete of deliveries deletes their attempts itself, in its transaction,
-/// and in a statement of its own: that statement's snapshot sees an attempt committed by a
-/// dispatcher the delete had waited for. The time bound keeps it to the partitions from the
-/// delivery's creation on.
-const DELETE_ATTEMPTS_OF: &str =
-    "DELETE FROM delivery_attempts WHERE delivery_id = $1 AND created_at >= $2";
+/// Deletes the attempts of delivery `$1` made since `$2` (NULL: whenever). Attempts have no
+/// foreign key to deliveries since migration 10 (its cascade probed every daily partition for
+/// each deleted delivery), so each delete of deliveries deletes their attempts itself, in its
+/// transaction, and in a statement of its own: that statement's snapshot sees an attempt
+/// committed by a dispatcher the delete had waited for. The time bound keeps it to the
+/// partitions from the delivery's creation on.
+const DELETE_ATTEMPTS_OF: &str = "DELETE FROM delivery_attempts \
+    WHERE delivery_id = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)";
 
 /// How much earlier than its delivery's (or webhook's) creation an attempt may be stamped and
-/// still be found by the deletes that bound attempts by creation time: the two times come from
-/// the same database clock, so this only covers that clock being set back.
+/// still be found by the deletes that bound attempts by creation time: postmand stamps both
+/// from the same database clock, so this only covers that clock being set back.
 pub const CLOCK_SLACK: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// Newest first, ties broken by id so paging never skips or repeats a row. A NULL filter
@@ -176,9 +178,10 @@ pub fn delete(client: &mut impl GenericClient, id: Uuid) -> Result<bool, Error> 
     delete_with_attempts(client, (DELETE, DELETE_ATTEMPTS_OF), id)
 }
 
-/// Runs `delete` (`$1`: an id; returns the row's `created_at`), then, when it deleted a row,
-/// `attempts` (`$1`: the id; `$2`: that time less [`CLOCK_SLACK`]), in one transaction.
-/// Returns whether a row was deleted.
+/// Runs `delete` (`$1`: an id; returns the row's `created_at` and the end of the legacy
+/// partition), then, when it deleted a row, `attempts` (`$1`: the id;
+/// `$2`: the earliest time its attempts can have, NULL for a row that may be the original's),
+/// in one transaction. Returns whether a row was deleted.
 pub(super) fn delete_with_attempts(
     client: &mut impl GenericClient,
     (delete, attempts): (&str, &str),
@@ -188,10 +191,27 @@ pub(super) fn delete_with_attempts(
     let Some(row) = tx.query_typed_opt(delete, &[(&id, Type::UUID)])? else {
         return Ok(false);
     };
-    let since = row.get::<_, chrono::DateTime<chrono::Utc>>(0) - CLOCK_SLACK;
+    let since = attempts_since(row.get(0), row.get(1));
     tx.execute_typed(attempts, &[(&id, Type::UUID), (&since, Type::TIMESTAMPTZ)])?;
     tx.commit()?;
     Ok(true)
+}
+
+/// The earliest creation time the attempts of a row created at `created_at` can have; `None`
+/// when they may be anywhere. `legacy_end` is the end of the partition that migration 10 made
+/// of the table it converted (`delivery_attempts_legacy`, from MINVALUE; NULL once retention
+/// dropped it). A row created before it may be the original's, which stamped a delivery with
+/// its API host's clock and an attempt with its worker host's: such an attempt can read as made
+/// hours before its delivery or webhook, beyond [`CLOCK_SLACK`].
+fn attempts_since(
+    created_at: chrono::DateTime<chrono::Utc>,
+    legacy_end: Option<chrono::DateTime<chrono::Utc>>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let since = created_at - CLOCK_SLACK;
+    match legacy_end {
+        Some(end) if since < end => None,
+        _ => Some(since),
+    }
 }
 
 /// One page of deliveries, newest first, after `after` when given.
@@ -334,4 +354,30 @@ pub fn delete_finished_before(
     }
     tx.commit()?;
     Ok(ids.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_since_bounds_only_rows_made_after_the_legacy_partition() {
+        let day = chrono::TimeDelta::days(1);
+        let end = chrono::DateTime::from_timestamp(1_700_006_400, 0).unwrap();
+        assert_eq!(
+            attempts_since(end - day, Some(end)),
+            None,
+            "maybe the original's"
+        );
+        assert_eq!(
+            attempts_since(end, Some(end)),
+            None,
+            "within the slack of it"
+        );
+        assert_eq!(
+            attempts_since(end + day, Some(end)),
+            Some(end + day - CLOCK_SLACK)
+        );
+        assert_eq!(attempts_since(end, None), Some(end - CLOCK_SLACK));
+    }
 }

@@ -710,8 +710,13 @@ pub const QUEUE_STATS: &str = "SELECT count(*)::bigint AS pending, \
     coalesce(extract(epoch FROM now() - min(scheduled_at) FILTER (WHERE scheduled_at <= now())), 0)::float8 \
         AS oldest_due_age_secs, \
     (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'deliveries'::regclass) AS estimate, \
-    (SELECT coalesce(extract(epoch FROM max(upper_bound) - now()), 0)::float8 \
-        FROM postmand_attempt_partitions()) AS partitions_ahead_secs \
+    (WITH p AS (SELECT lower_bound, upper_bound FROM postmand_attempt_partitions()) \
+     SELECT coalesce(extract(epoch FROM min(p.upper_bound) - now()), 0)::float8 FROM p \
+     WHERE p.upper_bound > now() \
+       AND EXISTS (SELECT 1 FROM p c WHERE (c.lower_bound IS NULL OR c.lower_bound <= now()) \
+           AND (c.upper_bound IS NULL OR c.upper_bound > now())) \
+       AND NOT EXISTS (SELECT 1 FROM p n WHERE n.lower_bound = p.upper_bound)) \
+        AS partitions_ahead_secs \
     FROM deliveries WHERE status = 'pending'";
 
 /// The queue gauges of `/metrics` ([`QUEUE_STATS`]).
@@ -725,8 +730,9 @@ pub struct QueueStats {
     pub oldest_due_age_secs: f64,
     /// The planner's estimate of all delivery rows.
     pub deliveries_estimate: i64,
-    /// Seconds until the end of the last partition of `delivery_attempts` (issue 17): an
-    /// attempt made after that has nowhere to go. Workers keep it about a week.
+    /// Seconds until the first time after now that no partition of `delivery_attempts` covers
+    /// (issue 17): an attempt made then has nowhere to go; 0 when none covers now. Partitions
+    /// beyond a missing day do not count. Workers keep it about a week.
     pub partitions_ahead_secs: f64,
 }
 

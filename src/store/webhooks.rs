@@ -76,13 +76,16 @@ const ENSURE_OPERATIONAL: &str = "INSERT INTO webhooks (id, name, url, content_t
        OR webhooks.secret_token IS DISTINCT FROM EXCLUDED.secret_token";
 
 /// Deletes a webhook; its deliveries go with it (ON DELETE CASCADE), and
-/// [`DELETE_ATTEMPTS_OF`] then deletes its attempts.
-const DELETE: &str = "DELETE FROM webhooks WHERE id = $1 RETURNING created_at";
+/// [`DELETE_ATTEMPTS_OF`] then deletes its attempts. Also returns the end of the legacy
+/// partition, as `deliveries::DELETE` does (see `deliveries::attempts_since`).
+const DELETE: &str = "DELETE FROM webhooks WHERE id = $1 RETURNING created_at, \
+    (SELECT max(upper_bound) FROM postmand_attempt_partitions() WHERE lower_bound IS NULL)";
 
-/// Deletes the attempts of webhook `$1` made since `$2` (its creation), from the partitions of
-/// that span only. See `deliveries::DELETE_ATTEMPTS_OF` for why it is a statement of its own.
-const DELETE_ATTEMPTS_OF: &str =
-    "DELETE FROM delivery_attempts WHERE webhook_id = $1 AND created_at >= $2";
+/// Deletes the attempts of webhook `$1` made since `$2` (its creation; NULL: whenever), from
+/// the partitions of that span only. See `deliveries::DELETE_ATTEMPTS_OF` for why it is a
+/// statement of its own.
+const DELETE_ATTEMPTS_OF: &str = "DELETE FROM delivery_attempts \
+    WHERE webhook_id = $1 AND ($2::timestamptz IS NULL OR created_at >= $2)";
 
 /// Webhooks by name, ties broken by id so paging never skips or repeats a row. A NULL filter
 /// parameter means "no filter". `$8`/`$9` is the keyset mark: rows strictly after that one,
