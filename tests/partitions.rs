@@ -580,3 +580,31 @@ fn partitions_ahead_counts_only_up_to_the_first_missing_day() {
         .partitions_ahead_secs;
     assert_eq!(ahead, 0.0, "no partition for now");
 }
+
+#[test]
+fn a_worker_makes_todays_partition_before_its_first_claim() {
+    // Review of issue 17: on a database restored from an old backup no partition covers today;
+    // a dispatcher that claimed before the upkeep thread ran would send deliveries whose record
+    // then failed, and send them again. The worker makes the partitions before it starts its
+    // dispatchers, so this needs no wait.
+    let db = TestDb::new("partitions_at_start");
+    let mut client = db.client();
+    for (name, _, to) in partitions(&mut client) {
+        if to.is_some_and(|t| t > chrono::Utc::now() - chrono::TimeDelta::days(1)) {
+            client.batch_execute(&format!("DROP TABLE {name}")).unwrap();
+        }
+    }
+    let covers_now = |client: &mut postgres::Client| -> bool {
+        client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM postmand_attempt_partitions() \
+                 WHERE (lower_bound IS NULL OR lower_bound <= now()) AND upper_bound > now())",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert!(!covers_now(&mut client));
+    let _worker = TestApp::start_with(db.share(), &db.config(), Role::Worker);
+    assert!(covers_now(&mut client), "{:?}", partitions(&mut client));
+}

@@ -113,6 +113,20 @@ impl Workers {
             )
             .map_err(|e| unreachable(format!("cannot set up the operational webhook: {e}")))?;
         }
+        // Today's attempt partition before the first claim: on a database restored from an old
+        // backup, dispatchers that started first would send deliveries whose record then fails
+        // for want of a partition, and send them again after the backoff. A failure here is
+        // left to the retention thread's upkeep, which retries every minute.
+        match db::checkout(&pool)
+            .map_err(|e| e.to_string())
+            .and_then(|mut client| {
+                store::partitions::create_ahead(&mut *client, store::partitions::DAYS_AHEAD)
+                    .map_err(|e| e.to_string())
+            }) {
+            Ok(created) if created > 0 => log::info!("attempt-partitions-created count={created}"),
+            Ok(_) => {}
+            Err(e) => log::warn!("attempt-partitions-error error={e}"),
+        }
         let mut sessions = Vec::with_capacity(config.worker_concurrency);
         for _ in 0..config.worker_concurrency {
             let session = dispatcher::Session::open(&pool).map_err(|e| match e {
