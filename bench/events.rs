@@ -120,6 +120,30 @@ pub(crate) fn figures(
         }
     }
 
+    let m = mixed(args, plan, receiver, binary)?;
+    let name = format!(
+        "Mixed: direct creates, {} keep-alive clients, beside events of fan-out {DRAIN_FAN_OUT} \
+         from {MIXED_EVENT_CLIENTS} ({}){label}",
+        plan.api_clients, m.client
+    );
+    rows.push(row(&name, m.creates.rate, "creates/s", "", None));
+    rows.push(row(&format!("{name}: p50"), m.creates.p50, "ms", "", None));
+    rows.push(row(&format!("{name}: p99"), m.creates.p99, "ms", "", None));
+    rows.push(row(
+        &format!("Mixed: events beside them{label}"),
+        m.events.rate,
+        "events/s",
+        "",
+        None,
+    ));
+    rows.push(row(
+        &format!("Mixed: errors{label}"),
+        (m.creates.errors + m.events.errors) as f64,
+        "requests",
+        "0",
+        Some(m.creates.errors + m.events.errors == 0),
+    ));
+
     let events = plan.event_backlog;
     let rate = drain_backlog(args, plan, receiver, binary, events)?;
     rows.push(row(
@@ -133,6 +157,73 @@ pub(crate) fn figures(
         None,
     ));
     Ok((rows, breakdown))
+}
+
+/// Clients posting events in the mixed figure.
+const MIXED_EVENT_CLIENTS: usize = 8;
+
+/// What the mixed figure measured: the direct creates, and the events beside them.
+struct Mixed {
+    creates: ApiFigures,
+    events: ApiFigures,
+    client: &'static str,
+}
+
+/// Direct creates (`plan.api_clients` clients) while [`MIXED_EVENT_CLIENTS`] clients post
+/// events of fan-out [`DRAIN_FAN_OUT`], for `plan.events_secs`, on a fresh database and a fresh
+/// `--role api` server: whether a wide fan-out holds up the direct creates.
+fn mixed(args: &Args, plan: &Plan, receiver: &Receiver, binary: &str) -> Result<Mixed> {
+    let db = Database::create(&args.admin_url, "bench_mixed")?;
+    let mut server = Postmand::start(binary, &db.url, plan, "api")?;
+    server.wait_ready()?;
+    let mut client = db.client()?;
+    subscribe(&mut client, &receiver.url(), DRAIN_FAN_OUT)?;
+    let webhook: uuid::Uuid = client
+        .query_one("SELECT id FROM webhooks ORDER BY name LIMIT 1", &[])?
+        .get(0);
+    let (events_url, creates_url) = (
+        format!("http://{}/v1/events", server.api),
+        format!("http://{}/v1/deliveries", server.api),
+    );
+    let (event, delivery) = (
+        event_body(),
+        format!("{{\"webhook_id\":\"{webhook}\",\"payload\":\"{{\\\"mixed\\\":1}}\"}}"),
+    );
+    let loads = |secs: u64| {
+        (
+            Load {
+                url: &events_url,
+                body: &event,
+                clients: MIXED_EVENT_CLIENTS,
+                secs,
+            },
+            Load {
+                url: &creates_url,
+                body: &delivery,
+                clients: plan.api_clients,
+                secs,
+            },
+        )
+    };
+    let (events_warm, creates_warm) = loads(plan.events_warm_up_secs);
+    if events_warm.secs > 0 {
+        api_load(args, &events_warm)?;
+        api_load(args, &creates_warm)?;
+    }
+    let (events_load, creates_load) = loads(plan.events_secs);
+    let (events, creates) = thread::scope(|scope| {
+        let events = scope.spawn(|| api_load(args, &events_load).map_err(|e| e.to_string()));
+        let creates = api_load(args, &creates_load).map_err(|e| e.to_string());
+        (events.join(), creates)
+    });
+    let (events, _) = events.map_err(|_| "the events load panicked")??;
+    let (creates, client_name) = creates?;
+    server.stop()?;
+    Ok(Mixed {
+        creates,
+        events,
+        client: client_name,
+    })
 }
 
 /// `n` active webhooks on `url` subscribed to [`EVENT_TYPE`], and one subscribed to another
