@@ -183,6 +183,19 @@ fn target(url: &str, application_name: &str) -> Result<Target, Error> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
+    // A server (or standby) that vanishes without a word, a dropped network path rather than a
+    // closed connection, is noticed in about 30 s rather than after the system's defaults (two
+    // hours idle before the first keepalive; some 15 minutes of retransmissions): probes from
+    // 15 s idle, every 5 s, and a connection whose sent data or probes go unacknowledged for
+    // 30 s is closed. A URL's own `keepalives_idle` or `tcp_user_timeout` wins.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(Duration::from_secs(15));
+        config.keepalives_interval(Duration::from_secs(5));
+        config.keepalives_retries(3);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(30));
+    }
     let connector = tls::connector(&split).map_err(|e| invalid(e.to_string()))?;
     let name = target_name(&config);
     Ok(Target {
@@ -324,6 +337,26 @@ mod tests {
     fn target_names_host_port_and_database_but_not_password() {
         let target = target("postgres://u:secret@db.internal:6543/postmand", "t").unwrap();
         assert_eq!(target.name, "db.internal:6543/postmand");
+    }
+
+    #[test]
+    fn a_silent_server_is_noticed_in_seconds_unless_the_url_says_otherwise() {
+        let ours = target("postgres://u@h/db", "t").unwrap().config;
+        assert_eq!(ours.get_keepalives_idle(), Duration::from_secs(15));
+        assert_eq!(ours.get_keepalives_interval(), Some(Duration::from_secs(5)));
+        assert_eq!(ours.get_keepalives_retries(), Some(3));
+        assert_eq!(ours.get_tcp_user_timeout(), Some(&Duration::from_secs(30)));
+        let theirs = target(
+            "postgres://u@h/db?keepalives_idle=60&tcp_user_timeout=90",
+            "t",
+        )
+        .unwrap()
+        .config;
+        assert_eq!(theirs.get_keepalives_idle(), Duration::from_secs(60));
+        assert_eq!(
+            theirs.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(90))
+        );
     }
 
     #[test]
