@@ -333,8 +333,13 @@ pub(crate) fn api_throughput(load: &Load<'_>) -> Result<ApiFigures> {
 
 /// [`Load`] with wrk: the clients are keep-alive connections on 2 threads.
 pub(crate) fn api_throughput_wrk(wrk: &str, load: &Load<'_>) -> Result<ApiFigures> {
-    let script =
-        std::env::temp_dir().join(format!("postmand-bench-wrk-{}.lua", std::process::id()));
+    // A script of its own for each load: the mixed figure runs two at once.
+    static SCRIPTS: AtomicUsize = AtomicUsize::new(0);
+    let script = std::env::temp_dir().join(format!(
+        "postmand-bench-wrk-{}-{}.lua",
+        std::process::id(),
+        SCRIPTS.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::write(
         &script,
         format!(
