@@ -9,9 +9,9 @@
 //!
 //! While the standby cannot be reached, [`ReadPool::checkout`] answers `None` and the caller uses
 //! the primary instead. A failed checkout marks the standby down for [`RETRY_AFTER`]: until then
-//! every caller goes to the primary at once, then one caller (a list or a `/healthz` probe) tries
-//! the standby again while the others keep skipping it, so only that one waits up to
-//! [`CHECKOUT_TIMEOUT`]. A WARN says the standby is unavailable at most once per [`WARN_EVERY`],
+//! every caller goes to the primary at once, then one caller (a list, or a thread that a
+//! `/healthz` probe starts) tries the standby again while the others keep skipping it, so only
+//! that one waits up to [`CHECKOUT_TIMEOUT`]. A WARN says the standby is unavailable at most once per [`WARN_EVERY`],
 //! and an INFO line says when it answers again.
 
 use std::sync::Arc;
@@ -149,10 +149,23 @@ impl ReadPool {
         }
     }
 
-    /// Whether the standby answers now (for `/healthz`); while it is marked down this does not
-    /// wait, except as the one probe of [`ReadPool::checkout`].
+    /// Whether the standby answered its last checkout (for `/healthz`). It never waits on the
+    /// standby, which may hang rather than refuse: while it is marked down, a probe (the one of
+    /// [`ReadPool::checkout`]) runs on a thread of its own, and a later call sees its outcome.
     pub fn is_up(&self) -> bool {
-        self.checkout().is_some()
+        let inner = &self.inner;
+        if inner.down.load(Ordering::Acquire)
+            && inner.now_ms() >= inner.skip_until_ms.load(Ordering::Acquire)
+        {
+            let reads = self.clone();
+            let probe = std::thread::Builder::new()
+                .name("read-replica-probe".into())
+                .spawn(move || drop(reads.checkout()));
+            if let Err(e) = probe {
+                log::debug!("read-replica-probe-not-started error={e}");
+            }
+        }
+        !inner.down.load(Ordering::Acquire)
     }
 
     /// Skips the standby for [`RETRY_AFTER`] and logs why, at most once per [`WARN_EVERY`].
