@@ -87,6 +87,7 @@ END $$;
 DO $$
 DECLARE
     old_index record;
+    grant_entry record;
     legacy_end timestamptz;
     later timestamptz;
 BEGIN
@@ -104,6 +105,18 @@ BEGIN
 
     CREATE TABLE delivery_attempts (LIKE delivery_attempts_legacy INCLUDING DEFAULTS)
         PARTITION BY RANGE (created_at);
+    -- Whoever could read or write the old table (a reporting role, say) can read or write the
+    -- new one, whose privileges are the ones checked for every partition; its owner is whoever
+    -- runs the migration, as for every table it makes.
+    FOR grant_entry IN SELECT a.privilege_type, a.grantee, a.is_grantable
+        FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+        WHERE c.oid = 'delivery_attempts_legacy'::regclass AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('GRANT %s ON delivery_attempts TO %s%s', grant_entry.privilege_type,
+            CASE WHEN grant_entry.grantee = 0 THEN 'PUBLIC'
+                ELSE quote_ident(pg_get_userbyid(grant_entry.grantee)) END,
+            CASE WHEN grant_entry.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
     -- The same indexes as migrations 2 and 6 gave the table, each read by a list or a cascade
     -- (tests/plans.rs).
     CREATE INDEX delivery_attempts_delivery_id_idx ON delivery_attempts (delivery_id);

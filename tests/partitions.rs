@@ -608,3 +608,45 @@ fn a_worker_makes_todays_partition_before_its_first_claim() {
     let _worker = TestApp::start_with(db.share(), &db.config(), Role::Worker);
     assert!(covers_now(&mut client), "{:?}", partitions(&mut client));
 }
+
+#[test]
+fn migration_keeps_the_old_tables_grants() {
+    // Review of issue 17: a role that could read the attempts (a reporting tool) could not read
+    // the partitioned table that replaced them.
+    let db = populated_at("partition_grants", 9);
+    let mut client = db.client();
+    let role = format!(
+        "reporter_{}",
+        db.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    let role = &role[..role.len().min(60)];
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {role}; GRANT SELECT, INSERT ON delivery_attempts TO {role};"
+        ))
+        .unwrap();
+    migrate::run(&mut client).expect("migrate");
+    let privileges: Vec<bool> = ["SELECT", "INSERT", "UPDATE"]
+        .iter()
+        .map(|privilege| {
+            client
+                .query_one(
+                    "SELECT has_table_privilege($1, 'delivery_attempts', $2)",
+                    &[&role, privilege],
+                )
+                .unwrap()
+                .get(0)
+        })
+        .collect();
+    let read: Result<i64, postgres::Error> = client
+        .batch_execute(&format!("SET ROLE {role}"))
+        .and_then(|()| client.query_one("SELECT count(*) FROM delivery_attempts", &[]))
+        .map(|row| row.get(0));
+    client
+        .batch_execute(&format!(
+            "RESET ROLE; DROP OWNED BY {role}; DROP ROLE {role}"
+        ))
+        .unwrap();
+    assert_eq!(privileges, [true, true, false]);
+    assert_eq!(read.expect("the role reads every partition"), 1200);
+}
