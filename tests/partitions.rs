@@ -33,6 +33,23 @@ fn partitions(client: &mut postgres::Client) -> Vec<Partition> {
         .collect()
 }
 
+/// Inserts an attempt stamped `days_ahead` days from now and checks that it went to a daily
+/// partition, not the legacy one.
+fn assert_lands_in_a_day(client: &mut postgres::Client, days_ahead: i32) {
+    let landed: String = client
+        .query_one(
+            "INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, \
+                 response_status_code, execution_duration, success, error, created_at) \
+             SELECT gen_random_uuid(), webhook_id, id, '', '', 200, 1, true, '', \
+                 now() + $1::integer * interval '1 day' \
+             FROM deliveries LIMIT 1 RETURNING tableoid::regclass::text",
+            &[&days_ahead],
+        )
+        .expect("insert an attempt")
+        .get(0);
+    assert!(landed.starts_with("delivery_attempts_p"), "{landed}");
+}
+
 fn fingerprint(client: &mut postgres::Client) -> (i64, String) {
     let row = client.query_one(ALL_ATTEMPTS, &[]).expect("fingerprint");
     (row.get(0), row.get(1))
@@ -126,17 +143,7 @@ fn migration_partitions_a_populated_table_without_losing_a_row() {
             migrate::run(&mut client).unwrap().from,
             migrate::latest_version()
         );
-        let landed: String = client
-            .query_one(
-                "INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, \
-                     response_status_code, execution_duration, success, error, created_at) \
-                 SELECT gen_random_uuid(), webhook_id, id, '', '', 200, 1, true, '', now() + interval '2 days' \
-                 FROM deliveries LIMIT 1 RETURNING tableoid::regclass::text",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        assert!(landed.starts_with("delivery_attempts_p"), "{landed}");
+        assert_lands_in_a_day(&mut client, 2);
 
         // The old rows read back through the API by id and by list.
         let old: Uuid = client
@@ -525,17 +532,7 @@ fn migration_puts_attempts_stamped_in_the_future_in_their_own_days() {
         .collect();
     assert_eq!(homes.len(), 1, "{homes:?}");
     assert!(homes[0].starts_with("delivery_attempts_p"), "{homes:?}");
-    let landed: String = client
-        .query_one(
-            "INSERT INTO delivery_attempts (id, webhook_id, delivery_id, raw_request, raw_response, \
-                 response_status_code, execution_duration, success, error, created_at) \
-             SELECT gen_random_uuid(), webhook_id, id, '', '', 200, 1, true, '', now() + interval '3 days' \
-             FROM deliveries LIMIT 1 RETURNING tableoid::regclass::text",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert!(landed.starts_with("delivery_attempts_p"), "{landed}");
+    assert_lands_in_a_day(&mut client, 3);
 }
 
 #[test]
