@@ -50,15 +50,7 @@ fi
 
 # --- a throwaway database and postmand --role api on free ports of 127.0.0.1.
 check_database fuzz_check
-port=$(pg_free_port)
-health=$(pg_free_port)
-work=$(mktemp -d)
-export POSTMAND_DATABASE_URL=$url POSTMAND_HTTP_PORT=$port POSTMAND_HEALTH_CHECK_HTTP_PORT=$health \
-  POSTMAND_BIND_ADDRESS=127.0.0.1 POSTMAND_LOG_LEVEL=warn
-bin="${CARGO_TARGET_DIR:-target}/debug/postmand"
-"$bin" migrate >/dev/null 2>&1
-"$bin" --role api 2>"$work/postmand.log" &
-server=$!
+check_start_api
 cleanup() {
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
@@ -66,7 +58,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-check_wait_ports "$port"
 if ! kill -0 "$server" 2>/dev/null; then
   cat "$work/postmand.log"
   echo "check-fuzz: FAILED, postmand did not start"

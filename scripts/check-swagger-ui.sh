@@ -16,15 +16,7 @@ pg_find_bin
 check_browser check-swagger-ui
 
 check_database swagger_ui_check
-port=$(pg_free_port)
-health=$(pg_free_port)
-work=$(mktemp -d)
-export POSTMAND_DATABASE_URL=$url POSTMAND_HTTP_PORT=$port POSTMAND_HEALTH_CHECK_HTTP_PORT=$health \
-  POSTMAND_BIND_ADDRESS=127.0.0.1 POSTMAND_LOG_LEVEL=warn
-bin="${CARGO_TARGET_DIR:-target}/debug/postmand"
-"$bin" migrate >/dev/null 2>&1
-"$bin" --role api 2>"$work/postmand.log" &
-server=$!
+check_start_api
 evil=""
 cleanup() {
   kill "$server" $evil 2>/dev/null || true
@@ -33,7 +25,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-check_wait_ports "$port"
 
 # A server of the document the query string names: it logs every request it gets, and would
 # serve (with CORS, so a browser could use it) a document of one operation, /evil.

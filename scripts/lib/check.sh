@@ -9,6 +9,9 @@
 #                          $url (the database's).
 # check_drop_database      drops it again, quietly (for a cleanup trap).
 # check_wait_ports PORT... waits up to 10 s until every PORT on 127.0.0.1 accepts a connection.
+# check_start_api          migrates $url and starts the debug binary in --role api on free
+#                          loopback ports, its log in $work/postmand.log ($work made here); sets
+#                          $port, $health, $work and $server, and waits for the API's port.
 
 check_browser() {
   browser=$(command -v chromium || command -v chromium-browser || true)
@@ -46,4 +49,17 @@ check_wait_ports() {
     if python3 -c "import socket;$connect" 2>/dev/null; then return; fi
     sleep 0.1
   done
+}
+
+check_start_api() {
+  port=$(pg_free_port)
+  health=$(pg_free_port)
+  work=$(mktemp -d)
+  export POSTMAND_DATABASE_URL=$url POSTMAND_HTTP_PORT=$port POSTMAND_HEALTH_CHECK_HTTP_PORT=$health \
+    POSTMAND_BIND_ADDRESS=127.0.0.1 POSTMAND_LOG_LEVEL=warn
+  local bin="${CARGO_TARGET_DIR:-target}/debug/postmand"
+  "$bin" migrate >/dev/null 2>&1
+  "$bin" --role api 2>"$work/postmand.log" &
+  server=$!
+  check_wait_ports "$port"
 }
