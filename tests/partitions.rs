@@ -50,6 +50,17 @@ fn assert_lands_in_a_day(client: &mut postgres::Client, days_ahead: i32) {
     assert!(landed.starts_with("delivery_attempts_p"), "{landed}");
 }
 
+/// How many attempts delivery `id` has, on any day.
+fn attempts_of(client: &mut postgres::Client, id: Uuid) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM delivery_attempts WHERE delivery_id = $1",
+            &[&id],
+        )
+        .expect("count attempts")
+        .get(0)
+}
+
 fn fingerprint(client: &mut postgres::Client) -> (i64, String) {
     let row = client.query_one(ALL_ATTEMPTS, &[]).expect("fingerprint");
     (row.get(0), row.get(1))
@@ -367,15 +378,6 @@ fn deleting_a_delivery_or_a_webhook_deletes_its_attempts_from_every_day() {
         .unwrap()
         .get(0);
     assert!(days >= 4, "attempts spread over {days} partitions");
-    let attempts_of = |client: &mut postgres::Client, id: Uuid| -> i64 {
-        client
-            .query_one(
-                "SELECT count(*) FROM delivery_attempts WHERE delivery_id = $1",
-                &[&id],
-            )
-            .unwrap()
-            .get(0)
-    };
 
     let app = TestApp::start_with(db.share(), &db.config(), Role::Api);
     assert_eq!(
@@ -474,15 +476,6 @@ fn deleting_an_original_delivery_or_webhook_deletes_attempts_stamped_before_it()
         ))
         .expect("skewed rows");
     migrate::run(&mut client).expect("migrate");
-    let attempts_of = |client: &mut postgres::Client, id: Uuid| -> i64 {
-        client
-            .query_one(
-                "SELECT count(*) FROM delivery_attempts WHERE delivery_id = $1",
-                &[&id],
-            )
-            .unwrap()
-            .get(0)
-    };
     assert_eq!(attempts_of(&mut client, delivery), 1);
 
     let app = TestApp::start_with(db.share(), &db.config(), Role::Api);
