@@ -374,6 +374,10 @@ impl Server {
                 last: None,
                 held_back: 0,
             };
+            let mut descriptor_warning = RateLimitedWarning {
+                last: None,
+                held_back: 0,
+            };
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
@@ -399,35 +403,45 @@ impl Server {
                             log::debug!("closed a new connection: cannot set TCP_NODELAY: {e}");
                             continue;
                         }
-                        let streams = match ssl {
-                            None => RefinedTcpStream::new(sock),
+                        let stream: util::refined_tcp_stream::Stream = match ssl {
+                            None => sock.into(),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection
                                 // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
+                                match ssl.accept(sock) {
+                                    Ok(s) => s.into(),
                                     Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
+                                }
                             }
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
                         };
-                        // postmand patch 1: upstream unwrapped this clone, so EMFILE here
-                        // panicked the accept thread.
-                        let (read_closable, mut write_closable) = match streams {
-                            Ok(streams) => streams,
-                            Err(e) => {
-                                accept_warning.warn(format_args!(
-                                    "Error accepting new clients, retrying in {} ms: {}",
-                                    ACCEPT_ERROR_PAUSE.as_millis(),
-                                    e
-                                ));
-                                thread::sleep(ACCEPT_ERROR_PAUSE);
-                                continue;
+                        // postmand patch 1: upstream unwrapped the clone that makes the read
+                        // half, so EMFILE here panicked the accept thread. A connection accepted
+                        // with the last free descriptor is kept and its clone retried, rather
+                        // than closed unanswered: it is served once a descriptor frees.
+                        let mut waiting = Some(stream);
+                        let mut halves = None;
+                        while let Some(stream) = waiting.take() {
+                            match RefinedTcpStream::new(stream) {
+                                Ok(both) => halves = Some(both),
+                                Err((e, stream)) => {
+                                    descriptor_warning.warn(format_args!(
+                                        "a new connection waits for a file descriptor, \
+                                         retrying in {} ms: {}",
+                                        ACCEPT_ERROR_PAUSE.as_millis(),
+                                        e
+                                    ));
+                                    thread::sleep(ACCEPT_ERROR_PAUSE);
+                                    if !inside_close_trigger.load(Relaxed) {
+                                        waiting = Some(stream);
+                                    }
+                                }
                             }
+                        }
+                        let Some((read_closable, mut write_closable)) = halves else {
+                            continue;
                         };
 
                         // postmand patch 4: the connection counts as open until its write

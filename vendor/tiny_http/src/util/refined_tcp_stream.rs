@@ -103,13 +103,22 @@ pub struct RefinedTcpStream {
 }
 
 impl RefinedTcpStream {
-    pub(crate) fn new<S>(stream: S) -> IoResult<(RefinedTcpStream, RefinedTcpStream)>
+    /// postmand patch 1: the read half needs a descriptor of its own (`try_clone`), which an
+    /// exhausted process lacks (EMFILE). The stream then comes back with the error, so that
+    /// the caller can retry rather than close a connection it has already accepted.
+    pub(crate) fn new<S>(
+        stream: S,
+    ) -> Result<(RefinedTcpStream, RefinedTcpStream), (std::io::Error, Stream)>
     where
         S: Into<Stream>,
     {
         let stream: Stream = stream.into();
 
-        let (read, write) = (stream.try_clone()?, stream);
+        let read = match stream.try_clone() {
+            Ok(read) => read,
+            Err(e) => return Err((e, stream)),
+        };
+        let write = stream;
 
         let read = RefinedTcpStream {
             stream: read,
