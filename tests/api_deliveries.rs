@@ -203,6 +203,22 @@ fn list_deliveries_newest_first_with_filters() {
         ids(&app.get("/v1/deliveries?limit=1&offset=1")),
         [id(&second)]
     );
+    // A page past an offset reads the skipped rows from an index and fetches its own by id
+    // (deliveries::LIST_PAST_OFFSET): the same filters and order.
+    assert_eq!(
+        ids(&app.get("/v1/deliveries?status=pending&limit=5&offset=1")),
+        [id(&first)]
+    );
+    assert_eq!(
+        ids(&app.get(&format!(
+            "/v1/deliveries?created_at.gte={t2}&limit=5&offset=1"
+        ))),
+        [id(&second)]
+    );
+    assert_eq!(
+        ids(&app.get("/v1/deliveries?offset=3")),
+        Vec::<String>::new()
+    );
 }
 
 #[test]

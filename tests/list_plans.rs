@@ -236,7 +236,7 @@ fn issue_17_every_list_filter_and_cursor_is_read_in_order_from_an_index_at_1m_ro
                         let filters: [&(dyn ToSql + Sync); 3] = [&webhook_id, &status, &event_id];
                         let plan = list_plan(
                             &mut client,
-                            deliveries::LIST,
+                            deliveries::list_statement(offset),
                             &filters,
                             (gte, lt),
                             (limit, offset),

@@ -139,7 +139,7 @@ fn issue_14_every_index_of_the_hot_tables_is_read_by_a_plan_or_a_cascade() {
     ] {
         plans.push(explain(
             &mut client,
-            deliveries::LIST,
+            deliveries::list_statement(offset),
             &[
                 &webhook_id,
                 &status,

@@ -86,7 +86,7 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
             &none_time,
             &none_uuid,
         ];
-        let plan = explain(&mut client, deliveries::LIST, &params);
+        let plan = explain(&mut client, deliveries::list_statement(offset), &params);
         plans.push((
             format!("webhook page: status {status:?}, from {after:?}"),
             plan,
