@@ -55,6 +55,16 @@ pub(crate) fn figures(args: &Args, plan: &Plan, receiver: &Receiver) -> Result<V
     let base = format!("http://{}", server.api);
     let fresh = one_connection_each();
     let shapes = list_shapes(&mut client, rows_n)?;
+    // With --baseline, the other binary's API on the same history, each shape timed right
+    // after this build's, for a ratio from the same run.
+    let mut baseline = match &args.baseline {
+        Some(binary) => {
+            let mut other = Postmand::start(binary, &db.url, plan, "api")?;
+            other.wait_ready()?;
+            Some(other)
+        }
+        None => None,
+    };
     for (name, path) in &shapes {
         let l = time_gets(&fresh, &format!("{base}{path}"), plan.scale_requests)?;
         let name = format!("Scale, {rows_n} rows: {name}");
@@ -66,6 +76,30 @@ pub(crate) fn figures(args: &Args, plan: &Plan, receiver: &Receiver) -> Result<V
             "<= 20",
             Some(l.p99 <= 20.0),
         ));
+        if let Some(other) = &baseline {
+            let b = time_gets(
+                &fresh,
+                &format!("http://{}{path}", other.api),
+                plan.scale_requests,
+            )?;
+            rows.push(row(
+                &format!("{name}: p99 (baseline)"),
+                b.p99,
+                "ms",
+                "",
+                None,
+            ));
+            rows.push(row(
+                &format!("{name}: p99, this build / baseline"),
+                l.p99 / b.p99,
+                "x",
+                "",
+                None,
+            ));
+        }
+    }
+    if let Some(other) = baseline.take() {
+        other.stop()?;
     }
     // The same first list on one kept-alive connection: what a client that keeps its
     // connection sees (one_connection_each says why it differs).
