@@ -22,22 +22,18 @@ pub const GET_WITHIN: &str = "SELECT id, webhook_id, delivery_id, raw_request, r
 /// in its UUIDv7 id (the dispatcher's clock when it began) for [`get`] to find it in one step.
 const ID_TIME_SLACK: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
-/// Newest first, ties broken by id. A NULL filter parameter means "no filter". `$10`/`$11` is
-/// the keyset mark, as in `deliveries::LIST`: an index condition of every
-/// `(…, created_at DESC, id DESC)` index, on each partition too when the table is partitioned by
-/// `created_at`.
-pub const LIST: &str = "SELECT id, webhook_id, delivery_id, raw_request, raw_response, \
+/// Newest first, ties broken by id. A NULL filter parameter means "no filter"; the time range
+/// and keyset mark are `created_range_and_mark!`'s (`store/mod.rs`).
+pub const LIST: &str = concat!(
+    "SELECT id, webhook_id, delivery_id, raw_request, raw_response, \
     response_status_code, execution_duration, success, error, created_at \
     FROM delivery_attempts \
     WHERE ($1::uuid IS NULL OR webhook_id = $1) \
     AND ($2::uuid IS NULL OR delivery_id = $2) \
-    AND ($3::boolean IS NULL OR success = $3) \
-    AND ($4::timestamptz IS NULL OR created_at > $4) \
-    AND ($5::timestamptz IS NULL OR created_at >= $5) \
-    AND ($6::timestamptz IS NULL OR created_at < $6) \
-    AND ($7::timestamptz IS NULL OR created_at <= $7) \
-    AND ($10::timestamptz IS NULL OR (created_at, id) < ($10, $11::uuid)) \
-    ORDER BY created_at DESC, id DESC LIMIT $8 OFFSET $9";
+    AND ($3::boolean IS NULL OR success = $3) ",
+    created_range_and_mark!(),
+    " ORDER BY created_at DESC, id DESC LIMIT $8 OFFSET $9"
+);
 
 /// Filters of the attempt list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

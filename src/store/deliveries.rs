@@ -62,26 +62,20 @@ const DELETE_ATTEMPTS_OF: &str = "DELETE FROM delivery_attempts \
 /// from the same database clock, so this only covers that clock being set back.
 pub const CLOCK_SLACK: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
-/// The `WHERE` of [`LIST`] and [`LIST_PAST_OFFSET`]. A NULL filter parameter means "no
-/// filter". `$10`/`$11` is the keyset mark: rows strictly after that one (older), NULL on a
-/// first page. The row comparison is an index condition of every `(…, created_at DESC, id
-/// DESC)` index, so a page after a cursor starts where the last one stopped instead of reading
-/// past it (tests/list_plans.rs checks each filter's plan).
+/// The `WHERE` of [`LIST`] and [`LIST_PAST_OFFSET`]; a NULL filter parameter means "no filter".
 macro_rules! list_where {
     () => {
-        "WHERE ($1::uuid IS NULL OR webhook_id = $1) \
-        AND ($2::varchar IS NULL OR status = $2) \
-        AND ($3::uuid IS NULL OR event_id = $3) \
-        AND ($4::timestamptz IS NULL OR created_at > $4) \
-        AND ($5::timestamptz IS NULL OR created_at >= $5) \
-        AND ($6::timestamptz IS NULL OR created_at < $6) \
-        AND ($7::timestamptz IS NULL OR created_at <= $7) \
-        AND ($10::timestamptz IS NULL OR (created_at, id) < ($10, $11::uuid))"
+        concat!(
+            "WHERE ($1::uuid IS NULL OR webhook_id = $1) \
+            AND ($2::varchar IS NULL OR status = $2) \
+            AND ($3::uuid IS NULL OR event_id = $3) ",
+            created_range_and_mark!()
+        )
     };
 }
 
 /// Newest first, ties broken by id so paging never skips or repeats a row; `$8` rows after
-/// skipping `$9`. See [`list_where`] for the filters and [`list_statement`] for which of this
+/// skipping `$9`. See `list_where!` for the filters and [`list_statement`] for which of this
 /// and [`LIST_PAST_OFFSET`] a page uses.
 pub const LIST: &str = concat!(
     "SELECT id, webhook_id, payload, scheduled_at, delivery_attempts, status, \

@@ -4,6 +4,22 @@
 //! Statements take the clock from the database (`now()`), never from the caller, so every API
 //! process and worker schedules against one clock.
 
+/// The conditions the time-ordered lists of deliveries and attempts share after their own
+/// filters (`$1`-`$3`): the creation-time range (`$4`-`$7`: `created_at.gt`, `gte`, `lt`, `lte`)
+/// and the keyset mark (`$10`/`$11`: rows strictly after that one, NULL on a first page), in
+/// the order [`list_params`] binds them. The row comparison is an index condition of every
+/// `(…, created_at DESC, id DESC)` index, on each partition too, so a page after a cursor starts
+/// where the last one stopped instead of reading past it (tests/list_plans.rs checks the plans).
+macro_rules! created_range_and_mark {
+    () => {
+        "AND ($4::timestamptz IS NULL OR created_at > $4) \
+        AND ($5::timestamptz IS NULL OR created_at >= $5) \
+        AND ($6::timestamptz IS NULL OR created_at < $6) \
+        AND ($7::timestamptz IS NULL OR created_at <= $7) \
+        AND ($10::timestamptz IS NULL OR (created_at, id) < ($10, $11::uuid))"
+    };
+}
+
 pub mod attempts;
 pub mod dashboard;
 pub mod deliveries;
