@@ -640,3 +640,93 @@ fn migration_keeps_the_old_tables_grants() {
     assert_eq!(privileges, [true, true, false]);
     assert_eq!(read.expect("the role reads every partition"), 1200);
 }
+
+#[test]
+fn attempt_pages_read_the_last_day_alone_when_it_fills_them() {
+    let db = TestDb::new("partitions_first_window");
+    let mut client = db.client();
+    let webhook = Uuid::new_v4();
+    let delivery = Uuid::new_v4();
+    client
+        .batch_execute(&format!(
+            "SELECT postmand_create_attempt_partitions(now() - interval '30 days', now());
+             INSERT INTO webhooks VALUES ('{webhook}', 'W', 'http://127.0.0.1:9/', 'text/plain', '{{200}}', '',
+                 false, 1, 1, 1, 1, now(), now());
+             INSERT INTO deliveries VALUES ('{delivery}', '{webhook}', 'x', now(), 1, 'failed', now(), now());
+             INSERT INTO delivery_attempts
+             SELECT gen_random_uuid(), '{webhook}', '{delivery}', '', '', 500, 1, success, '', now() - age
+             FROM (VALUES (true, interval '1 hour'), (true, interval '2 hours'), (true, interval '3 hours'),
+                          (true, interval '-2 hours'), (false, interval '2 days'), (true, interval '2 days'),
+                          (false, interval '10 days'), (false, interval '10 days'), (true, interval '10 days'))
+                 AS t(success, age);"
+        ))
+        .unwrap();
+
+    // Every filter, every page size: the pages, walked by cursor, are the whole list in order.
+    for success in [None, Some(true), Some(false)] {
+        let expected: Vec<Uuid> = client
+            .query(
+                "SELECT id FROM delivery_attempts WHERE $1::boolean IS NULL OR success = $1 \
+                 ORDER BY created_at DESC, id DESC",
+                &[&success],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let filter = attempts::Filter {
+            success,
+            ..Default::default()
+        };
+        for limit in [1, 2, 3, 4, 50] {
+            let (mut seen, mut after) = (Vec::new(), None);
+            loop {
+                let page = postmand::store::Page { limit, offset: 0 };
+                let listed = attempts::list(&mut client, &filter, page, after.as_ref()).unwrap();
+                seen.extend(listed.rows.iter().map(|a| a.id));
+                match listed.rows.last() {
+                    Some(last) if listed.more => {
+                        after = Some(postmand::store::TimeMark {
+                            created_at: last.created_at,
+                            id: last.id,
+                        })
+                    }
+                    _ => break,
+                }
+            }
+            assert_eq!(seen, expected, "success={success:?} limit={limit}");
+        }
+    }
+
+    // With the partition of ten days ago locked, a first page the last day fills is answered
+    // (its read never plans that partition); one it cannot fill reads every day and waits.
+    let old: String = client
+        .query_one(
+            "SELECT tableoid::regclass::text FROM delivery_attempts \
+             WHERE created_at < now() - interval '9 days' LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut locker = db.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute(&format!("LOCK TABLE {old} IN ACCESS EXCLUSIVE MODE"))
+        .unwrap();
+    client.batch_execute("SET lock_timeout = '1s'").unwrap();
+    let first = postmand::store::Page {
+        limit: 3,
+        offset: 0,
+    };
+    let recent = attempts::list(&mut client, &attempts::Filter::default(), first, None).unwrap();
+    assert_eq!((recent.rows.len(), recent.more), (3, true));
+    let failed = attempts::Filter {
+        success: Some(false),
+        ..Default::default()
+    };
+    let waited = attempts::list(&mut client, &failed, first, None).map(|l| l.rows.len());
+    assert!(
+        waited.as_ref().is_err_and(|e| e.is_lock_timeout()),
+        "{waited:?}"
+    );
+    lock.rollback().unwrap();
+}

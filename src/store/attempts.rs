@@ -103,7 +103,18 @@ fn id_time(id: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp(i64::try_from(seconds).ok()?, nanos)
 }
 
+/// How far back from the newest row a page can hold (now, or the cursor's time) [`list`] reads
+/// first. Planning a statement costs each daily partition it may read: 46 ms a list at 373
+/// partitions (a year with retention off) against about 1 ms for the few this window leaves.
+const FIRST_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
 /// One page of attempts, newest first, after `after` when given.
+///
+/// A page without an offset is read first from the last [`FIRST_WINDOW`] alone (a bound the
+/// planner prunes partitions by). When that window holds more rows than the page, the page and
+/// its "more" are those of the whole list, since every row outside the window is older than
+/// every row in it; otherwise the page is read again without the window. The clock only
+/// decides which read answers, never what the answer is.
 pub fn list(
     client: &mut impl GenericClient,
     filter: &Filter,
@@ -111,19 +122,36 @@ pub fn list(
     after: Option<&TimeMark>,
 ) -> Result<Listed<Attempt>, Error> {
     let (after_time, after_id) = TimeMark::params(after);
-    page_of(
-        client,
-        LIST,
-        &[
-            (&filter.webhook_id, Type::UUID),
-            (&filter.delivery_id, Type::UUID),
-            (&filter.success, Type::BOOL),
-        ],
-        &filter.created,
-        &page,
-        &[(&after_time, Type::TIMESTAMPTZ), (&after_id, Type::UUID)],
-        |row| Ok(from_row(row)),
-    )
+    let mut read = |created: &CreatedRange| {
+        page_of(
+            client,
+            LIST,
+            &[
+                (&filter.webhook_id, Type::UUID),
+                (&filter.delivery_id, Type::UUID),
+                (&filter.success, Type::BOOL),
+            ],
+            created,
+            &page,
+            &[(&after_time, Type::TIMESTAMPTZ), (&after_id, Type::UUID)],
+            |row| Ok(from_row(row)),
+        )
+    };
+    if page.offset == 0 {
+        let floor = after_time.unwrap_or_else(chrono::Utc::now) - FIRST_WINDOW;
+        let below = |bound: Option<chrono::DateTime<chrono::Utc>>| bound.is_none_or(|b| b < floor);
+        if below(filter.created.gt) && below(filter.created.gte) {
+            let window = CreatedRange {
+                gte: Some(floor),
+                ..filter.created
+            };
+            let listed = read(&window)?;
+            if listed.more {
+                return Ok(listed);
+            }
+        }
+    }
+    read(&filter.created)
 }
 
 #[cfg(test)]
