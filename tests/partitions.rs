@@ -730,3 +730,79 @@ fn attempt_pages_read_the_last_day_alone_when_it_fills_them() {
     );
     lock.rollback().unwrap();
 }
+
+#[test]
+fn a_deliverys_attempts_are_read_from_its_creation_on() {
+    let db = TestDb::new("partitions_delivery_attempts");
+    let mut client = db.client();
+    let webhook = Uuid::new_v4();
+    let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
+    client
+        .batch_execute(&format!(
+            "SELECT postmand_create_attempt_partitions(now() - interval '30 days', now());
+             INSERT INTO webhooks VALUES ('{webhook}', 'W', 'http://127.0.0.1:9/', 'text/plain', '{{200}}', '',
+                 false, 1, 1, 1, 1, now(), now());
+             INSERT INTO deliveries VALUES
+                 ('{old}', '{webhook}', 'x', now(), 3, 'failed', now() - interval '10 days', now()),
+                 ('{new}', '{webhook}', 'x', now(), 1, 'succeeded', now(), now());
+             INSERT INTO delivery_attempts
+             SELECT gen_random_uuid(), '{webhook}', delivery, '', '', 500, 1, false, '', now() - age
+             FROM (VALUES ('{old}'::uuid, interval '10 days' - interval '1 minute'),
+                          ('{old}', interval '2 days'), ('{old}', interval '1 hour'),
+                          ('{new}', interval '1 minute')) AS t(delivery, age);"
+        ))
+        .unwrap();
+    let expected: Vec<Uuid> = client
+        .query(
+            "SELECT id FROM delivery_attempts WHERE delivery_id = $1 \
+             ORDER BY created_at DESC, id DESC",
+            &[&old],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(expected.len(), 3);
+
+    // A partition from before the delivery, locked: its attempts are read without it, while a
+    // list the last day cannot fill, of every delivery, reads every day and waits for it.
+    let before: String = client
+        .query_one(
+            "SELECT name FROM postmand_attempt_partitions() \
+             WHERE lower_bound <= now() - interval '20 days' \
+             AND upper_bound > now() - interval '20 days'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut locker = db.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute(&format!("LOCK TABLE {before} IN ACCESS EXCLUSIVE MODE"))
+        .unwrap();
+    client.batch_execute("SET lock_timeout = '1s'").unwrap();
+    let page = postmand::store::Page {
+        limit: 50,
+        offset: 0,
+    };
+    let of_old = attempts::Filter {
+        delivery_id: Some(old),
+        ..Default::default()
+    };
+    let listed = attempts::list(&mut client, &of_old, page, None).unwrap();
+    let ids: Vec<Uuid> = listed.rows.iter().map(|a| a.id).collect();
+    assert_eq!((ids, listed.more), (expected, false));
+    let every = attempts::list(&mut client, &attempts::Filter::default(), page, None);
+    assert!(
+        every.as_ref().is_err_and(|e| e.is_lock_timeout()),
+        "{:?}",
+        every.map(|l| l.rows.len())
+    );
+    // Deleting a delivery reads the bound of the legacy partition alone, and deletes attempts
+    // from the delivery's creation on: neither waits for the locked day.
+    assert_eq!(
+        postmand::store::deliveries::delete(&mut client, new).map_err(|e| e.to_string()),
+        Ok(true)
+    );
+    lock.rollback().unwrap();
+    assert_eq!(attempts_of(&mut client, new), 0);
+}

@@ -114,7 +114,8 @@ const FIRST_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(1);
 /// planner prunes partitions by). When that window holds more rows than the page, the page and
 /// its "more" are those of the whole list, since every row outside the window is older than
 /// every row in it; otherwise the page is read again without the window. The clock only
-/// decides which read answers, never what the answer is.
+/// decides which read answers, never what the answer is. The attempts of one delivery are read
+/// from its creation on (less [`super::deliveries::CLOCK_SLACK`]).
 pub fn list(
     client: &mut impl GenericClient,
     filter: &Filter,
@@ -122,7 +123,7 @@ pub fn list(
     after: Option<&TimeMark>,
 ) -> Result<Listed<Attempt>, Error> {
     let (after_time, after_id) = TimeMark::params(after);
-    let mut read = |created: &CreatedRange| {
+    let read = |client: &mut _, created: &CreatedRange| {
         page_of(
             client,
             LIST,
@@ -139,19 +140,31 @@ pub fn list(
     };
     if page.offset == 0 {
         let floor = after_time.unwrap_or_else(chrono::Utc::now) - FIRST_WINDOW;
-        let below = |bound: Option<chrono::DateTime<chrono::Utc>>| bound.is_none_or(|b| b < floor);
-        if below(filter.created.gt) && below(filter.created.gte) {
-            let window = CreatedRange {
-                gte: Some(floor),
-                ..filter.created
-            };
-            let listed = read(&window)?;
+        if let Some(window) = from(&filter.created, floor) {
+            let listed = read(client, &window)?;
             if listed.more {
                 return Ok(listed);
             }
         }
     }
-    read(&filter.created)
+    let since = match filter.delivery_id {
+        Some(id) => super::deliveries::earliest_attempt(client, id)?,
+        None => None,
+    };
+    match since.and_then(|since| from(&filter.created, since)) {
+        Some(created) => read(client, &created),
+        None => read(client, &filter.created),
+    }
+}
+
+/// `created` with rows from `floor` on only; `None` when its own lower bounds already are
+/// that narrow.
+fn from(created: &CreatedRange, floor: chrono::DateTime<chrono::Utc>) -> Option<CreatedRange> {
+    let below = |bound: Option<chrono::DateTime<chrono::Utc>>| bound.is_none_or(|b| b < floor);
+    (below(created.gt) && below(created.gte)).then_some(CreatedRange {
+        gte: Some(floor),
+        ..*created
+    })
 }
 
 #[cfg(test)]

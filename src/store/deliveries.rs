@@ -45,8 +45,10 @@ const GET: &str = "SELECT id, webhook_id, payload, scheduled_at, delivery_attemp
 
 /// Deletes a delivery; [`DELETE_ATTEMPTS_OF`] then deletes its attempts. Also returns the end
 /// of the legacy partition, for [`attempts_since`].
-const DELETE: &str = "DELETE FROM deliveries WHERE id = $1 RETURNING created_at, \
-    (SELECT max(upper_bound) FROM postmand_attempt_partitions() WHERE lower_bound IS NULL)";
+const DELETE: &str = concat!(
+    "DELETE FROM deliveries WHERE id = $1 RETURNING created_at, ",
+    legacy_end!()
+);
 
 /// Deletes the attempts of delivery `$1` made since `$2` (NULL: whenever). Attempts have no
 /// foreign key to deliveries since migration 10 (its cascade probed every daily partition for
@@ -220,6 +222,24 @@ pub(super) fn delete_with_attempts(
     tx.execute_typed(attempts, &[(&id, Type::UUID), (&since, Type::TIMESTAMPTZ)])?;
     tx.commit()?;
     Ok(true)
+}
+
+/// The creation time of delivery `$1`, and the end of the legacy partition (as [`DELETE`]).
+const CREATED_AT: &str = concat!(
+    "SELECT created_at, ",
+    legacy_end!(),
+    " FROM deliveries WHERE id = $1"
+);
+
+/// The earliest creation time the attempts of delivery `id` can have; `None` when they may be
+/// anywhere, or no delivery has that id.
+pub(super) fn earliest_attempt(
+    client: &mut impl GenericClient,
+    id: Uuid,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
+    Ok(client
+        .query_typed_opt(CREATED_AT, &[(&id, Type::UUID)])?
+        .and_then(|row| attempts_since(row.get(0), row.get(1))))
 }
 
 /// The earliest creation time the attempts of a row created at `created_at` can have; `None`
