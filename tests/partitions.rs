@@ -662,13 +662,19 @@ fn attempt_pages_read_the_last_day_alone_when_it_fills_them() {
         ))
         .unwrap();
 
-    // Every filter, every page size: the pages, walked by cursor, are the whole list in order.
-    for success in [None, Some(true), Some(false)] {
+    // Every filter, with and without an upper time bound, every page size: the pages, walked
+    // by cursor, are the whole list in order.
+    let a_day_ago = chrono::Utc::now() - chrono::TimeDelta::days(1);
+    for (success, lt) in [None, Some(true), Some(false)]
+        .into_iter()
+        .flat_map(|success| [(success, None), (success, Some(a_day_ago))])
+    {
         let expected: Vec<Uuid> = client
             .query(
-                "SELECT id FROM delivery_attempts WHERE $1::boolean IS NULL OR success = $1 \
+                "SELECT id FROM delivery_attempts WHERE ($1::boolean IS NULL OR success = $1) \
+                 AND ($2::timestamptz IS NULL OR created_at < $2) \
                  ORDER BY created_at DESC, id DESC",
-                &[&success],
+                &[&success, &lt],
             )
             .unwrap()
             .iter()
@@ -676,6 +682,10 @@ fn attempt_pages_read_the_last_day_alone_when_it_fills_them() {
             .collect();
         let filter = attempts::Filter {
             success,
+            created: postmand::store::CreatedRange {
+                lt,
+                ..Default::default()
+            },
             ..Default::default()
         };
         for limit in [1, 2, 3, 4, 50] {
@@ -694,7 +704,10 @@ fn attempt_pages_read_the_last_day_alone_when_it_fills_them() {
                     _ => break,
                 }
             }
-            assert_eq!(seen, expected, "success={success:?} limit={limit}");
+            assert_eq!(
+                seen, expected,
+                "success={success:?} lt={lt:?} limit={limit}"
+            );
         }
     }
 
