@@ -38,6 +38,15 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
     let none_time: Option<chrono::DateTime<chrono::Utc>> = None;
     let day_ago = Some(chrono::Utc::now() - chrono::Duration::days(1));
     let (limit, offset, sample, newest, shown) = (50_i64, 0_i64, 10_i64, 5_000_i64, 50_i64);
+    // A month of days, as after a month with retention off: the aggregates must plan only the
+    // partitions of their own window.
+    client
+        .batch_execute(
+            "SELECT postmand_create_attempt_partitions(now() - interval '30 days', now())",
+        )
+        .expect("a month of partitions");
+    let clock = dashboard::clock(&mut client, "24 hours").expect("clock");
+    let hour_ago = dashboard::clock(&mut client, "1 hour").expect("clock");
 
     let mut plans: Vec<(String, String)> = vec![
         (
@@ -50,7 +59,11 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
         ),
         (
             "overview: attempts per minute".into(),
-            explain(&mut client, dashboard::ATTEMPTS_PER_MINUTE, &[]),
+            explain(
+                &mut client,
+                dashboard::ATTEMPTS_PER_MINUTE,
+                &[&clock.0, &hour_ago.1],
+            ),
         ),
         (
             "overview: queue".into(),
@@ -61,7 +74,7 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
             explain(
                 &mut client,
                 dashboard::HOURLY_SUCCESS,
-                &[&webhooks, &sample],
+                &[&webhooks, &sample, &clock.0, &clock.1],
             ),
         ),
     ];
@@ -137,11 +150,23 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
         "{per_minute}"
     );
     assert_eq!(
-        per_minute
-            .matches("Index Cond: (created_at > (now() - '01:00:00'::interval))")
-            .count(),
+        per_minute.matches("Index Cond: (created_at > '").count(),
         2,
         "{per_minute}"
+    );
+    // Of the month's partitions, only those from the window's day on (today's, and the week
+    // ahead the worker keeps) are planned: twice for the minutes, once for the hours.
+    let ahead = postmand::store::partitions::DAYS_AHEAD as usize;
+    let days = |plan: &str| {
+        plan.lines()
+            .filter_map(|line| line.split_once(" on delivery_attempts_p"))
+            .map(|(_, rest)| rest.chars().take_while(char::is_ascii_digit).collect())
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    assert!(
+        (1..=ahead + 2).contains(&days(per_minute).len()),
+        "{:?}\n{per_minute}",
+        days(per_minute)
     );
     // A webhook's deliveries, newest first, and its failed ones, each from their index.
     assert!(
@@ -157,5 +182,10 @@ fn issue_18_no_dashboard_statement_scans_deliveries_or_attempts() {
         table_indexes_in(&mut client, by_hour)
             .contains("delivery_attempts_webhook_created_at_id_idx"),
         "{by_hour}"
+    );
+    assert!(
+        (1..=ahead + 2).contains(&days(by_hour).len()),
+        "{:?}\n{by_hour}",
+        days(by_hour)
     );
 }
