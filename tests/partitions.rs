@@ -819,3 +819,78 @@ fn a_deliverys_attempts_are_read_from_its_creation_on() {
     lock.rollback().unwrap();
     assert_eq!(attempts_of(&mut client, new), 0);
 }
+
+#[test]
+fn the_legacy_partitions_end_reads_back_under_any_datestyle_and_time_zone() {
+    // Read in the session's own DateStyle and TimeZone, the bound came back as SST, which
+    // PostgreSQL cannot read (22007: every delete of a delivery failed), or as IST or CST,
+    // which it reads as another zone's (review of 2026-12-01).
+    let db = populated_at("partitions_legacy_datestyle", 1);
+    let mut client = db.client();
+    migrate::run(&mut client).expect("migrate");
+    let expected: Option<chrono::DateTime<chrono::Utc>> = client
+        .query_one(
+            "SELECT max(upper_bound) FROM postmand_attempt_partitions() WHERE lower_bound IS NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(expected.is_some(), "a legacy partition");
+    let delivery: Uuid = client
+        .query_one("SELECT id FROM deliveries ORDER BY created_at LIMIT 1", &[])
+        .unwrap()
+        .get(0);
+    for (style, zone) in [
+        ("Postgres", "Pacific/Pago_Pago"),
+        ("Postgres", "Asia/Kolkata"),
+        ("SQL", "Asia/Shanghai"),
+        ("German", "Europe/Lisbon"),
+    ] {
+        client
+            .batch_execute(&format!(
+                "SET DateStyle = '{style}'; SET TimeZone = '{zone}'"
+            ))
+            .unwrap();
+        let end: Option<chrono::DateTime<chrono::Utc>> = client
+            .query_one("SELECT postmand_attempt_legacy_end()", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(end, expected, "{style} {zone}");
+        let of_delivery = attempts::Filter {
+            delivery_id: Some(delivery),
+            ..Default::default()
+        };
+        let page = postmand::store::Page {
+            limit: 50,
+            offset: 0,
+        };
+        let listed = attempts::list(&mut client, &of_delivery, page, None).map(|l| l.rows.len());
+        assert_eq!(listed.map_err(|e| e.to_string()), Ok(2), "{style} {zone}");
+    }
+    let deleted = postmand::store::deliveries::delete(&mut client, delivery);
+    assert_eq!(deleted.map_err(|e| e.to_string()), Ok(true));
+    assert_eq!(attempts_of(&mut client, delivery), 0);
+}
+
+#[test]
+fn an_attempt_page_after_the_earliest_cursor_time_is_answered() {
+    // A cursor may carry any time from PostgreSQL's earliest (api/cursor.rs); the first
+    // window's start, a day before it, is out of PostgreSQL's range (review of 2026-12-01).
+    let db = TestDb::new("partitions_earliest_cursor");
+    let mut client = db.client();
+    let earliest = chrono::NaiveDate::from_ymd_opt(-4713, 11, 24)
+        .and_then(|day| day.and_hms_opt(12, 0, 0))
+        .expect("a date")
+        .and_utc();
+    let mark = postmand::store::TimeMark {
+        created_at: earliest,
+        id: Uuid::nil(),
+    };
+    let page = postmand::store::Page {
+        limit: 10,
+        offset: 0,
+    };
+    let listed = attempts::list(&mut client, &Default::default(), page, Some(&mark))
+        .map(|l| (l.rows.len(), l.more));
+    assert_eq!(listed.map_err(|e| e.to_string()), Ok((0, false)));
+}

@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "009_webhook_delivery_order.sql"),
     migration!(10, "010_attempt_partitions.sql"),
     migration!(11, "011_list_indexes.sql"),
+    migration!(12, "012_attempt_legacy_end.sql"),
 ];
 
 /// Serialises concurrent `postmand migrate` runs (several containers starting at once).

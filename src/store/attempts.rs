@@ -147,7 +147,9 @@ pub fn list(
             .flatten()
             .fold(chrono::Utc::now(), std::cmp::min);
         let floor = top - FIRST_WINDOW;
-        if let Some(window) = from(&filter.created, floor) {
+        // A cursor may carry any time PostgreSQL can (from 4714 BC), and a day before its
+        // earliest is out of range; no attempt is older than 1970 anyway.
+        if let Some(window) = from(&filter.created, floor).filter(|_| floor.timestamp() >= 0) {
             let listed = read(client, &window)?;
             if listed.more {
                 return Ok(listed);

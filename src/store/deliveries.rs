@@ -45,10 +45,8 @@ const GET: &str = "SELECT id, webhook_id, payload, scheduled_at, delivery_attemp
 
 /// Deletes a delivery; [`DELETE_ATTEMPTS_OF`] then deletes its attempts. Also returns the end
 /// of the legacy partition, for [`attempts_since`].
-const DELETE: &str = concat!(
-    "DELETE FROM deliveries WHERE id = $1 RETURNING created_at, ",
-    legacy_end!()
-);
+const DELETE: &str =
+    "DELETE FROM deliveries WHERE id = $1 RETURNING created_at, postmand_attempt_legacy_end()";
 
 /// Deletes the attempts of delivery `$1` made since `$2` (NULL: whenever). Attempts have no
 /// foreign key to deliveries since migration 10 (its cascade probed every daily partition for
@@ -225,11 +223,8 @@ pub(super) fn delete_with_attempts(
 }
 
 /// The creation time of delivery `$1`, and the end of the legacy partition (as [`DELETE`]).
-const CREATED_AT: &str = concat!(
-    "SELECT created_at, ",
-    legacy_end!(),
-    " FROM deliveries WHERE id = $1"
-);
+const CREATED_AT: &str =
+    "SELECT created_at, postmand_attempt_legacy_end() FROM deliveries WHERE id = $1";
 
 /// The earliest creation time the attempts of delivery `id` can have; `None` when they may be
 /// anywhere, or no delivery has that id.
@@ -242,19 +237,27 @@ pub(super) fn earliest_attempt(
         .and_then(|row| attempts_since(row.get(0), row.get(1))))
 }
 
+/// How far past the legacy partition's end a row may still be the original's: the end is the
+/// day after the newest attempt migration 10 found (at most the day after it ran), while the
+/// original stamped deliveries and webhooks with its API host's clock, which may run ahead.
+const LEGACY_SKEW: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
 /// The earliest creation time the attempts of a row created at `created_at` can have; `None`
 /// when they may be anywhere. `legacy_end` is the end of the partition that migration 10 made
-/// of the table it converted (`delivery_attempts_legacy`, from MINVALUE; NULL once retention
-/// dropped it). A row created before it may be the original's, which stamped a delivery with
-/// its API host's clock and an attempt with its worker host's: such an attempt can read as made
-/// hours before its delivery or webhook, beyond [`CLOCK_SLACK`].
+/// of the table it converted (`delivery_attempts_legacy`, from MINVALUE; NULL when there is
+/// none). A row created before it (give or take [`LEGACY_SKEW`]) may be the original's, which
+/// stamped a delivery with its API host's clock and an attempt with its worker host's: such an
+/// attempt can read as made hours before its delivery or webhook, beyond [`CLOCK_SLACK`]. A
+/// row stamped before 1970 (not one postmand made) gets no bound either, which also keeps the
+/// bound inside PostgreSQL's range of times.
 fn attempts_since(
     created_at: chrono::DateTime<chrono::Utc>,
     legacy_end: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
     let since = created_at - CLOCK_SLACK;
     match legacy_end {
-        Some(end) if since < end => None,
+        Some(end) if since < end + LEGACY_SKEW => None,
+        _ if since.timestamp() < 0 => None,
         _ => Some(since),
     }
 }
@@ -421,8 +424,15 @@ mod tests {
         );
         assert_eq!(
             attempts_since(end + day, Some(end)),
-            Some(end + day - CLOCK_SLACK)
+            None,
+            "within a day of it: maybe the original's, by an API clock ahead"
+        );
+        assert_eq!(
+            attempts_since(end + day * 2, Some(end)),
+            Some(end + day * 2 - CLOCK_SLACK)
         );
         assert_eq!(attempts_since(end, None), Some(end - CLOCK_SLACK));
+        let before_1970 = chrono::DateTime::from_timestamp(-1, 0).unwrap();
+        assert_eq!(attempts_since(before_1970, None), None);
     }
 }

@@ -20,20 +20,6 @@ macro_rules! created_range_and_mark {
     };
 }
 
-/// The end of the partition migration 10 made of the table it converted
-/// (`delivery_attempts_legacy`, from MINVALUE); NULL when there is none (a database migrated
-/// from empty, or retention dropped it). `pg_get_expr` locks the table whose bound it reads, so
-/// this reads only that partition's: `postmand_attempt_partitions()` reads every one, which took
-/// 7.5 ms at 373 partitions and waited behind any partition being created or dropped.
-macro_rules! legacy_end {
-    () => {
-        "(SELECT trim(both '''' from \
-            (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\((.+)\\)'))[1])::timestamptz \
-        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-        WHERE i.inhparent = 'delivery_attempts'::regclass AND c.relname = 'delivery_attempts_legacy')"
-    };
-}
-
 pub mod attempts;
 pub mod dashboard;
 pub mod deliveries;

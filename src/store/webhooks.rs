@@ -78,10 +78,8 @@ const ENSURE_OPERATIONAL: &str = "INSERT INTO webhooks (id, name, url, content_t
 /// Deletes a webhook; its deliveries go with it (ON DELETE CASCADE), and
 /// [`DELETE_ATTEMPTS_OF`] then deletes its attempts. Also returns the end of the legacy
 /// partition, as `deliveries::DELETE` does (see `deliveries::attempts_since`).
-const DELETE: &str = concat!(
-    "DELETE FROM webhooks WHERE id = $1 RETURNING created_at, ",
-    legacy_end!()
-);
+const DELETE: &str =
+    "DELETE FROM webhooks WHERE id = $1 RETURNING created_at, postmand_attempt_legacy_end()";
 
 /// Deletes the attempts of webhook `$1` made since `$2` (its creation; NULL: whenever), from
 /// the partitions of that span only. See `deliveries::DELETE_ATTEMPTS_OF` for why it is a
