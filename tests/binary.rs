@@ -329,7 +329,7 @@ fn issue_13_an_attempt_error_is_logged_with_the_endpoint_origin_only() {
     // of a failed attempt showed the whole URL.
     use crate::common::process::Postmand;
     let db = TestDb::new("binary_log_origin");
-    let closed = free_port();
+    let (closed, _refusing) = crate::common::process::refusing_port();
     let mut process = Postmand::start(
         &db.url,
         "all",
@@ -408,7 +408,8 @@ fn issue_13_healthcheck_exits_0_while_serving_and_1_when_not() {
 fn issue_13_json_logs_are_one_object_per_line_with_the_ids_as_fields() {
     use crate::common::process::Postmand;
     let db = TestDb::new("binary_log_json");
-    let (api_port, health_port, closed) = (free_port(), free_port(), free_port());
+    let (api_port, health_port) = (free_port(), free_port());
+    let (closed, _refusing) = crate::common::process::refusing_port();
     let mut process = Postmand::start(
         &db.url,
         "all",

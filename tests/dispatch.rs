@@ -258,11 +258,7 @@ fn slow_endpoint_times_out_with_request_dump_kept() {
 
 #[test]
 fn refused_connection_is_a_failed_attempt() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (port, _refusing) = crate::common::process::refusing_port();
     let app = TestApp::start_all("dispatch_refused", &[NO_POLL]);
     let url = format!("http://127.0.0.1:{port}/x");
     let webhook_id = webhook(&app, &url, json!({}));

@@ -145,6 +145,7 @@ fn api_token_guards_every_v1_route_but_not_health_metrics_or_swagger() {
     let db = TestDb::new("api_token");
     let config = db.config_with(&[("POSTMAND_API_TOKEN", "s3cret-token")]);
     let app = TestApp::start_with(db, &config, postmand::cli::Role::Api);
+    app.wait_healthy();
     let id = "a6e9a525-ac5a-488c-b118-bd7327ce6d8d";
     let routes = [
         ("GET", "/v1/webhooks".to_string()),

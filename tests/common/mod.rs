@@ -255,18 +255,36 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// Starts the API role on a fresh database.
+    /// Starts the API role on a fresh database, and waits until `/healthz` says every part of
+    /// it runs.
     pub fn start(test: &str) -> TestApp {
         let db = TestDb::new(test);
         let config = db.config();
-        TestApp::start_with(db, &config, Role::Api)
+        let app = TestApp::start_with(db, &config, Role::Api);
+        app.wait_healthy();
+        app
     }
 
-    /// Starts API and dispatchers (`--role all`) on a fresh database, with config overrides.
+    /// Starts API and dispatchers (`--role all`) on a fresh database, with config overrides,
+    /// and waits until `/healthz` says every part of them runs.
     pub fn start_all(test: &str, overrides: &[(&str, &str)]) -> TestApp {
         let db = TestDb::new(test);
         let config = db.config_with(overrides);
-        TestApp::start_with(db, &config, Role::All)
+        let app = TestApp::start_with(db, &config, Role::All);
+        app.wait_healthy();
+        app
+    }
+
+    /// Waits until `/healthz` answers 200. `start_with` returns once both servers listen; the
+    /// parts behind them (create writers, listener, dispatchers) come up on their own threads
+    /// and may still be connecting (a CI run on a loaded machine saw a first 503).
+    pub fn wait_healthy(&self) {
+        wait_until("/healthz 200", || {
+            match http::try_request(self.health, "GET", "/healthz", &[], None).map(|r| r.status) {
+                Ok(200) => Ok(()),
+                other => Err(other),
+            }
+        });
     }
 
     /// Starts `role` with `config` on `db`.

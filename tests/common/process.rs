@@ -26,6 +26,29 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// A port of 127.0.0.1 that refuses connections while the returned guard lives: the local end
+/// of a connection the guard holds open, bound but not listening, so no other test's server can
+/// take it. (A port from [`free_port`] can be taken between its release and its use: a CI run
+/// saw a request meant to be refused answered 404 by another test's server.)
+pub fn refusing_port() -> (u16, RefusingPort) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let client = TcpStream::connect(listener.local_addr().expect("its address")).expect("connect");
+    let port = client.local_addr().expect("the client's address").port();
+    (
+        port,
+        RefusingPort {
+            _listener: listener,
+            _client: client,
+        },
+    )
+}
+
+/// Keeps [`refusing_port`]'s port refusing: dropping it frees the port.
+pub struct RefusingPort {
+    _listener: TcpListener,
+    _client: TcpStream,
+}
+
 impl Postmand {
     /// Starts `postmand --role role` on `database_url`, bound to 127.0.0.1, logging at info;
     /// `envs` add or override variables.
