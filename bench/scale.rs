@@ -5,6 +5,8 @@
 //! - p50 and p99 of every list shape, one client, one request at a time, each on a new
 //!   connection (see [`one_connection_each`]), and the plain list on one kept-alive
 //!   connection too;
+//! - the attempts shapes again after 365 days of (empty) daily partitions are added before the
+//!   seeded ten, as after a year with retention off;
 //! - a deep page by offset, and pages by cursor from the same depth (when the build pages by
 //!   cursor: list responses carry `next_cursor` and accept `?cursor=`);
 //! - single-message create→arrival beside a fresh empty database in the same run, the two
@@ -65,39 +67,36 @@ pub(crate) fn figures(args: &Args, plan: &Plan, receiver: &Receiver) -> Result<V
         }
         None => None,
     };
-    for (name, path) in &shapes {
-        let l = time_gets(&fresh, &format!("{base}{path}"), plan.scale_requests)?;
-        let name = format!("Scale, {rows_n} rows: {name}");
-        rows.push(row(&format!("{name}: p50"), l.p50, "ms", "", None));
-        rows.push(row(
-            &format!("{name}: p99"),
-            l.p99,
-            "ms",
-            "<= 20",
-            Some(l.p99 <= 20.0),
-        ));
-        if let Some(other) = &baseline {
-            let b = time_gets(
-                &fresh,
-                &format!("http://{}{path}", other.api),
-                plan.scale_requests,
-            )?;
-            rows.push(row(
-                &format!("{name}: p99 (baseline)"),
-                b.p99,
-                "ms",
-                "",
-                None,
-            ));
-            rows.push(row(
-                &format!("{name}: p99, this build / baseline"),
-                l.p99 / b.p99,
-                "x",
-                "",
-                None,
-            ));
-        }
-    }
+    time_shapes(
+        &mut rows,
+        &fresh,
+        &format!("Scale, {rows_n} rows"),
+        &shapes,
+        (&base, baseline.as_ref()),
+        plan.scale_requests,
+    )?;
+    // The attempts lists again after a year with retention off: 365 days of partitions before
+    // the seeded ones (empty: planning a statement costs each partition it may read, rows or
+    // not).
+    client.execute(
+        "SELECT postmand_create_attempt_partitions(now() - interval '365 days', \
+             now() - $1::integer * interval '1 day')",
+        &[&DAYS],
+    )?;
+    client.batch_execute("ANALYZE delivery_attempts")?;
+    let attempt_shapes: Vec<(String, String)> = shapes
+        .iter()
+        .filter(|(name, _)| name.contains("attempts"))
+        .cloned()
+        .collect();
+    time_shapes(
+        &mut rows,
+        &fresh,
+        &format!("Scale, {rows_n} rows, a year of daily partitions"),
+        &attempt_shapes,
+        (&base, baseline.as_ref()),
+        plan.scale_requests,
+    )?;
     if let Some(other) = baseline.take() {
         other.stop()?;
     }
@@ -298,6 +297,49 @@ fn one_connection_each() -> ureq::Agent {
 
 /// GETs `url` `n` times, one at a time, after [`WARM_UP`] uncounted ones; every answer must
 /// be a 200.
+/// Times `n` GETs of each of `shapes` on this build's API (`apis.0`) and, with a baseline
+/// (`apis.1`), right after on the other build's, pushing rows named `{label}: {shape}`.
+fn time_shapes(
+    rows: &mut Vec<Row>,
+    agent: &ureq::Agent,
+    label: &str,
+    shapes: &[(String, String)],
+    apis: (&str, Option<&Postmand>),
+    n: usize,
+) -> Result<()> {
+    let (base, baseline) = apis;
+    for (name, path) in shapes {
+        let l = time_gets(agent, &format!("{base}{path}"), n)?;
+        let name = format!("{label}: {name}");
+        rows.push(row(&format!("{name}: p50"), l.p50, "ms", "", None));
+        rows.push(row(
+            &format!("{name}: p99"),
+            l.p99,
+            "ms",
+            "<= 20",
+            Some(l.p99 <= 20.0),
+        ));
+        if let Some(other) = baseline {
+            let b = time_gets(agent, &format!("http://{}{path}", other.api), n)?;
+            rows.push(row(
+                &format!("{name}: p99 (baseline)"),
+                b.p99,
+                "ms",
+                "",
+                None,
+            ));
+            rows.push(row(
+                &format!("{name}: p99, this build / baseline"),
+                l.p99 / b.p99,
+                "x",
+                "",
+                None,
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn time_gets(agent: &ureq::Agent, url: &str, n: usize) -> Result<Latency> {
     let mut latencies = Vec::with_capacity(n);
     for i in 0..WARM_UP + n {
