@@ -894,3 +894,52 @@ fn an_attempt_page_after_the_earliest_cursor_time_is_answered() {
         .map(|l| (l.rows.len(), l.more));
     assert_eq!(listed.map_err(|e| e.to_string()), Ok((0, false)));
 }
+
+#[test]
+fn a_webhooks_attempts_are_read_from_its_creation_on() {
+    let db = TestDb::new("partitions_webhook_attempts");
+    let mut client = db.client();
+    let (webhook, delivery) = (Uuid::new_v4(), Uuid::new_v4());
+    client
+        .batch_execute(&format!(
+            "SELECT postmand_create_attempt_partitions(now() - interval '30 days', now());
+             INSERT INTO webhooks VALUES ('{webhook}', 'W', 'http://127.0.0.1:9/', 'text/plain', '{{200}}', '',
+                 false, 1, 1, 1, 1, now() - interval '5 days', now());
+             INSERT INTO deliveries VALUES
+                 ('{delivery}', '{webhook}', 'x', now(), 3, 'failed', now() - interval '5 days', now());
+             INSERT INTO delivery_attempts
+             SELECT gen_random_uuid(), '{webhook}', '{delivery}', '', '', 500, 1, false, '', now() - age
+             FROM (VALUES (interval '4 days'), (interval '2 days'), (interval '1 hour')) AS t(age);"
+        ))
+        .unwrap();
+    let before: String = client
+        .query_one(
+            "SELECT name FROM postmand_attempt_partitions() \
+             WHERE lower_bound <= now() - interval '20 days' \
+             AND upper_bound > now() - interval '20 days'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let mut locker = db.client();
+    let mut lock = locker.transaction().unwrap();
+    lock.batch_execute(&format!("LOCK TABLE {before} IN ACCESS EXCLUSIVE MODE"))
+        .unwrap();
+    client.batch_execute("SET lock_timeout = '1s'").unwrap();
+    // The last day holds one of the three: the page is read again, from the webhook's
+    // creation on, never reaching the locked day.
+    let failed_of_webhook = attempts::Filter {
+        webhook_id: Some(webhook),
+        success: Some(false),
+        ..Default::default()
+    };
+    let page = postmand::store::Page {
+        limit: 50,
+        offset: 0,
+    };
+    let listed = attempts::list(&mut client, &failed_of_webhook, page, None)
+        .map(|l| (l.rows.len(), l.more))
+        .map_err(|e| e.to_string());
+    assert_eq!(listed, Ok((3, false)));
+    lock.rollback().unwrap();
+}

@@ -5,7 +5,8 @@ use postgres::types::Type;
 use postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-use super::{CreatedRange, Error, Listed, Page, TimeMark, by_id, page_of};
+use super::deliveries::{self, earliest_attempt};
+use super::{CreatedRange, Error, Listed, Page, TimeMark, by_id, page_of, webhooks};
 use crate::model::{Attempt, Exchange};
 
 /// One attempt by id; columns in the order [`from_row`] reads them. Probes every partition.
@@ -115,8 +116,8 @@ const FIRST_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(1);
 /// planner prunes partitions by). When that window holds more rows than the page, the page and
 /// its "more" are those of the whole list, since every row outside the window is older than
 /// every row in it; otherwise the page is read again without the window. The clock only
-/// decides which read answers, never what the answer is. The attempts of one delivery are read
-/// from its creation on (less [`super::deliveries::CLOCK_SLACK`]).
+/// decides which read answers, never what the answer is. The attempts of one delivery, or one
+/// webhook, are read from its creation on (less [`deliveries::CLOCK_SLACK`]).
 pub fn list(
     client: &mut impl GenericClient,
     filter: &Filter,
@@ -156,10 +157,14 @@ pub fn list(
             }
         }
     }
-    let since = match filter.delivery_id {
-        Some(id) => super::deliveries::earliest_attempt(client, id)?,
-        None => None,
-    };
+    // Each bound holds for the rows of its own filter, so the later one holds for both.
+    let mut since = None;
+    if let Some(id) = filter.delivery_id {
+        since = earliest_attempt(client, deliveries::CREATED_AT, id)?;
+    }
+    if let Some(id) = filter.webhook_id {
+        since = since.max(earliest_attempt(client, webhooks::CREATED_AT, id)?);
+    }
     match since.and_then(|since| from(&filter.created, since)) {
         Some(created) => read(client, &created),
         None => read(client, &filter.created),

@@ -223,17 +223,19 @@ pub(super) fn delete_with_attempts(
 }
 
 /// The creation time of delivery `$1`, and the end of the legacy partition (as [`DELETE`]).
-const CREATED_AT: &str =
+pub(super) const CREATED_AT: &str =
     "SELECT created_at, postmand_attempt_legacy_end() FROM deliveries WHERE id = $1";
 
-/// The earliest creation time the attempts of delivery `id` can have; `None` when they may be
-/// anywhere, or no delivery has that id.
+/// The earliest creation time the attempts of row `id` can have, `created_at` being the
+/// statement that reads the row's creation time and the legacy partition's end (this module's
+/// [`CREATED_AT`], or the webhooks'); `None` when they may be anywhere, or there is no such row.
 pub(super) fn earliest_attempt(
     client: &mut impl GenericClient,
+    created_at: &str,
     id: Uuid,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, Error> {
     Ok(client
-        .query_typed_opt(CREATED_AT, &[(&id, Type::UUID)])?
+        .query_typed_opt(created_at, &[(&id, Type::UUID)])?
         .and_then(|row| attempts_since(row.get(0), row.get(1))))
 }
 

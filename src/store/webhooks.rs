@@ -81,6 +81,10 @@ const ENSURE_OPERATIONAL: &str = "INSERT INTO webhooks (id, name, url, content_t
 const DELETE: &str =
     "DELETE FROM webhooks WHERE id = $1 RETURNING created_at, postmand_attempt_legacy_end()";
 
+/// The creation time of webhook `$1`, and the end of the legacy partition (as [`DELETE`]).
+pub(super) const CREATED_AT: &str =
+    "SELECT created_at, postmand_attempt_legacy_end() FROM webhooks WHERE id = $1";
+
 /// Deletes the attempts of webhook `$1` made since `$2` (its creation; NULL: whenever), from
 /// the partitions of that span only. See `deliveries::DELETE_ATTEMPTS_OF` for why it is a
 /// statement of its own.
