@@ -61,6 +61,29 @@ fn attempts_of(client: &mut postgres::Client, id: Uuid) -> i64 {
         .get(0)
 }
 
+/// Locks the partition of the day `days_ago` days back in a transaction of another connection
+/// (returned: dropping it releases the lock), and gives `client` a 1 s `lock_timeout`, so that a
+/// read of `client` that plans that day fails instead of waiting.
+fn lock_the_day(db: &TestDb, client: &mut postgres::Client, days_ago: i32) -> postgres::Client {
+    let day: String = client
+        .query_one(
+            "SELECT name FROM postmand_attempt_partitions() \
+             WHERE lower_bound <= now() - $1::integer * interval '1 day' \
+             AND upper_bound > now() - $1::integer * interval '1 day'",
+            &[&days_ago],
+        )
+        .expect("the day's partition")
+        .get(0);
+    let mut locker = db.client();
+    locker
+        .batch_execute(&format!("BEGIN; LOCK TABLE {day} IN ACCESS EXCLUSIVE MODE"))
+        .expect("lock the day");
+    client
+        .batch_execute("SET lock_timeout = '1s'")
+        .expect("set lock_timeout");
+    locker
+}
+
 fn fingerprint(client: &mut postgres::Client) -> (i64, String) {
     let row = client.query_one(ALL_ATTEMPTS, &[]).expect("fingerprint");
     (row.get(0), row.get(1))
@@ -713,19 +736,7 @@ fn attempt_pages_read_the_last_day_alone_when_it_fills_them() {
 
     // With the partition of ten days ago locked, a first page the last day fills is answered
     // (its read never plans that partition); one it cannot fill reads every day and waits.
-    let old: String = client
-        .query_one(
-            "SELECT tableoid::regclass::text FROM delivery_attempts \
-             WHERE created_at < now() - interval '9 days' LIMIT 1",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    let mut locker = db.client();
-    let mut lock = locker.transaction().unwrap();
-    lock.batch_execute(&format!("LOCK TABLE {old} IN ACCESS EXCLUSIVE MODE"))
-        .unwrap();
-    client.batch_execute("SET lock_timeout = '1s'").unwrap();
+    let locker = lock_the_day(&db, &mut client, 10);
     let first = postmand::store::Page {
         limit: 3,
         offset: 0,
@@ -741,7 +752,7 @@ fn attempt_pages_read_the_last_day_alone_when_it_fills_them() {
         waited.as_ref().is_err_and(|e| e.is_lock_timeout()),
         "{waited:?}"
     );
-    lock.rollback().unwrap();
+    drop(locker);
 }
 
 #[test]
@@ -779,20 +790,7 @@ fn a_deliverys_attempts_are_read_from_its_creation_on() {
 
     // A partition from before the delivery, locked: its attempts are read without it, while a
     // list the last day cannot fill, of every delivery, reads every day and waits for it.
-    let before: String = client
-        .query_one(
-            "SELECT name FROM postmand_attempt_partitions() \
-             WHERE lower_bound <= now() - interval '20 days' \
-             AND upper_bound > now() - interval '20 days'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    let mut locker = db.client();
-    let mut lock = locker.transaction().unwrap();
-    lock.batch_execute(&format!("LOCK TABLE {before} IN ACCESS EXCLUSIVE MODE"))
-        .unwrap();
-    client.batch_execute("SET lock_timeout = '1s'").unwrap();
+    let locker = lock_the_day(&db, &mut client, 20);
     let page = postmand::store::Page {
         limit: 50,
         offset: 0,
@@ -816,7 +814,7 @@ fn a_deliverys_attempts_are_read_from_its_creation_on() {
         postmand::store::deliveries::delete(&mut client, new).map_err(|e| e.to_string()),
         Ok(true)
     );
-    lock.rollback().unwrap();
+    drop(locker);
     assert_eq!(attempts_of(&mut client, new), 0);
 }
 
@@ -912,20 +910,7 @@ fn a_webhooks_attempts_are_read_from_its_creation_on() {
              FROM (VALUES (interval '4 days'), (interval '2 days'), (interval '1 hour')) AS t(age);"
         ))
         .unwrap();
-    let before: String = client
-        .query_one(
-            "SELECT name FROM postmand_attempt_partitions() \
-             WHERE lower_bound <= now() - interval '20 days' \
-             AND upper_bound > now() - interval '20 days'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    let mut locker = db.client();
-    let mut lock = locker.transaction().unwrap();
-    lock.batch_execute(&format!("LOCK TABLE {before} IN ACCESS EXCLUSIVE MODE"))
-        .unwrap();
-    client.batch_execute("SET lock_timeout = '1s'").unwrap();
+    let locker = lock_the_day(&db, &mut client, 20);
     // The last day holds one of the three: the page is read again, from the webhook's
     // creation on, never reaching the locked day.
     let failed_of_webhook = attempts::Filter {
@@ -941,5 +926,5 @@ fn a_webhooks_attempts_are_read_from_its_creation_on() {
         .map(|l| (l.rows.len(), l.more))
         .map_err(|e| e.to_string());
     assert_eq!(listed, Ok((3, false)));
-    lock.rollback().unwrap();
+    drop(locker);
 }
